@@ -1,0 +1,33 @@
+# Two commands on a fresh machine: `make demo` and `make test`.
+VENV := .venv
+PY := $(VENV)/bin/python
+ROBOIL := $(VENV)/bin/roboil
+export MUJOCO_GL ?= egl
+DEMO := runs/demo
+
+.PHONY: install demo test bench clean
+
+install: $(VENV)/.installed
+
+# torch first: the pinned CPU wheel is on disk; any other spec would pull gigabytes of CUDA packages
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e .[dev]
+	touch $@
+
+demo: install
+	rm -rf $(DEMO)
+	$(ROBOIL) record --task fetch-push --device scripted --episodes 100 --out $(DEMO)/fetch_push.zarr
+	$(ROBOIL) train configs/fetch_push/gcbc.yaml data.path=$(DEMO)/fetch_push.zarr --out $(DEMO)/gcbc
+	$(ROBOIL) eval $(DEMO)/gcbc --episodes 50 --envs 2 --seed 100000 --video
+	@echo "videos: $(DEMO)/gcbc/eval/videos   report: $(DEMO)/gcbc/eval/eval.json"
+
+test: install
+	$(PY) -m pytest -q
+
+bench: install
+	$(PY) tools/bench_fetch.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

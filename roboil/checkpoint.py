@@ -1,0 +1,109 @@
+"""Checkpoints: safetensors weights and statistics plus the resolved config and a small JSON of metadata.
+Loading one never executes code (no pickle): the model is rebuilt by its algorithm plugin from the config."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from safetensors.numpy import load_file as load_numpy, save_file as save_numpy
+from safetensors.torch import load_file as load_tensors, save_file as save_tensors
+
+from .config import Config, algorithm_params, to_dict, validate
+from .errors import RoboilError
+from .plugins import registry
+from .policy import BuildContext, PolicyModel
+from .specs import Feature
+
+MODEL_FILE = "model.safetensors"
+STATS_FILE = "stats.safetensors"
+CONFIG_FILE = "config.yaml"
+META_FILE = "meta.json"
+LAST_FILE = "last"  # names the newest complete checkpoint; written last, atomically
+CHECKPOINTS = "checkpoints"
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def flatten_stats(stats) -> dict[str, np.ndarray]:
+    return {f"{key}/{name}": np.ascontiguousarray(value) for key, d in stats.items() for name, value in d.items()}
+
+
+def unflatten_stats(flat) -> dict[str, dict[str, np.ndarray]]:
+    stats: dict[str, dict[str, np.ndarray]] = {}
+    for name, value in flat.items():
+        key, _, stat = name.rpartition("/")
+        stats.setdefault(key, {})[stat] = value
+    return stats
+
+
+def save_checkpoint(run_dir: Path, step: int, model: PolicyModel, stats, config: Config, meta: dict,
+                    extra_state: dict | None = None) -> Path:
+    """Write ``run_dir/checkpoints/step_N`` and point ``last`` at it once it is complete."""
+    root = run_dir / CHECKPOINTS
+    path = root / f"step_{step:08d}"
+    path.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().float().cpu().contiguous() if v.is_floating_point() else v.detach().cpu().contiguous()
+             for k, v in model.state_dict().items()}
+    save_tensors(state, path / MODEL_FILE)
+    save_numpy(flatten_stats(stats), path / STATS_FILE)
+    # json round trip turns tuples into lists so the YAML stays plain
+    (path / CONFIG_FILE).write_text(yaml.safe_dump(json.loads(json.dumps(to_dict(config))), sort_keys=False))
+    (path / META_FILE).write_text(json.dumps({**meta, "step": step}, indent=2))
+    if extra_state is not None:  # optimizer etc. for resuming; read back with weights_only=True
+        torch.save(extra_state, path / "training_state.pt")
+    _atomic_write_text(root / LAST_FILE, path.name)
+    return path
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    last = run_dir / CHECKPOINTS / LAST_FILE
+    if not last.is_file():
+        return None
+    return run_dir / CHECKPOINTS / last.read_text().strip()
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A run directory (its newest checkpoint) or a checkpoint directory itself."""
+    path = Path(path)
+    if (path / MODEL_FILE).is_file():
+        return path
+    latest = latest_checkpoint(path)
+    if latest is None or not (latest / MODEL_FILE).is_file():
+        raise RoboilError(f"'{path}' holds no checkpoint; pass the --out directory of 'roboil train'")
+    return latest
+
+
+def build_model(config: Config, features: dict[str, Feature], action_dim: int, stats) -> PolicyModel:
+    """Ask the algorithm plugin to build its model for these features (used by training and loading)."""
+    from .encoders import make_encoder_factory
+
+    reg = registry()
+    spec = reg.get("algorithm", config.algorithm_name)
+    context = BuildContext(
+        config=algorithm_params(config), features=features, action_dim=action_dim, stats=stats,
+        task=reg.get("task", config.task), make_encoder=make_encoder_factory(features, config.encoders),
+    )
+    model = spec.build(context)
+    if not isinstance(model, PolicyModel):
+        raise RoboilError(f"algorithm '{spec.name}' built a {type(model).__name__}, not a roboil PolicyModel")
+    return model
+
+
+def load_policy(path: str | Path, device: str | torch.device = "cpu") -> tuple[PolicyModel, Config, dict]:
+    """Rebuild the model of a checkpoint and load its weights; returns (model, config, meta)."""
+    ckpt = resolve_checkpoint(path)
+    config = validate(yaml.safe_load((ckpt / CONFIG_FILE).read_text()))
+    meta = json.loads((ckpt / META_FILE).read_text())
+    features = {k: Feature.from_dict(v) for k, v in meta["features"].items()}
+    model = build_model(config, features, meta["action_dim"], unflatten_stats(load_numpy(ckpt / STATS_FILE)))
+    model.load_state_dict(load_tensors(ckpt / MODEL_FILE))
+    return model.to(device).eval(), config, meta

@@ -1,0 +1,143 @@
+"""The ``roboil`` command line. User mistakes print one line and exit with code 2 (no traceback)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering unless the user chose a GL backend
+
+from .errors import RoboilError  # noqa: E402
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit code 2, like every other user error
+        raise RoboilError(f"{self.prog}: {message} (see --help)")
+
+
+def cmd_plugins(args) -> int:
+    from .plugins import registry
+
+    reg = registry()
+    for plugin in reg.plugins:
+        registers = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in sorted(plugin.registers.items()))
+        print(f"{plugin.name} {plugin.version}  {registers or '(lifecycle hooks only)'}")
+    for problem in reg.problems:
+        print(f"problem: {problem}")
+    return 0
+
+
+def cmd_record(args) -> int:
+    from .config import parse_overrides
+    from .record import record
+
+    overrides = parse_overrides(args.overrides)
+    unknown = set(overrides) - {"obs"}
+    if unknown:
+        raise RoboilError(f"record takes obs.KIND.PARAM=value overrides, not '{sorted(unknown)[0]}'")
+    summary = record(args.task, args.device, args.episodes, args.out, args.seed, overrides.get("obs"))
+    print(json.dumps(summary))
+    return 0
+
+
+def cmd_store(args) -> int:
+    from .store import EpisodeStore
+
+    store = EpisodeStore.open(args.path)
+    if args.store_command == "info":
+        print(json.dumps(store.info(), indent=2, default=str))
+        return 0
+    problems = store.check()
+    for note in getattr(store, "notes", []):
+        print(f"note: {note}")
+    for problem in problems:
+        print(f"problem: {problem}")
+    print(f"{args.path}: {'OK' if not problems else 'BROKEN'} ({store.n_episodes} episodes, {store.n_steps} steps)")
+    return 0 if not problems else 1
+
+
+def cmd_train(args) -> int:
+    from .config import load_config
+    from .train import train
+
+    config = load_config(args.config, args.overrides)
+    checkpoint = train(config, args.out)
+    print(f"checkpoint: {checkpoint}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from .evaluate import evaluate
+
+    report = evaluate(args.run_dir, args.episodes, args.envs, args.seed, args.video, args.out,
+                      args.max_steps, args.device)
+    lo, hi = report["success_ci95"]
+    extra = "".join(f", {k} {v:.3f}" for k, v in report.items() if k.startswith("mean_") and k != "mean_return")
+    print(f"{report['task']}: success {report['success_rate']:.3f} (95% CI {lo:.3f}-{hi:.3f}) over "
+          f"{report['n_episodes']} episodes, mean return {report['mean_return']:.2f}{extra}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = ArgumentParser(prog="roboil", description="plugin-based robot imitation learning")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=ArgumentParser)
+
+    sub.add_parser("plugins", help="list plugins and what they register").set_defaults(run=cmd_plugins)
+
+    rec = sub.add_parser("record", help="record demonstrations into an episode store")
+    rec.add_argument("--task", required=True)
+    rec.add_argument("--device", default="scripted", help="'scripted' (the task's expert) or a teleop device")
+    rec.add_argument("--episodes", type=int, required=True)
+    rec.add_argument("--out", required=True, help="episode store path (created, or appended to)")
+    rec.add_argument("--seed", type=int, default=0, help="episode i is seeded with SEED+i")
+    rec.add_argument("overrides", nargs="*", help="observation params, e.g. obs.pixels.cameras=[top]")
+    rec.set_defaults(run=cmd_record)
+
+    store = sub.add_parser("store", help="inspect an episode store")
+    store_sub = store.add_subparsers(dest="store_command", required=True, parser_class=ArgumentParser)
+    for name, text in (("info", "summarize a store"), ("check", "verify a store's integrity")):
+        p = store_sub.add_parser(name, help=text)
+        p.add_argument("path")
+        p.set_defaults(run=cmd_store)
+
+    tr = sub.add_parser("train", help="train a policy from a config")
+    tr.add_argument("config")
+    tr.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. train.steps=1000")
+    tr.add_argument("--out", required=True, help="run directory (resumed if it holds checkpoints)")
+    tr.set_defaults(run=cmd_train)
+
+    ev = sub.add_parser("eval", help="evaluate a trained policy in simulation")
+    ev.add_argument("run_dir")
+    ev.add_argument("--episodes", type=int, default=50)
+    ev.add_argument("--envs", type=int, default=2)
+    ev.add_argument("--seed", type=int, default=100000)
+    ev.add_argument("--video", action="store_true")
+    ev.add_argument("--out", default=None, help="report directory (default RUN_DIR/eval)")
+    ev.add_argument("--max-steps", type=int, default=None)
+    ev.add_argument("--device", default="cpu")
+    ev.set_defaults(run=cmd_eval)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        parser = build_parser()
+        args, extra = parser.parse_known_args(argv)
+        # overrides may also follow the options (argparse stops collecting positionals at --out)
+        if extra and hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
+            args.overrides += extra
+        elif extra:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        return args.run(args)
+    except RoboilError as exc:
+        print(f"roboil: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("roboil: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

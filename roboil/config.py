@@ -1,0 +1,218 @@
+"""YAML configs with dotted ``key=value`` overrides, validated into typed dataclasses.
+
+Every mistake (unknown key, wrong type, unknown plugin name) is a RoboilError whose one line says what is
+valid, so the CLI can print it and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from .errors import RoboilError
+
+
+@dataclass
+class DataConfig:
+    path: str = ""
+    obs_keys: list[str] | None = None  # observation arrays the policy reads; None = all in the store
+    only_success: bool = True  # train on successful episodes only
+    cache_max_gb: float = 8.0  # load the store into RAM when it is smaller than this
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 10000
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 1e-6
+    warmup_steps: int = 500
+    lr_schedule: str = "cosine"
+    ema_decay: float = 0.0  # 0 disables the EMA of the weights
+    grad_clip: float = 0.0  # 0 disables gradient-norm clipping
+    device: str = "auto"
+    seed: int = 0
+    log_every: int = 100
+    checkpoint_every: int = 5000
+    compile: bool = False
+    amp: bool = True  # bf16 autocast on CUDA
+
+    def __post_init__(self):
+        if self.lr_schedule not in ("cosine", "constant"):
+            raise RoboilError(f"train.lr_schedule '{self.lr_schedule}' is invalid; valid: cosine, constant")
+        for name in ("steps", "batch_size", "log_every", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise RoboilError(f"train.{name} must be at least 1, got {getattr(self, name)}")
+
+
+@dataclass
+class EvalConfig:
+    episodes: int = 50
+    envs: int = 2
+    seed: int = 100000
+    max_steps: int | None = None  # None = the task's own time limit
+    video_episodes: int = 4
+
+
+@dataclass
+class Config:
+    task: str
+    algorithm: dict[str, Any]
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    encoders: dict[str, dict[str, Any]] = field(default_factory=dict)  # observation kind -> encoder params
+
+    @property
+    def algorithm_name(self) -> str:
+        return self.algorithm["name"]
+
+
+def parse_overrides(overrides: list[str]) -> dict[str, Any]:
+    """Turn ``["train.steps=100", "data.path=x.zarr"]`` into a nested dict; values are parsed as YAML."""
+    nested: dict[str, Any] = {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise RoboilError(f"override '{item}' is not of the form key=value (e.g. train.steps=1000)")
+        node = nested
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise RoboilError(f"override '{item}' conflicts with another override of '{part}'")
+        node[leaf] = yaml.safe_load(raw) if raw else ""
+    return nested
+
+
+def merge(base: dict, update: Mapping) -> dict:
+    """Recursively merge ``update`` into a copy of ``base``."""
+    out = dict(base)
+    for key, value in update.items():
+        out[key] = merge(out[key], value) if isinstance(value, Mapping) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def read_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise RoboilError(f"config file '{path}' does not exist; pass a YAML file such as configs/fetch_push/gcbc.yaml")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise RoboilError(f"config file '{path}' is not valid YAML{where}; fix the syntax") from None
+    if not isinstance(data, dict):
+        raise RoboilError(f"config file '{path}' must hold a mapping of sections (task, algorithm, data, train, ...)")
+    return data
+
+
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", str(tp).replace("typing.", ""))
+
+
+def coerce(value: Any, tp: Any, where: str) -> Any:
+    """Check ``value`` against the annotation ``tp`` (ints are accepted for floats, lists for tuples)."""
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        errors = []
+        for option in typing.get_args(tp):
+            if option is type(None):
+                if value is None:
+                    return None
+                continue
+            try:
+                return coerce(value, option, where)
+            except RoboilError as exc:
+                errors.append(exc)
+        raise RoboilError(f"config key '{where}' must be {' or '.join(map(_type_name, typing.get_args(tp)))}, "
+                          f"got {value!r}")
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, where)
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise RoboilError(f"config key '{where}' must be a list, got {value!r}")
+        (item_type, *_) = typing.get_args(tp) or (Any,)
+        items = [coerce(v, item_type, f"{where}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise RoboilError(f"config key '{where}' must be a mapping, got {value!r}")
+        return dict(value)
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is float and isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if tp in (int, float, str, bool) and (type(value) is not tp):
+        raise RoboilError(f"config key '{where}' must be {tp.__name__}, got {value!r}")
+    return value
+
+
+def from_dict(cls: type, data: Any, where: str = ""):
+    """Build dataclass ``cls`` from a mapping; unknown keys and wrong types raise a one-line RoboilError."""
+    prefix = f"{where}." if where else ""
+    if not isinstance(data, Mapping):
+        raise RoboilError(f"config section '{where or cls.__name__}' must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise RoboilError(f"unknown config key '{prefix}{unknown[0]}'; valid keys"
+                          f"{' in ' + where if where else ''}: {', '.join(sorted(fields))}")
+    missing = [name for name, f in fields.items() if name not in data
+               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise RoboilError(f"config key '{prefix}{missing[0]}' is required")
+    kwargs = {name: coerce(value, hints[name], f"{prefix}{name}") for name, value in data.items()}
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise RoboilError(f"config section '{where or cls.__name__}' is invalid: {exc}") from None
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
+    """Read a YAML config, apply dotted overrides, and validate it (the algorithm section too)."""
+    raw = merge(read_yaml(path), parse_overrides(list(overrides)))
+    return validate(raw)
+
+
+def validate(raw: Mapping) -> Config:
+    from .plugins import registry
+
+    config = from_dict(Config, raw)
+    reg = registry()
+    reg.get("task", config.task)
+    if "name" not in config.algorithm:
+        raise RoboilError(f"config key 'algorithm.name' is required; valid: {', '.join(reg.names('algorithm'))}")
+    params = dict(config.algorithm)
+    spec = reg.get("algorithm", params.pop("name"))
+    # store the validated algorithm params back, with defaults filled in, so the run dir is self-describing
+    config.algorithm = {"name": spec.name, **dataclasses.asdict(from_dict(spec.config, params, "algorithm"))}
+    for kind in config.encoders:
+        reg.get("observation", kind)
+    return config
+
+
+def algorithm_params(config: Config):
+    """The algorithm section as an instance of the algorithm plugin's config dataclass."""
+    from .plugins import registry
+
+    params = dict(config.algorithm)
+    spec = registry().get("algorithm", params.pop("name"))
+    return from_dict(spec.config, params, "algorithm")
+
+
+def to_dict(config: Config) -> dict:
+    return dataclasses.asdict(config)

@@ -1,0 +1,101 @@
+"""The roboil plugin contract. Each hook's docstring is its spec.
+
+A plugin is a module or object with functions decorated by ``roboil.hookimpl`` whose names match the hooks
+below; it is found through the ``roboil`` entry-point group (built-in plugins are registered the same way).
+Registration hooks return lists of small frozen records from ``roboil.specs``; the core validates their
+names. Lifecycle hooks are called by the trainer and the evaluator and return nothing.
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+PROJECT = "roboil"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def register_algorithms():
+    """Return a list of :class:`roboil.specs.AlgorithmSpec` this plugin provides.
+
+    Called once when the plugin manager loads. Example::
+
+        @roboil.hookimpl
+        def register_algorithms():
+            return [AlgorithmSpec(name="bc", config=BCConfig, build=build_bc, summary="plain BC")]
+    """
+
+
+@hookspec
+def register_observations():
+    """Return a list of :class:`roboil.specs.ObservationSpec` (observation kinds such as ``proprio``).
+
+    Called once when the plugin manager loads. Example::
+
+        @roboil.hookimpl
+        def register_observations():
+            return [ObservationSpec(name="depth", make_observer=..., layout=..., make_encoder=...)]
+    """
+
+
+@hookspec
+def register_tasks():
+    """Return a list of :class:`roboil.specs.TaskSpec` (an environment, a scripted expert, a success test).
+
+    Called once when the plugin manager loads. Example::
+
+        @roboil.hookimpl
+        def register_tasks():
+            return [TaskSpec(name="fetch-reach", make_env=make_reach_env, make_expert=ReachExpert)]
+    """
+
+
+@hookspec
+def register_devices():
+    """Return a list of :class:`roboil.specs.DeviceSpec` (teleoperation input devices for ``roboil record``).
+
+    Called once when the plugin manager loads. Example::
+
+        @roboil.hookimpl
+        def register_devices():
+            return [DeviceSpec(name="keyboard", make_device=KeyboardDevice)]
+    """
+
+
+@hookspec
+def on_train_step_end(step, metrics):
+    """Called after every optimizer step with the 1-based ``step`` and a dict of float ``metrics``.
+
+    Example (a logger plugin)::
+
+        @roboil.hookimpl
+        def on_train_step_end(step, metrics):
+            if step % 100 == 0:
+                print(step, metrics["loss"])
+    """
+
+
+@hookspec
+def on_checkpoint_saved(path, step):
+    """Called after a checkpoint directory ``path`` (a ``pathlib.Path``) was written at ``step``.
+
+    Example::
+
+        @roboil.hookimpl
+        def on_checkpoint_saved(path, step):
+            upload(path)
+    """
+
+
+@hookspec
+def on_eval_episode_end(result):
+    """Called by the evaluator for every finished episode with a dict ``result``.
+
+    The dict holds at least ``seed``, ``success`` (bool), ``return`` (float) and ``length`` (int), plus the
+    task's episode metrics. Example::
+
+        @roboil.hookimpl
+        def on_eval_episode_end(result):
+            print(result["seed"], result["success"])
+    """

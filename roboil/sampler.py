@@ -1,0 +1,88 @@
+"""Training windows over an episode store: observation history + action horizon, edge-padded, vectorized.
+
+A window anchored at step t of an episode holds observations t-n_obs+1..t and actions t-n_obs+1..
+t-n_obs+horizon (the diffusion_policy convention). Indices that fall outside the episode repeat its first or
+last step, and the action steps that do are flagged in ``action_is_pad`` so losses can ignore them.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+
+from .policy import ACTION, ACTION_IS_PAD, FUTURE_PREFIX
+
+
+def gather(array, index: np.ndarray) -> np.ndarray:
+    """``array[index]`` for a numpy array, or for a zarr array by decoding only the chunks that hold the rows."""
+    if isinstance(array, np.ndarray):
+        return array[index]
+    rows, inverse = np.unique(index, return_inverse=True)
+    values = array.get_orthogonal_selection((rows,))
+    return values[inverse.reshape(index.shape)]
+
+
+class WindowSampler:
+    def __init__(
+        self,
+        arrays: Mapping[str, object],
+        episode_ends: np.ndarray,
+        episodes: np.ndarray,
+        obs_keys: list[str],
+        n_obs_steps: int,
+        horizon: int,
+        future_keys: tuple[str, ...] = (),
+        seed: int = 0,
+    ):
+        if len(episodes) == 0:
+            raise ValueError("no episodes to sample from")
+        ends = np.asarray(episode_ends, dtype=np.int64)
+        starts = np.concatenate([[0], ends[:-1]])
+        lengths = (ends - starts)[episodes]
+        # one anchor per step of every selected episode, with that episode's bounds
+        self.episode_start = np.repeat(starts[episodes], lengths)
+        self.episode_end = np.repeat(ends[episodes], lengths)
+        self.anchors = self.episode_start + (np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths))
+        self.arrays = arrays
+        self.obs_keys = list(obs_keys)
+        self.future_keys = tuple(future_keys)
+        self.obs_offsets = np.arange(-n_obs_steps + 1, 1)
+        self.action_offsets = np.arange(-n_obs_steps + 1, horizon - n_obs_steps + 1)
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return len(self.anchors)
+
+    def sample(self, batch_size: int) -> dict[str, np.ndarray]:
+        pick = self.rng.integers(0, len(self.anchors), size=batch_size)
+        return self.windows(pick)
+
+    def windows(self, pick: np.ndarray) -> dict[str, np.ndarray]:
+        t = self.anchors[pick][:, None]
+        lo = self.episode_start[pick][:, None]
+        hi = self.episode_end[pick][:, None] - 1
+        obs_index = np.clip(t + self.obs_offsets, lo, hi)
+        action_index = t + self.action_offsets
+        batch = {key: gather(self.arrays[key], obs_index) for key in self.obs_keys}
+        batch[ACTION] = gather(self.arrays[ACTION], np.clip(action_index, lo, hi))
+        batch[ACTION_IS_PAD] = (action_index < lo) | (action_index > hi)
+        if self.future_keys:
+            future = self.rng.integers(t[:, 0], hi[:, 0] + 1)  # uniform over the rest of the episode
+            for key in self.future_keys:
+                batch[FUTURE_PREFIX + key] = gather(self.arrays[key], future)
+        return batch
+
+
+def compute_stats(arrays: Mapping[str, object], rows: np.ndarray, keys: list[str]) -> dict[str, dict[str, np.ndarray]]:
+    """Per-dimension min/max/mean/std of ``keys`` over the given store rows (float64 accumulation)."""
+    stats = {}
+    for key in keys:
+        values = gather(arrays[key], rows).astype(np.float64)
+        stats[key] = {
+            "min": values.min(axis=0).astype(np.float32),
+            "max": values.max(axis=0).astype(np.float32),
+            "mean": values.mean(axis=0).astype(np.float32),
+            "std": values.std(axis=0).astype(np.float32),
+        }
+    return stats

@@ -1,0 +1,21 @@
+"""mp4 output through OpenCV."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+
+def write_mp4(path: Path, frames: list[np.ndarray], fps: float) -> Path:
+    """Write RGB uint8 frames (H, W, 3) to an mp4 file and return its path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    height, width = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), (width, height))
+    try:
+        for frame in frames:
+            writer.write(cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2BGR))
+    finally:
+        writer.release()
+    return path

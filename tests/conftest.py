@@ -1,0 +1,27 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def run_cli(*args, env=None, check=False):
+    """Run ``roboil`` in a fresh interpreter, as a user would, and return the CompletedProcess."""
+    result = subprocess.run([sys.executable, "-m", "roboil.cli", *map(str, args)], capture_output=True, text=True,
+                            env={**os.environ, **(env or {})}, timeout=600)
+    if check and result.returncode != 0:
+        raise AssertionError(f"roboil {' '.join(map(str, args))} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@pytest.fixture(scope="session")
+def hello_plugin_path(tmp_path_factory):
+    """The fixture plugin really installed (pip, entry points and all) into a directory for PYTHONPATH."""
+    target = tmp_path_factory.mktemp("site")
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                    "--no-index", "--target", str(target), str(FIXTURES / "hello_plugin")], check=True)
+    return target

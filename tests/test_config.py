@@ -1,0 +1,67 @@
+"""Config loading: overrides, typed validation, and one-line errors with exit code 2."""
+
+import pytest
+
+from roboil.config import load_config, parse_overrides
+from roboil.errors import RoboilError
+from conftest import run_cli
+
+CONFIG = "configs/fetch_reach/gcbc.yaml"
+
+
+def test_yaml_and_overrides_become_typed_objects():
+    config = load_config(CONFIG, ["train.steps=12", "train.lr=1e-4", "algorithm.hidden_dims=[8,8]",
+                                  "data.path=somewhere.zarr"])
+    assert config.train.steps == 12 and config.train.lr == pytest.approx(1e-4)
+    assert config.algorithm["hidden_dims"] == (8, 8)
+    assert config.algorithm["relabel_prob"] == 0.5  # defaults are filled in from the plugin's dataclass
+    assert config.data.path == "somewhere.zarr"
+
+
+def test_int_is_accepted_for_float_but_not_the_reverse():
+    assert load_config(CONFIG, ["train.lr=1"]).train.lr == 1.0
+    with pytest.raises(RoboilError, match="config key 'train.steps' must be int, got 1.5"):
+        load_config(CONFIG, ["train.steps=1.5"])
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.stepz=3", "unknown config key 'train.stepz'; valid keys in train: .*steps"),
+    ("algorithm.name=nope", "unknown algorithm 'nope'; valid: .*gcbc"),
+    ("algorithm.relabel=0.3", "unknown config key 'algorithm.relabel'; valid keys in algorithm: .*relabel_prob"),
+    ("algorithm.relabel_prob=2.0", "algorithm.relabel_prob must be in \\[0, 1\\]"),
+    ("task=fetch-fly", "unknown task 'fetch-fly'; valid: fetch-pick-and-place"),
+    ("train.batch_size=big", "config key 'train.batch_size' must be int, got 'big'"),
+    ("train.lr_schedule=linear", "train.lr_schedule 'linear' is invalid; valid: cosine, constant"),
+    ("encoders.lidar={}", "unknown observation 'lidar'"),
+])
+def test_bad_values_are_one_line_errors(override, message):
+    with pytest.raises(RoboilError, match=message):
+        load_config(CONFIG, [override])
+
+
+def test_malformed_override_and_missing_file():
+    with pytest.raises(RoboilError, match="not of the form key=value"):
+        parse_overrides(["train.steps"])
+    with pytest.raises(RoboilError, match="config file 'nope.yaml' does not exist"):
+        load_config("nope.yaml")
+
+
+def test_cli_prints_one_line_without_traceback_and_exits_2(tmp_path):
+    result = run_cli("train", CONFIG, "train.stepz=3", "--out", tmp_path / "run")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines == ["roboil: error: unknown config key 'train.stepz'; valid keys in train: amp, batch_size, "
+                     "checkpoint_every, compile, device, ema_decay, grad_clip, log_every, lr, lr_schedule, seed, "
+                     "steps, warmup_steps, weight_decay"]
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_cli_errors_for_missing_store_and_bad_arguments(tmp_path):
+    result = run_cli("train", CONFIG, f"data.path={tmp_path / 'missing.zarr'}", "--out", tmp_path / "run")
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "missing.zarr" in result.stderr
+    result = run_cli("record", "--task", "fetch-reach", "--episodes", "two", "--out", tmp_path / "s.zarr")
+    assert result.returncode == 2 and "invalid int value: 'two'" in result.stderr
+    result = run_cli("eval", tmp_path)
+    assert result.returncode == 2 and "holds no checkpoint" in result.stderr

@@ -1,0 +1,119 @@
+"""Record with the scripted expert, train GCBC, evaluate in simulation: the whole user path on a tiny budget."""
+
+import json
+
+import numpy as np
+import pytest
+import zarr
+
+from roboil.envs import ObservedEnv
+from roboil.store import EpisodeStore
+from conftest import run_cli
+
+CONFIG = "configs/fetch_reach/gcbc.yaml"
+
+
+@pytest.fixture(scope="module")
+def reach_store(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "reach.zarr"
+    run_cli("record", "--task", "fetch-reach", "--device", "scripted", "--episodes", 30, "--out", path,
+            "--seed", 0, check=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def reach_run(reach_store, tmp_path_factory):
+    run = tmp_path_factory.mktemp("runs") / "gcbc"
+    run_cli("train", CONFIG, f"data.path={reach_store}", "train.steps=1500", "train.checkpoint_every=500", "train.log_every=10",
+            "algorithm.hidden_dims=[256,256]", "--out", run, check=True)
+    return run
+
+
+def test_recorded_store_is_a_plain_zarr_replay_buffer(reach_store):
+    root = zarr.open_group(reach_store, mode="r")
+    ends = root["meta/episode_ends"][:]
+    assert ends.dtype == np.int64 and len(ends) == 30 and (np.diff(ends) > 0).all()
+    assert root["data/action"].shape == (ends[-1], 4)
+    assert root["data/observation"].shape == (ends[-1], 10)
+    store = EpisodeStore.open(reach_store)
+    attrs = store.episode_attrs()
+    assert [a["seed"] for a in attrs] == list(range(30))
+    assert all(a["task"] == "fetch-reach" and a["source"] == "scripted" for a in attrs)
+    assert np.mean([a["success"] for a in attrs]) >= 0.95
+    assert run_cli("store", "check", reach_store).returncode == 0
+
+
+def test_trained_gcbc_reaches_goals_and_eval_is_reproducible(reach_run, tmp_path):
+    metrics = [json.loads(line) for line in (reach_run / "metrics.jsonl").read_text().splitlines()]
+    assert metrics[-1]["step"] == 1500
+    assert metrics[-1]["loss"] < 0.2 * metrics[0]["loss"]  # the loss fell
+    reports = []
+    for name in ("a", "b"):
+        run_cli("eval", reach_run, "--episodes", 10, "--envs", 2, "--seed", 100000, "--out", tmp_path / name,
+                check=True)
+        reports.append(json.loads((tmp_path / name / "eval.json").read_text()))
+    first, second = reports
+    assert first["success_rate"] >= 0.8  # the policy learned to reach (an untrained one scores ~0)
+    assert first["success_rate"] == second["success_rate"] and first["mean_return"] == second["mean_return"]
+    assert [e["seed"] for e in first["episodes"]] == list(range(100000, 100010))
+    lo, hi = first["success_ci95"]
+    assert lo <= first["success_rate"] <= hi
+
+
+def test_untrained_policy_fails_where_trained_one_succeeds(reach_store, tmp_path):
+    run = tmp_path / "untrained"
+    run_cli("train", CONFIG, f"data.path={reach_store}", "train.steps=1", "train.warmup_steps=1",
+            "algorithm.hidden_dims=[256,256]", "--out", run, check=True)
+    run_cli("eval", run, "--episodes", 10, "--envs", 2, "--out", tmp_path / "eval", check=True)
+    assert json.loads((tmp_path / "eval" / "eval.json").read_text())["success_rate"] <= 0.3
+
+
+def test_eval_writes_videos(reach_run, tmp_path):
+    import cv2
+
+    run_cli("eval", reach_run, "--episodes", 2, "--envs", 1, "--video", "--out", tmp_path, check=True)
+    report = json.loads((tmp_path / "eval.json").read_text())
+    videos = [e["video"] for e in report["episodes"]]
+    assert len(videos) == 2
+    capture = cv2.VideoCapture(videos[0])
+    frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    ok, frame = capture.read()
+    assert ok and frames == report["episodes"][0]["length"] + 1 and frame.std() > 10
+
+
+def test_training_resumes_from_the_last_checkpoint(reach_store, tmp_path):
+    run = tmp_path / "run"
+    args = (CONFIG, f"data.path={reach_store}", "train.checkpoint_every=50", "algorithm.hidden_dims=[32]",
+            "--out", run)
+    run_cli("train", *args, "train.steps=100", check=True)
+    run_cli("train", *args, "train.steps=150", check=True)
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [100, 150]  # logged every 100 steps and at the end; the resumed run did not restart at 0
+    assert (run / "checkpoints" / "last").read_text() == "step_00000150"
+
+
+def test_pixels_are_stored_as_rendered(tmp_path):
+    """Replaying the stored actions re-renders exactly the stored frames."""
+    path = tmp_path / "pix.zarr"
+    cameras = "obs.pixels.cameras=[external_camera_0]"
+    run_cli("record", "--task", "fetch-reach", "--episodes", 2, "--out", path, "--seed", 5, cameras,
+            "obs.pixels.height=32", "obs.pixels.width=48", check=True)
+    store = EpisodeStore.open(path)
+    assert store.features["rgb_external_camera_0"].shape == (32, 48, 3)
+    assert store.array("rgb_external_camera_0").chunks == (1, 32, 48, 3)
+    episode = store.episode(1)
+    frames = episode["rgb_external_camera_0"]
+    assert frames.dtype == np.uint8 and frames.std() > 10
+    env = ObservedEnv("fetch-reach", {"proprio": {}, "pixels": {"cameras": ["external_camera_0"], "height": 32,
+                                                                 "width": 48}})
+    obs, _ = env.reset(seed=6)
+    for t, action in enumerate(episode["action"][:5]):
+        np.testing.assert_array_equal(obs["rgb_external_camera_0"], frames[t])
+        obs, *_ = env.step(action)
+    env.close()
+
+
+def test_recording_into_a_store_of_another_task_is_refused(reach_store):
+    result = run_cli("record", "--task", "fetch-push", "--episodes", 1, "--out", reach_store)
+    assert result.returncode == 2 and "record into a new --out path" in result.stderr
+    assert EpisodeStore.open(reach_store).n_episodes == 30  # nothing recorded was lost

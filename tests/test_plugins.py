@@ -1,0 +1,84 @@
+"""Plugin loading through entry points: listing, third-party plugins, broken ones, clashes, blocking, tracing."""
+
+import os
+
+import pytest
+
+import roboil
+from roboil.plugins import load_registry
+from roboil.errors import RoboilError
+from conftest import run_cli
+
+
+def with_path(path):
+    return {"PYTHONPATH": os.pathsep.join([str(path), os.environ.get("PYTHONPATH", "")])}
+
+
+def test_builtin_plugins_register_through_entry_points():
+    reg = load_registry()
+    names = {p.name for p in reg.plugins}
+    assert {"proprio", "pixels", "fetch", "gcbc"} <= names
+    assert {"fetch-reach", "fetch-push", "fetch-pick-and-place"} <= set(reg.names("task"))
+    assert "gcbc" in reg.names("algorithm")
+    assert {"proprio", "pixels"} <= set(reg.names("observation"))
+    assert reg.problems == []
+
+
+def test_plugins_command_lists_versions_and_registrations():
+    result = run_cli("plugins", check=True)
+    assert "gcbc 0.1.0  algorithm: gcbc" in result.stdout
+    assert "task: fetch-reach, fetch-push, fetch-pick-and-place" in result.stdout
+
+
+def test_installed_third_party_plugin_loads_and_bad_ones_are_named(hello_plugin_path):
+    result = run_cli("plugins", env=with_path(hello_plugin_path), check=True)
+    assert "hello 1.2.3  algorithm: hello" in result.stdout
+    problems = [line for line in result.stdout.splitlines() if line.startswith("problem:")]
+    assert any("'hello-broken'" in p and "broken on purpose" in p for p in problems)
+    assert any("'hello-clash'" in p and "'gcbc' is already registered by 'gcbc'" in p for p in problems)
+    assert any("'Bad Name' is invalid" in p for p in problems)
+    assert "gcbc 0.1.0  algorithm: gcbc" in result.stdout  # the built-in still wins and still loads
+
+
+def test_disable_env_blocks_named_plugins(hello_plugin_path):
+    env = {**with_path(hello_plugin_path), "ROBOIL_DISABLE_PLUGINS": "hello-broken,hello-clash,gcbc"}
+    result = run_cli("plugins", env=env, check=True)
+    assert "problem:" not in result.stdout
+    assert "gcbc 0.1.0" not in result.stdout
+    assert "hello 1.2.3" in result.stdout
+
+
+def test_trace_env_prints_hook_calls():
+    result = run_cli("plugins", env={"ROBOIL_TRACE_PLUGINS": "1"}, check=True)
+    assert "[roboil trace] gcbc.register_algorithms() -> ['gcbc']" in result.stderr
+
+
+def test_lifecycle_hook_of_installed_plugin_is_called(hello_plugin_path, tmp_path):
+    import sys
+
+    sys.path.insert(0, str(hello_plugin_path))
+    try:
+        reg = load_registry()  # the fixture's entry points are now visible on sys.path
+        log = tmp_path / "log.txt"
+        os.environ["ROBOIL_HELLO_LOG"] = str(log)
+        reg.hook.on_checkpoint_saved(path=tmp_path, step=7)
+        assert log.read_text().strip() == f"7 {tmp_path}"
+    finally:
+        os.environ.pop("ROBOIL_HELLO_LOG", None)
+        sys.path.remove(str(hello_plugin_path))
+
+
+def test_unknown_name_error_lists_valid_names():
+    reg = load_registry()
+    with pytest.raises(RoboilError, match="unknown algorithm 'nope'; valid: .*gcbc"):
+        reg.get("algorithm", "nope")
+
+
+def test_plugin_implementing_an_undefined_hook_is_rejected():
+    class Stray:
+        @roboil.hookimpl
+        def register_widgets(self):
+            return []
+
+    with pytest.raises(RoboilError, match="implements a hook roboil does not define"):
+        load_registry(extra_plugins=(Stray(),))

@@ -1,0 +1,70 @@
+"""Window sampling: edge padding, pad masks, episode boundaries, future-goal draws, statistics."""
+
+import numpy as np
+import pytest
+import zarr
+
+from roboil.policy import ACTION, ACTION_IS_PAD
+from roboil.sampler import WindowSampler, compute_stats, gather
+
+# three episodes of lengths 3, 5 and 2; each row's value encodes (episode, step) as 100*episode + step
+LENGTHS = [3, 5, 2]
+ENDS = np.cumsum(LENGTHS)
+VALUES = np.concatenate([100 * e + np.arange(n) for e, n in enumerate(LENGTHS)]).astype(np.float32)
+ARRAYS = {"state": VALUES[:, None], ACTION: VALUES[:, None] + 0.5}
+
+
+def sampler(episodes=(0, 1, 2), n_obs=2, horizon=4, future=()):
+    return WindowSampler(ARRAYS, ENDS, np.asarray(episodes), ["state"], n_obs, horizon, future, seed=0)
+
+
+def test_one_anchor_per_step_of_selected_episodes():
+    assert len(sampler()) == sum(LENGTHS)
+    assert len(sampler(episodes=(1,))) == 5
+
+
+def test_window_at_episode_start_repeats_first_observation_and_masks_actions_before_start():
+    s = sampler()
+    batch = s.windows(np.array([0]))  # anchor: episode 0, step 0
+    assert batch["state"][0, :, 0].tolist() == [0, 0]
+    assert batch[ACTION][0, :, 0].tolist() == [0.5, 0.5, 1.5, 2.5]
+    assert batch[ACTION_IS_PAD][0].tolist() == [True, False, False, False]
+
+
+def test_window_at_episode_end_repeats_last_action_and_masks_it():
+    s = sampler()
+    batch = s.windows(np.array([7]))  # anchor: episode 1, step 4 (its last)
+    assert batch["state"][0, :, 0].tolist() == [103, 104]
+    assert batch[ACTION][0, :, 0].tolist() == [103.5, 104.5, 104.5, 104.5]
+    assert batch[ACTION_IS_PAD][0].tolist() == [False, False, True, True]
+
+
+def test_windows_never_cross_episodes():
+    s = sampler(n_obs=3, horizon=8)
+    batch = s.sample(512)
+    episode_of = lambda v: np.floor(v / 100)
+    for key in ("state", ACTION):
+        values = batch[key][..., 0]
+        assert (episode_of(values) == episode_of(values[:, -1:])).all()
+
+
+def test_future_draws_come_from_the_rest_of_the_same_episode():
+    s = sampler(n_obs=1, horizon=1, future=("state",))
+    batch = s.sample(2000)
+    now, future = batch["state"][:, -1, 0], batch["future.state"][:, 0]
+    assert (np.floor(now / 100) == np.floor(future / 100)).all()
+    assert (future >= now).all()
+    assert len(np.unique(future - now)) > 2  # not always the same offset
+
+
+def test_gather_reads_zarr_like_numpy(tmp_path):
+    array = zarr.create_array(tmp_path / "a.zarr", shape=(10, 2), chunks=(3, 2), dtype="float32")
+    array[:] = np.arange(20, dtype=np.float32).reshape(10, 2)
+    index = np.array([[9, 0], [3, 3]])
+    np.testing.assert_array_equal(gather(array, index), array[:][index])
+
+
+def test_stats_cover_only_selected_rows():
+    stats = compute_stats(ARRAYS, np.arange(3, 8), ["state"])  # episode 1 only
+    assert stats["state"]["min"][0] == 100 and stats["state"]["max"][0] == 104
+    assert stats["state"]["mean"][0] == pytest.approx(102)

@@ -1,0 +1,251 @@
+"""Episode store: layout, round trips, validation, check(), torn commits and SIGKILL while appending."""
+
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+from roboil.errors import RoboilError
+from roboil.specs import ArrayLayout, Feature
+from roboil.store import EpisodeStore
+
+ROOT = Path(__file__).resolve().parents[1]
+
+FEATURES = {
+    "state": Feature("proprio", (4,), "float32"),
+    "step": Feature("proprio", (), "int64"),
+    "image": Feature("pixels", (24, 32, 3), "uint8"),
+}
+LAYOUTS = {"state": ArrayLayout(100), "step": ArrayLayout(50, "lz4", 5), "image": ArrayLayout(1)}
+STORE_ATTRS = {"task": "push", "fps": 25.0, "observations": {"proprio": {}, "pixels": {"size": 32}}}
+
+
+def make_episode(i: int, length: int | None = None) -> dict[str, np.ndarray]:
+    """Deterministic in ``i``, so a test can recompute what a (killed) writer wrote."""
+    rng = np.random.default_rng(i)
+    t = length or 3 + i % 5
+    return {"state": rng.standard_normal((t, 4)).astype(np.float32),
+            "step": np.arange(t) + 1000 * i,
+            "image": rng.integers(0, 256, (t, 24, 32, 3), dtype=np.uint8)}
+
+
+def make_attrs(i: int) -> dict:
+    return {"seed": np.int64(i), "success": i % 2 == 0, "source": "scripted"}
+
+
+def new_store(path, n=0) -> EpisodeStore:
+    store = EpisodeStore.create(path, FEATURES, LAYOUTS, STORE_ATTRS)
+    for i in range(n):
+        assert store.add_episode(make_episode(i), make_attrs(i)) == i
+    return store
+
+
+def assert_episodes(store: EpisodeStore, n: int, exact: bool = True) -> None:
+    assert store.n_episodes == n if exact else store.n_episodes >= n
+    for i in range(n):
+        want, got = make_episode(i), store.episode(i)
+        assert got.keys() == want.keys()
+        for k in want:
+            np.testing.assert_array_equal(got[k], want[k])
+        assert store.episode_attrs()[i] == {**make_attrs(i), "seed": i}
+
+
+def test_round_trip_layout_and_info(tmp_path):
+    store = new_store(tmp_path / "s", 4)
+    zero = make_episode(4)
+    zero["image"][:] = 0  # all-fill frames must still be written, or check() would call them missing
+    store.add_episode(zero, make_attrs(4))
+    assert store.array("image").chunks == (1, 24, 32, 3)
+    assert store.array("state").chunks == (100, 4)
+    assert store.array("step").chunks == (50,)
+    assert store.array("step").compressors[0].cname.value == "lz4"
+    assert_episodes(store, 4, exact=False)
+    np.testing.assert_array_equal(store.episode(-1)["image"], zero["image"])
+    lengths = [3, 4, 5, 6, 7]
+    np.testing.assert_array_equal(store.episode_lengths, lengths)
+    np.testing.assert_array_equal(store.episode_ends, np.cumsum(lengths))
+    assert store.episode_ends.dtype == np.int64 and store.n_steps == 25
+    loaded = store.load(["step"])
+    np.testing.assert_array_equal(loaded["step"], np.concatenate([make_episode(i)["step"] for i in range(5)]))
+
+    store = EpisodeStore.open(tmp_path / "s")
+    assert store.features == FEATURES and store.attrs == STORE_ATTRS
+    assert store.check() == [] and store.notes == []
+    info = store.info()
+    assert info["episodes"] == 5 and info["steps"] == 25 and info["success_rate"] == 0.6
+    assert info["episode_length"] == {"mean": 5.0, "min": 3, "max": 7}
+    assert info["features"]["image"]["chunks"] == [1, 24, 32, 3] and info["bytes_on_disk"] > 0
+    with pytest.raises(RoboilError, match="read-only"):
+        store.add_episode(make_episode(5), {})
+    with pytest.raises(RoboilError, match="out of range"):
+        store.episode(5)
+    with pytest.raises(RoboilError, match="no array"):
+        store.load(["nope"])
+
+
+def test_plain_zarr_sees_replay_buffer_layout(tmp_path):
+    new_store(tmp_path / "s", 3)
+    root = zarr.open_group(tmp_path / "s", mode="r")
+    np.testing.assert_array_equal(root["meta/episode_ends"][:], [3, 7, 12])
+    assert root["meta/episode_ends"].dtype == np.int64
+    for key in FEATURES:
+        np.testing.assert_array_equal(root[f"data/{key}"][:], np.concatenate([make_episode(i)[key] for i in range(3)]))
+    assert root.attrs["roboil"]["format"] == 1 and root.attrs["roboil"]["task"] == "push"
+    assert root.attrs["roboil"]["features"]["image"] == {"kind": "pixels", "shape": [24, 32, 3], "dtype": "uint8"}
+    assert [e["seed"] for e in root["meta"].attrs["episodes"]] == [0, 1, 2]
+
+
+def test_append_after_reopen(tmp_path):
+    new_store(tmp_path / "s", 2)
+    store = EpisodeStore.open(tmp_path / "s", mode="a")
+    for i in (2, 3):
+        assert store.add_episode(make_episode(i), make_attrs(i)) == i
+    store = EpisodeStore.open(tmp_path / "s")
+    assert_episodes(store, 4)
+    assert store.check() == []
+
+
+@pytest.mark.parametrize("mutate, match", [
+    (lambda d, a: d.pop("state"), "lacks keys"),
+    (lambda d, a: d.update(extra=np.zeros(3)), "does not hold"),
+    (lambda d, a: d.update(image=np.zeros((3, 24, 31, 3), np.uint8)), "shape"),
+    (lambda d, a: d.update(image=np.zeros((3, 24, 32, 3), np.float32)), "dtype"),
+    (lambda d, a: d.update(state=np.zeros((4, 4), np.float32)), "one length"),
+    (lambda d, a: d.update({k: v[:0] for k, v in d.items()}), "one length"),
+    (lambda d, a: a.update(bad=object()), "JSON"),
+])
+def test_bad_append_raises_and_leaves_store_intact(tmp_path, mutate, match):
+    store = new_store(tmp_path / "s", 2)
+    data, attrs = make_episode(2), make_attrs(2)
+    mutate(data, attrs)
+    with pytest.raises(RoboilError, match=match):
+        store.add_episode(data, attrs)
+    store = EpisodeStore.open(tmp_path / "s")
+    assert_episodes(store, 2)
+    assert store.check() == [] and store.notes == []
+    assert zarr.open_group(tmp_path / "s", mode="r")["data/image"].shape[0] == 7
+
+
+def test_open_and_create_errors(tmp_path):
+    with pytest.raises(RoboilError, match="no episode store"):
+        EpisodeStore.open(tmp_path / "missing")
+    (tmp_path / "plain").mkdir()
+    with pytest.raises(RoboilError, match="not a roboil"):
+        EpisodeStore.open(tmp_path / "plain")
+    zarr.open_group(tmp_path / "other", mode="w")
+    with pytest.raises(RoboilError, match="not a roboil"):
+        EpisodeStore.open(tmp_path / "other")
+    with pytest.raises(RoboilError, match="already exists"):
+        new_store(tmp_path / "plain")
+    with pytest.raises(RoboilError, match="no ArrayLayout"):
+        EpisodeStore.create(tmp_path / "s", FEATURES, {"state": ArrayLayout(10)}, {})
+    for bad in (ArrayLayout(0), ArrayLayout(10, clevel=12), ArrayLayout(10, cname="nope")):
+        with pytest.raises(RoboilError, match="layout for 'image'"):
+            EpisodeStore.create(tmp_path / "s", FEATURES, {**LAYOUTS, "image": bad}, {})
+        assert not (tmp_path / "s").exists()
+    new_store(tmp_path / "s")
+    with pytest.raises(RoboilError, match="mode"):
+        EpisodeStore.open(tmp_path / "s", mode="w")
+
+
+def test_check_finds_non_monotonic_ends(tmp_path):
+    new_store(tmp_path / "s", 4)
+    zarr.open_group(tmp_path / "s", mode="r+")["meta/episode_ends"][2] = 5  # below ends[1] = 7
+    store = EpisodeStore.open(tmp_path / "s")
+    assert store.n_episodes == 2  # reads the valid prefix
+    assert any("episode_ends[2]=5" in p for p in store.check())
+    with pytest.raises(RoboilError, match="damaged"):  # appending would drop episodes 2 and 3
+        EpisodeStore.open(tmp_path / "s", mode="a")
+
+
+def test_check_finds_missing_and_corrupt_chunks(tmp_path):
+    new_store(tmp_path / "s", 3)
+    (tmp_path / "s/data/image/c/4/0/0/0").unlink()
+    (tmp_path / "s/data/state/c/0/0").write_bytes(b"garbage")
+    problems = EpisodeStore.open(tmp_path / "s").check()
+    assert any("data/image: 1 committed chunk files missing" in p for p in problems)
+    assert any("data/state" in p and "decode" in p for p in problems)
+
+
+def tear_commit(path: Path) -> None:
+    """What a kill inside add_episode leaves: data rows and attrs past the end, episode_ends resized only."""
+    root = zarr.open_group(path, mode="r+")
+    for key, arr in root["data"].arrays():
+        arr.resize((arr.shape[0] + 3, *arr.shape[1:]))
+        arr[-3:] = 7
+    root["meta"].attrs["episodes"] = root["meta"].attrs["episodes"] + [{"seed": -1}]
+    ends = root["meta/episode_ends"]
+    ends.resize((ends.shape[0] + 1,))
+
+
+def test_torn_commit_is_ignored_on_read_and_trimmed_on_append(tmp_path):
+    new_store(tmp_path / "s", 2)
+    tear_commit(tmp_path / "s")
+    store = EpisodeStore.open(tmp_path / "s")
+    assert_episodes(store, 2)
+    assert store.check() == [] and len(store.notes) == 5  # ends slot, attrs, 3 data arrays
+    # temp files that killed writes leave behind
+    (tmp_path / "s/data/state/zarr.0123.partial").write_text("{")
+    (tmp_path / "s/data/image/c/8/0/0/0.0123.partial").write_bytes(b"x")
+    store = EpisodeStore.open(tmp_path / "s", mode="a")
+    assert not list((tmp_path / "s").rglob("*.partial"))
+    root = zarr.open_group(tmp_path / "s", mode="r")
+    assert root["meta/episode_ends"].shape == (2,) and len(root["meta"].attrs["episodes"]) == 2
+    assert all(arr.shape[0] == 7 for _, arr in root["data"].arrays())
+    store.add_episode(make_episode(2), make_attrs(2))  # overwrites the stale rows in the boundary chunks
+    store = EpisodeStore.open(tmp_path / "s")
+    assert_episodes(store, 3)
+    assert store.check() == [] and store.notes == []
+
+
+# The writer registers a bare `roboil` package: roboil/__init__ imports torch (seconds per start) and the store
+# needs only errors and specs.
+WRITER = """
+import sys, types
+sys.path[:0] = [{root!r}, {tests!r}]
+sys.modules["roboil"] = types.ModuleType("roboil")
+sys.modules["roboil"].__path__ = [{root!r} + "/roboil"]
+from roboil.store import EpisodeStore
+from test_store import make_episode, make_attrs
+store = EpisodeStore.open({path!r}, mode="a")
+print("ready", flush=True)
+while True:
+    i = store.n_episodes
+    assert store.add_episode(make_episode(i, length=10 + i % 7), make_attrs(i)) == i
+"""
+
+
+def test_sigkill_while_appending_loses_at_most_the_episode_in_progress(tmp_path):
+    path = tmp_path / "s"
+    new_store(path)
+    script = tmp_path / "writer.py"
+    script.write_text(WRITER.format(root=str(ROOT), tests=str(ROOT / "tests"), path=str(path)))
+    rng = random.Random(0)
+    torn = 0
+    for _ in range(5):
+        proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE)
+        assert proc.stdout.readline() == b"ready\n"
+        time.sleep(rng.uniform(0.05, 0.5))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        store = EpisodeStore.open(path)
+        assert store.check() == []
+        torn += bool(store.notes)
+        for i in range(store.n_episodes):
+            want, got = make_episode(i, length=10 + i % 7), store.episode(i)
+            for k in want:
+                np.testing.assert_array_equal(got[k], want[k])
+            assert store.episode_attrs()[i] == {**make_attrs(i), "seed": i}
+    assert store.n_episodes > 0 and torn > 0  # the kills landed mid-episode at least once
+    store = EpisodeStore.open(path, mode="a")
+    n = store.n_episodes
+    assert store.add_episode(make_episode(n), make_attrs(n)) == n
+    store = EpisodeStore.open(path)
+    assert store.n_episodes == n + 1 and store.check() == [] and store.notes == []
+    assert not list(path.rglob("*.partial"))
