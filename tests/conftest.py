@@ -1,4 +1,5 @@
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +23,8 @@ def run_cli(*args, env=None, check=False):
 def hello_plugin_path(tmp_path_factory):
     """The fixture plugin really installed (pip, entry points and all) into a directory for PYTHONPATH."""
     target = tmp_path_factory.mktemp("site")
+    source = tmp_path_factory.mktemp("src") / "hello_plugin"
+    shutil.copytree(FIXTURES / "hello_plugin", source)  # the build leaves files next to the sources
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-                    "--no-index", "--target", str(target), str(FIXTURES / "hello_plugin")], check=True)
+                    "--no-index", "--target", str(target), str(source)], check=True)
     return target
