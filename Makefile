@@ -27,7 +27,7 @@ test: install
 	$(PY) -m pytest -q
 
 bench: install
-	$(PY) tools/bench_fetch.py
+	$(PY) tools/bench.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

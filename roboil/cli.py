@@ -37,7 +37,8 @@ def cmd_record(args) -> int:
     unknown = set(overrides) - {"obs"}
     if unknown:
         raise RoboilError(f"record takes obs.KIND.PARAM=value overrides, not '{sorted(unknown)[0]}'")
-    summary = record(args.task, args.device, args.episodes, args.out, args.seed, overrides.get("obs"))
+    summary = record(args.task, args.device, args.episodes, args.out, args.seed, overrides.get("obs"),
+                     args.action_noise)
     print(json.dumps(summary))
     return 0
 
@@ -91,7 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--device", default="scripted", help="'scripted' (the task's expert) or a teleop device")
     rec.add_argument("--episodes", type=int, required=True)
     rec.add_argument("--out", required=True, help="episode store path (created, or appended to)")
-    rec.add_argument("--seed", type=int, default=0, help="episode i is seeded with SEED+i")
+    rec.add_argument("--seed", type=int, default=0, help="the store's episode i is seeded with SEED+i")
+    rec.add_argument("--action-noise", type=float, default=0.0,
+                     help="execute actions with Gaussian noise (fraction of the action range), record them clean")
     rec.add_argument("overrides", nargs="*", help="observation params, e.g. obs.pixels.cameras=[top]")
     rec.set_defaults(run=cmd_record)
 

@@ -57,10 +57,18 @@ def open_or_create(out: Path, task: str, observations: Mapping, env: ObservedEnv
 
 
 def record(task: str, device: str, episodes: int, out: str | Path, seed: int = 0,
-           obs_overrides: Mapping | None = None, progress: bool = True) -> dict:
-    """Record ``episodes`` episodes, seeding episode i with ``seed + i``; returns a summary dict."""
+           obs_overrides: Mapping | None = None, action_noise: float = 0.0, progress: bool = True) -> dict:
+    """Record ``episodes`` more episodes; the store's episode i is seeded with ``seed + i``, so re-running a
+    command that was interrupted continues where it stopped.
+
+    ``action_noise`` (DART-style noise injection): the env executes the device's action plus Gaussian noise
+    with this standard deviation, as a fraction of the action range, while the store records the clean action,
+    so demonstrations also show how the device recovers from small mistakes. Returns a summary dict.
+    """
     if episodes < 1:
         raise RoboilError(f"--episodes must be at least 1, got {episodes}")
+    if action_noise < 0:
+        raise RoboilError(f"--action-noise must be >= 0, got {action_noise}")
     task_spec = registry().get("task", task)
     device_spec = resolve_device(device)
     observations = merge({k: dict(v) for k, v in task_spec.observations.items()}, obs_overrides or {})
@@ -68,10 +76,12 @@ def record(task: str, device: str, episodes: int, out: str | Path, seed: int = 0
     store = open_or_create(Path(out), task, observations, env)
     rng = np.random.default_rng(seed)
     controller = device_spec.make_device(task_spec, env, rng)
+    low, high = env.action_space.low, env.action_space.high
+    noise_scale = action_noise * (high - low) / 2
     successes = 0
     try:
-        for i in tqdm(range(episodes), desc=f"record {task}", disable=not progress, unit="ep"):
-            episode_seed = seed + i
+        for _ in tqdm(range(episodes), desc=f"record {task}", disable=not progress, unit="ep"):
+            episode_seed = seed + store.n_episodes
             started = time.time()
             obs, info = env.reset(seed=episode_seed)
             controller.reset()
@@ -85,7 +95,11 @@ def record(task: str, device: str, episodes: int, out: str | Path, seed: int = 0
                 for key, value in obs.items():
                     steps[key].append(value)
                 steps[ACTION].append(action)
-                obs, _, terminated, truncated, info = env.step(action)
+                if action_noise:
+                    action_executed = np.clip(action + rng.normal(size=action.shape) * noise_scale, low, high)
+                else:
+                    action_executed = action
+                obs, _, terminated, truncated, info = env.step(action_executed)
                 done = terminated or truncated
             if not steps[ACTION]:
                 continue
@@ -93,7 +107,8 @@ def record(task: str, device: str, episodes: int, out: str | Path, seed: int = 0
             successes += success
             store.add_episode({k: np.stack(v) for k, v in steps.items()}, {
                 "seed": episode_seed, "success": success, "task": task, "source": device_spec.name,
-                "length": len(steps[ACTION]), "started": started, "finished": time.time(),
+                "length": len(steps[ACTION]), "action_noise": action_noise, "started": started,
+                "finished": time.time(),
             })
     finally:
         env.close()

@@ -82,14 +82,20 @@ def prefetch(sampler: WindowSampler, batch_size: int, device: torch.device, dept
     stop = threading.Event()
 
     def work():
-        while not stop.is_set():
-            batch = {k: torch.from_numpy(v) for k, v in sampler.sample(batch_size).items()}
-            out.put({k: v.pin_memory() for k, v in batch.items()} if pin else batch)
+        try:
+            while not stop.is_set():
+                batch = {k: torch.from_numpy(v) for k, v in sampler.sample(batch_size).items()}
+                out.put({k: v.pin_memory() for k, v in batch.items()} if pin else batch)
+        except Exception as exc:  # hand the error to the training loop instead of leaving it waiting
+            out.put(exc)
 
     threading.Thread(target=work, daemon=True).start()
     try:
         while True:
-            yield {k: v.to(device, non_blocking=True) for k, v in out.get().items()}
+            batch = out.get()
+            if isinstance(batch, Exception):
+                raise batch
+            yield {k: v.to(device, non_blocking=True) for k, v in batch.items()}
     finally:
         stop.set()
 

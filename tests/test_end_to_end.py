@@ -117,3 +117,33 @@ def test_recording_into_a_store_of_another_task_is_refused(reach_store):
     result = run_cli("record", "--task", "fetch-push", "--episodes", 1, "--out", reach_store)
     assert result.returncode == 2 and "record into a new --out path" in result.stderr
     assert EpisodeStore.open(reach_store).n_episodes == 30  # nothing recorded was lost
+
+
+def test_killed_recording_keeps_every_completed_episode(tmp_path):
+    """SIGKILL `roboil record` at random moments; the store stays valid and re-running continues it."""
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    path = tmp_path / "killed.zarr"
+    rng = random.Random(1234)
+    committed = 0
+    for attempt in range(3):
+        writer = subprocess.Popen([sys.executable, "-m", "roboil.cli", "record", "--task", "fetch-reach",
+                                   "--episodes", "1000", "--out", str(path)],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(5.0, 9.0))
+        writer.send_signal(signal.SIGKILL)
+        writer.wait()
+        check = run_cli("store", "check", path)
+        assert check.returncode == 0, check.stdout
+        store = EpisodeStore.open(path)
+        assert store.n_episodes >= committed  # nothing committed was lost
+        committed = store.n_episodes
+        assert [a["seed"] for a in store.episode_attrs()] == list(range(committed))
+        assert (store.episode_lengths == 50).all()
+    assert committed > 0
+    run_cli("record", "--task", "fetch-reach", "--episodes", 1, "--out", path, check=True)
+    assert EpisodeStore.open(path).n_episodes == committed + 1

@@ -3,8 +3,9 @@
 Every expert is a (near-)Markovian function of the observation dict: phases such as
 "behind the block" or "block grasped" are recomputed from positions and finger width
 at every step, so a behaviour-cloned MLP that sees the same observation can imitate
-it. Motion is proportional control on a target point, saturated by the [-1, 1] clip;
-phase changes are blended with linear ramps instead of hard switches.
+it. Motion is proportional control towards a target point, saturated to [-1, 1] without
+bending its direction; phase changes are blended with linear ramps instead of hard
+switches. The experts keep no state between steps and do not use their rng.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def _action(delta: np.ndarray, gain: float, grip: float = 0.0) -> np.ndarray:
 
 class _Expert:
     def __init__(self, rng: np.random.Generator):
-        self.rng = rng  # unused: the experts are deterministic
+        self.rng = rng  # kept for the interface; the experts are deterministic
 
     def reset(self) -> None:
         pass  # stateless: everything is derived from the observation
