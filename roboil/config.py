@@ -124,7 +124,6 @@ def coerce(value: Any, tp: Any, where: str) -> Any:
     if tp is Any:
         return value
     if origin in (typing.Union, types.UnionType):
-        errors = []
         for option in typing.get_args(tp):
             if option is type(None):
                 if value is None:
@@ -132,8 +131,8 @@ def coerce(value: Any, tp: Any, where: str) -> Any:
                 continue
             try:
                 return coerce(value, option, where)
-            except RoboilError as exc:
-                errors.append(exc)
+            except RoboilError:
+                pass
         raise RoboilError(f"config key '{where}' must be {' or '.join(map(_type_name, typing.get_args(tp)))}, "
                           f"got {value!r}")
     if dataclasses.is_dataclass(tp):

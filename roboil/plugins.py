@@ -57,8 +57,8 @@ class Registry:
                 try:
                     records = list(impl.function() or [])
                     if _tracing():
-                        print(f"[roboil trace] {plugin_name}.{hook_name}() -> {[r.name for r in records]}",
-                              file=sys.stderr)
+                        names = [getattr(r, "name", r) for r in records]
+                        print(f"[roboil trace] {plugin_name}.{hook_name}() -> {names}", file=sys.stderr)
                 except Exception as exc:  # a broken plugin must not take the others down
                     problems.append(f"plugin '{plugin_name}': {hook_name} failed: {exc!r}")
                     continue

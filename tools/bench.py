@@ -14,13 +14,14 @@ import sys
 import time
 from pathlib import Path
 
-RUNS = {  # name: (task, demos, config)
-    "fetch-reach-gcbc": ("fetch-reach", 100, "configs/fetch_reach/gcbc.yaml"),
-    "fetch-push-gcbc": ("fetch-push", 100, "configs/fetch_push/gcbc.yaml"),
-    "fetch-pick-and-place-gcbc": ("fetch-pick-and-place", 200, "configs/fetch_pick_and_place/gcbc.yaml"),
-    "pusht-diffusion-state": ("pusht", 200, "configs/pusht/diffusion_state.yaml"),
-    "pusht-bc": ("pusht", 200, "configs/pusht/bc.yaml"),
-    "fetch-push-diffusion-state": ("fetch-push", 100, "configs/fetch_push/diffusion_state.yaml"),
+NOISY = ("--action-noise", "0.2")  # DART-style: demos that show recoveries (FetchPush BC: 0.76 -> 0.96)
+RUNS = {  # name: (task, demos, config, record options)
+    "fetch-reach-gcbc": ("fetch-reach", 100, "configs/fetch_reach/gcbc.yaml", ()),
+    "fetch-push-gcbc": ("fetch-push", 100, "configs/fetch_push/gcbc.yaml", NOISY),
+    "fetch-pick-and-place-gcbc": ("fetch-pick-and-place", 200, "configs/fetch_pick_and_place/gcbc.yaml", ()),
+    "pusht-diffusion-state": ("pusht", 200, "configs/pusht/diffusion_state.yaml", ()),
+    "pusht-bc": ("pusht", 200, "configs/pusht/bc.yaml", ()),
+    "fetch-push-diffusion-state": ("fetch-push", 100, "configs/fetch_push/diffusion_state.yaml", NOISY),
 }
 
 
@@ -39,10 +40,11 @@ def main() -> None:
     results_file = out / "results.json"
     results = json.loads(results_file.read_text()) if results_file.exists() else {}
     for name in args.runs:
-        task, demos, config = RUNS[name]
-        store, run = out / f"{task}-{demos}.zarr", out / name
+        task, demos, config, record_options = RUNS[name]
+        store, run = out / f"{task}-{demos}{'-noisy' if record_options else ''}.zarr", out / name
         if not store.exists():
-            roboil("record", "--task", task, "--device", "scripted", "--episodes", str(demos), "--out", str(store))
+            roboil("record", "--task", task, "--device", "scripted", "--episodes", str(demos), "--out", str(store),
+                   *record_options)
         started = time.time()
         roboil("train", config, f"data.path={store}", *args.overrides, "--out", str(run))
         train_seconds = time.time() - started
