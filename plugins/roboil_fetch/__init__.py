@@ -4,7 +4,9 @@ with a scripted expert. Observations are the env's dict (``observation``, ``achi
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import io
 
 import gymnasium as gym
 
@@ -22,7 +24,10 @@ RENDER_SIZE = 240  # video frames; the env's default 480x480 costs 4x the render
 
 
 def make_env(env_id: str, render_mode: str | None = None):
-    import gymnasium_robotics
+    # gymnasium-robotics prints a notice about Adroit rewards on import (through farama-notifications, to
+    # stderr), unrelated to Fetch; keep it out of every roboil command's output
+    with contextlib.redirect_stderr(io.StringIO()):
+        import gymnasium_robotics
 
     gym.register_envs(gymnasium_robotics)
     return gym.make(env_id, render_mode=render_mode, width=RENDER_SIZE, height=RENDER_SIZE)
