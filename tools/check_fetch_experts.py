@@ -10,18 +10,12 @@ env.reset(seed=s) for s in [seed-start, seed-start + episodes).
 from __future__ import annotations
 
 import argparse
-import importlib.util
-from pathlib import Path
 
 import gymnasium as gym
 import gymnasium_robotics
 import numpy as np
 
-# Load experts.py by path: the plugin package's __init__ pulls in the whole framework.
-_PATH = Path(__file__).resolve().parents[1] / "plugins" / "roboil_fetch" / "experts.py"
-_spec = importlib.util.spec_from_file_location("roboil_fetch_experts", _PATH)
-experts = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(experts)
+from roboil_fetch import experts
 
 TASKS = {
     "reach": ("FetchReach-v4", experts.ReachExpert),

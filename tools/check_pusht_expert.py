@@ -6,15 +6,14 @@
 """
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins"))
-from roboil_pusht.env import PushTEnv  # noqa: E402
-from roboil_pusht.expert import PushTExpert  # noqa: E402
+from roboil.video import write_mp4
+from roboil_pusht.env import PushTEnv
+from roboil_pusht.expert import PushTExpert
 
 
 def rollout(env, seed, expert_seed, frames=None):
@@ -32,16 +31,6 @@ def rollout(env, seed, expert_seed, frames=None):
         if terminated or truncated:
             break
     return info["is_success"], info["coverage"], t + 1, np.array(path)
-
-
-def write_video(path, frames, fps):
-    import cv2
-
-    h, w = frames[0].shape[:2]
-    out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-    for f in frames:
-        out.write(np.ascontiguousarray(f[:, :, ::-1]))  # RGB -> BGR
-    out.release()
 
 
 def main():
@@ -69,7 +58,7 @@ def main():
             print(f"max distance between the two pusher paths: {gap.max():.3f} m "
                   f"(first > 1 cm at step {first}); paths {'DIFFER' if gap.max() > 0.05 else 'are alike'}")
             if args.video:
-                write_video(args.video, frames, env.metadata["render_fps"])
+                write_mp4(Path(args.video), frames, env.metadata["render_fps"])
                 print(f"video: {args.video}")
             return
 
@@ -86,7 +75,7 @@ def main():
               f"success rate {ok.mean():.3f}, mean final coverage {cov.mean():.3f}, "
               f"mean steps {n.mean():.1f}, {time.time() - t0:.1f} s")
         if args.video:
-            write_video(args.video, frames, env.metadata["render_fps"])
+            write_mp4(Path(args.video), frames, env.metadata["render_fps"])
             print(f"video: {args.video} ({len(frames)} frames)")
     finally:
         env.close()

@@ -59,8 +59,9 @@ class PushTEnv(gym.Env):
         self.action_space = spaces.Box(-WORKSPACE, WORKSPACE, shape=(2,), dtype=np.float32)
         self.observation_space = spaces.Dict({
             "agent_pos": spaces.Box(-WORKSPACE, WORKSPACE, shape=(2,), dtype=np.float32),
-            "block_pose": spaces.Box(np.array([-1, -1, -np.pi], np.float32),
-                                     np.array([1, 1, np.pi], np.float32), dtype=np.float32),
+            # (x, y, cos, sin): an angle would jump by 2 pi at the wrap, which a learned policy takes literally
+            "block_pose": spaces.Box(np.array([-1, -1, -1, -1], np.float32),
+                                     np.array([1, 1, 1, 1], np.float32), dtype=np.float32),
         })
         self._renderer = None
         self._steps = 0
@@ -71,8 +72,9 @@ class PushTEnv(gym.Env):
         return np.array([x, y, wrap_angle(a)])
 
     def _obs(self):
+        x, y, angle = self._block_pose()
         return {"agent_pos": self.data.qpos[self._pusher_adr].astype(np.float32),
-                "block_pose": self._block_pose().astype(np.float32)}
+                "block_pose": np.array([x, y, np.cos(angle), np.sin(angle)], dtype=np.float32)}
 
     def _info(self):
         cov = coverage(self._block_pose())

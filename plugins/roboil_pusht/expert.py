@@ -19,9 +19,10 @@ from .env import PUSHER_RADIUS as R, T_VERTS, TARGET_POSE, WORKSPACE, t_polygon,
 
 RG2 = 0.027 / 5.0     # b_theta / b from pusht.xml (hinge damping / slide damping), m^2
 W_ANGLE = 0.1         # metres per radian in the error metric (~ equal coverage loss)
-GAP_APPROACH = 0.012  # pusher surface stand-off from the face before a push
-GAP_OBSTACLE = 0.006  # clearance kept from the block while travelling
-GAP_HULL = 0.02       # offset of the convex hull that is walked around the block
+# Generous clearances: a cloned policy is off by a centimetre or two, and must not clip the block on the way
+GAP_APPROACH = 0.02   # pusher surface stand-off from the face before a push
+GAP_OBSTACLE = 0.015  # clearance kept from the block while travelling
+GAP_HULL = 0.035      # offset of the convex hull that is walked around the block
 V_TRAVEL = 0.04       # max pusher motion per 10 Hz step (m) while travelling
 V_PUSH = 0.02         # ... while pushing
 MIN_PUSH = 0.001      # pushes shorter than this are not worth an approach
@@ -145,7 +146,8 @@ class PushTExpert:
     # -- policy -------------------------------------------------------------------------------
     def act(self, obs: dict) -> np.ndarray:
         pos = np.asarray(obs["agent_pos"], dtype=np.float64)
-        pose = np.asarray(obs["block_pose"], dtype=np.float64)
+        x, y, cos, sin = np.asarray(obs["block_pose"], dtype=np.float64)
+        pose = np.array([x, y, np.arctan2(sin, cos)])
         poly = t_polygon(pose)
         target = pos
         for _ in range(3):  # a mode may finish at once and hand over to the next
