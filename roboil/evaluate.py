@@ -1,12 +1,14 @@
 """Closed-loop evaluation in parallel subprocess environments with fixed seeds: episode i uses seed S+i, so two
 runs of the same checkpoint give the same numbers. Reports success with a 95% Wilson interval, writes
-``eval.json`` and mp4 videos."""
+``eval.json``, mp4 videos and ``report.html`` (final frames of the filmed episodes and every episode's row)."""
 
 from __future__ import annotations
 
 import functools
+import html
 import json
 import math
+import os
 import time
 from pathlib import Path
 
@@ -20,9 +22,10 @@ from .envs import ObservedEnv
 from .errors import RoboilError
 from .plugins import registry
 from .policy import PolicyRunner
-from .video import write_mp4
+from .video import write_mp4, write_png
 
 EVAL_FILE = "eval.json"
+REPORT_FILE = "report.html"
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
@@ -86,7 +89,9 @@ def evaluate(run_dir: str | Path, episodes: int = 50, envs: int = 2, seed: int =
                 for name in task.episode_metrics:
                     result[name] = float(info[name][i])
                 if frames is not None and frames[i]:
-                    result["video"] = str(write_mp4(out_dir / "videos" / f"seed_{current[i]}.mp4", frames[i], task.fps))
+                    video = write_mp4(out_dir / "videos" / f"seed_{current[i]}.mp4", frames[i], task.fps)
+                    result["video"] = str(video)
+                    result["final_frame"] = str(write_png(video.with_suffix(".png"), frames[i][-1]))
                 results.append(result)
                 hook.on_eval_episode_end(result=result)
                 bar.update(1)
@@ -124,4 +129,28 @@ def write_report(results: list[dict], task: str, metrics: tuple[str, ...], out_d
         "episodes": results,
     }
     (out_dir / EVAL_FILE).write_text(json.dumps(report, indent=2))
+    (out_dir / REPORT_FILE).write_text(render_html(report, metrics, out_dir))
     return report
+
+
+def render_html(report: dict, metrics: tuple[str, ...], out_dir: Path) -> str:
+    """A page to look at: the headline numbers, the final frame of each filmed episode, every episode's row."""
+    lo, hi = report["success_ci95"]
+    extra = "".join(f" &middot; mean {name} {report[f'mean_{name}']:.3f}" for name in metrics)
+    tiles = "".join(
+        f'<a href="{html.escape(os.path.relpath(e["video"], out_dir))}" class="{"ok" if e["success"] else "fail"}">'
+        f'<img src="{html.escape(os.path.relpath(e["final_frame"], out_dir))}"><br>seed {e["seed"]}</a>'
+        for e in report["episodes"] if "final_frame" in e)
+    columns = ["seed", "success", "return", "length", *metrics]
+    rows = "".join("<tr>" + "".join(f"<td>{e[c]:.3f}</td>" if isinstance(e[c], float) else f"<td>{e[c]}</td>"
+                                    for c in columns) + "</tr>" for e in report["episodes"])
+    return f"""<!doctype html><meta charset="utf-8"><title>roboil eval: {html.escape(report['task'])}</title>
+<style>body{{font-family:sans-serif;margin:2em}} a{{display:inline-block;margin:4px;text-align:center}}
+a.ok img{{border:4px solid #2a2}} a.fail img{{border:4px solid #c22}} img{{width:160px}}
+td,th{{padding:2px 10px;text-align:right}}</style>
+<h1>{html.escape(report['task'])}: success {report['success_rate']:.2f} (95% CI {lo:.2f}&ndash;{hi:.2f})</h1>
+<p>{report['n_episodes']} episodes &middot; mean return {report['mean_return']:.2f}{extra} &middot;
+run {html.escape(report['run'])} &middot; {report['seconds']} s</p>
+<div>{tiles}</div>
+<table><tr>{''.join(f'<th>{c}</th>' for c in columns)}</tr>{rows}</table>
+"""

@@ -1,4 +1,4 @@
-"""mp4 output through OpenCV."""
+"""mp4 videos and png frames through OpenCV."""
 
 from __future__ import annotations
 
@@ -18,4 +18,11 @@ def write_mp4(path: Path, frames: list[np.ndarray], fps: float) -> Path:
             writer.write(cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2BGR))
     finally:
         writer.release()
+    return path
+
+
+def write_png(path: Path, frame: np.ndarray) -> Path:
+    """Write one RGB uint8 frame as a png and return its path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2BGR))
     return path

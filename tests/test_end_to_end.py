@@ -79,6 +79,9 @@ def test_eval_writes_videos(reach_run, tmp_path):
     frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
     ok, frame = capture.read()
     assert ok and frames == report["episodes"][0]["length"] + 1 and frame.std() > 10
+    page = (tmp_path / "report.html").read_text()
+    assert "videos/seed_100000.png" in page and page.count("<tr>") == 3  # header + one row per episode
+    assert cv2.imread(report["episodes"][0]["final_frame"]).shape[2] == 3
 
 
 def test_training_resumes_from_the_last_checkpoint(reach_store, tmp_path):
