@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -28,3 +29,13 @@ def hello_plugin_path(tmp_path_factory):
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
                     "--no-index", "--target", str(target), str(source)], check=True)
     return target
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """In-process tests run tiny models: OpenMP fan-out costs more than it gains (5x slower on a busy 2-core
+    machine). CLI subprocesses keep torch's default."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -18,15 +18,6 @@ TINY = dict(horizon=8, n_obs_steps=2, n_action_steps=4, down_dims=(32, 64), diff
             n_layer=2, n_head=2, n_emb=32, p_drop_attn=0.0)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny ops: OpenMP fan-out costs more than it gains (5x slower on a busy 2-core machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class Concat(nn.Module):
     """Stands in for the core's encoder: concatenates the (already normalised) proprio arrays."""
 

@@ -9,15 +9,6 @@ from roboil.specs import Feature
 from roboil_pixels.vision import PixelEncoder, SpatialSoftmax, crop_images
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small convolutions: OpenMP fan-out costs more than it gains on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def encoder():
     torch.manual_seed(0)
