@@ -95,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--seed", type=int, default=0, help="the store's episode i is seeded with SEED+i")
     rec.add_argument("--action-noise", type=float, default=0.0,
                      help="execute actions with Gaussian noise (fraction of the action range), record them clean")
-    rec.add_argument("overrides", nargs="*", help="observation params, e.g. obs.pixels.cameras=[top]")
+    rec.add_argument("overrides", nargs="*", help="observation params as obs.KIND.PARAM=value")
     rec.set_defaults(run=cmd_record)
 
     store = sub.add_parser("store", help="inspect an episode store")

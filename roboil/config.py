@@ -102,7 +102,7 @@ def merge(base: dict, update: Mapping) -> dict:
 def read_yaml(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
-        raise RoboilError(f"config file '{path}' does not exist; pass a YAML file such as configs/fetch_push/gcbc.yaml")
+        raise RoboilError(f"config file '{path}' does not exist; pass one of the YAML files in configs/")
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
