@@ -4,7 +4,6 @@ policy beats a random one over the same evaluation seeds."""
 import json
 
 import numpy as np
-import pytest
 
 from roboil.envs import ObservedEnv
 from conftest import run_cli

@@ -4,7 +4,7 @@ is multimodal (the same start, two expert seeds, visibly different paths)."""
 import numpy as np
 import pytest
 
-from roboil_pusht.env import TARGET_POSE, T_VERTS, PushTEnv, coverage
+from roboil_pusht.env import TARGET_POSE, PushTEnv, coverage
 from roboil_pusht.expert import PushTExpert
 
 T_AREA = 0.2 * 0.05 + 0.05 * 0.15  # bar + stem
