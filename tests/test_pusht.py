@@ -4,7 +4,7 @@ is multimodal (the same start, two expert seeds, visibly different paths)."""
 import numpy as np
 import pytest
 
-from roboil_pusht.env import TARGET_POSE, PushTEnv, coverage
+from roboil_pusht.env import TARGET_POSE, PushTEnv, coverage, t_polygon
 from roboil_pusht.expert import PushTExpert
 
 T_AREA = 0.2 * 0.05 + 0.05 * 0.15  # bar + stem
@@ -25,6 +25,10 @@ def test_observation_and_success_info():
     obs, info = env.reset(seed=3)
     assert obs["agent_pos"].shape == (2,) and obs["block_pose"].shape == (4,)
     assert np.hypot(*obs["block_pose"][2:]) == pytest.approx(1.0, abs=1e-5)  # cos, sin of the block angle
+    # the keypoints are the corners of the block's outline, the polygon the coverage is computed from
+    x, y, c, s = obs["block_pose"]
+    corners = obs["block_keypoints"].reshape(-1, 2)
+    np.testing.assert_allclose(corners, t_polygon([x, y, np.arctan2(s, c)]).exterior.coords[:-1], atol=1e-6)
     assert info["coverage"] < 0.5 and info["is_success"] is False
     obs2, _ = env.reset(seed=3)
     np.testing.assert_array_equal(obs["block_pose"], obs2["block_pose"])  # seeded resets are reproducible

@@ -25,10 +25,15 @@ def wrap_angle(a):
     return (a + np.pi) % (2 * np.pi) - np.pi
 
 
+def t_corners(pose) -> np.ndarray:
+    """(8, 2) corners of the T placed at pose (x, y, yaw) in the world frame."""
+    c, s = np.cos(pose[2]), np.sin(pose[2])
+    return T_VERTS @ np.array([[c, s], [-s, c]]) + np.asarray(pose[:2])
+
+
 def t_polygon(pose) -> Polygon:
     """T outline placed at pose (x, y, yaw) in the world frame."""
-    c, s = np.cos(pose[2]), np.sin(pose[2])
-    return Polygon(T_VERTS @ np.array([[c, s], [-s, c]]) + np.asarray(pose[:2]))
+    return Polygon(t_corners(pose))
 
 
 TARGET_POLY = t_polygon(TARGET_POSE)
@@ -62,6 +67,9 @@ class PushTEnv(gym.Env):
             # (x, y, cos, sin): an angle would jump by 2 pi at the wrap, which a learned policy takes literally
             "block_pose": spaces.Box(np.array([-1, -1, -1, -1], np.float32),
                                      np.array([1, 1, 1, 1], np.float32), dtype=np.float32),
+            # The T's 8 corners in the world frame, flattened (x0, y0, x1, ...), as diffusion_policy's low-dim
+            # PushT: a contact point on the block is a linear function of them, not a product of cos/sin and x/y.
+            "block_keypoints": spaces.Box(-1, 1, shape=(2 * len(T_VERTS),), dtype=np.float32),
         })
         self._renderer = None
         self._steps = 0
@@ -72,9 +80,11 @@ class PushTEnv(gym.Env):
         return np.array([x, y, wrap_angle(a)])
 
     def _obs(self):
-        x, y, angle = self._block_pose()
+        pose = self._block_pose()
+        x, y, angle = pose
         return {"agent_pos": self.data.qpos[self._pusher_adr].astype(np.float32),
-                "block_pose": np.array([x, y, np.cos(angle), np.sin(angle)], dtype=np.float32)}
+                "block_pose": np.array([x, y, np.cos(angle), np.sin(angle)], dtype=np.float32),
+                "block_keypoints": t_corners(pose).ravel().astype(np.float32)}
 
     def _info(self):
         cov = coverage(self._block_pose())
