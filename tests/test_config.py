@@ -1,12 +1,17 @@
 """Config loading: overrides, typed validation, and one-line errors with exit code 2."""
 
+from pathlib import Path
+
 import pytest
 
 from roboil.config import load_config, parse_overrides
+from roboil.envs import ObservedEnv
 from roboil.errors import RoboilError
+from roboil.plugins import registry
 from conftest import run_cli
 
 CONFIG = "configs/fetch_reach/gcbc.yaml"
+SHIPPED_CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*/*.yaml"))
 
 
 def test_yaml_and_overrides_become_typed_objects():
@@ -65,3 +70,14 @@ def test_cli_errors_for_missing_store_and_bad_arguments(tmp_path):
     assert result.returncode == 2 and "invalid int value: 'two'" in result.stderr
     result = run_cli("eval", tmp_path)
     assert result.returncode == 2 and "holds no checkpoint" in result.stderr
+
+
+@pytest.mark.parametrize("path", SHIPPED_CONFIGS, ids=lambda p: str(p.relative_to(p.parents[1])))
+def test_shipped_configs_validate_and_name_recorded_observations(path):
+    config = load_config(path)
+    spec = registry().get("task", config.task)
+    env = ObservedEnv(config.task, spec.observations)  # the observations `roboil record` stores by default
+    try:
+        assert set(config.data.obs_keys or ()) <= set(env.features), f"{path}: obs_keys not among {sorted(env.features)}"
+    finally:
+        env.close()
