@@ -22,7 +22,7 @@ demo: install
 		--out $(DEMO)/fetch_push.zarr
 	$(ROBOIL) train configs/fetch_push/gcbc.yaml data.path=$(DEMO)/fetch_push.zarr --out $(DEMO)/gcbc
 	$(ROBOIL) eval $(DEMO)/gcbc --episodes 50 --envs 2 --seed 100000 --video
-	@echo "videos: $(DEMO)/gcbc/eval/videos   report: $(DEMO)/gcbc/eval/eval.json"
+	@echo "videos: $(DEMO)/gcbc/eval/videos   report: $(DEMO)/gcbc/eval/report.html"
 
 test: install
 	$(PY) -m pytest -q
