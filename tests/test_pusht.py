@@ -4,6 +4,8 @@ is multimodal (the same start, two expert seeds, visibly different paths)."""
 import numpy as np
 import pytest
 
+from roboil.envs import ObservedEnv
+from roboil_pusht import MAX_EPISODE_STEPS, make_env
 from roboil_pusht.env import TARGET_POSE, PushTEnv, coverage, t_polygon
 from roboil_pusht.expert import PushTExpert
 
@@ -36,7 +38,7 @@ def test_observation_and_success_info():
 
 
 def rollout(seed: int, expert_seed: int):
-    env = PushTEnv()
+    env = make_env()
     obs, info = env.reset(seed=seed)
     expert = PushTExpert(np.random.default_rng(expert_seed))
     expert.reset()
@@ -55,3 +57,17 @@ def test_expert_succeeds_and_is_multimodal():
     (_, a), (_, b) = results[0], results[1]  # one start, two expert seeds
     n = min(len(a), len(b))
     assert np.linalg.norm(a[:n] - b[:n], axis=1).max() > 0.1  # the paths go around different sides
+
+
+@pytest.mark.parametrize("max_steps", [None, MAX_EPISODE_STEPS + 20])
+def test_episodes_end_at_the_time_limit_eval_asks_for(max_steps):
+    """300 steps by default; `roboil eval --max-steps` may lengthen episodes as well as shorten them."""
+    env = ObservedEnv("pusht", {"proprio": {}}, max_steps=max_steps)
+    env.reset(seed=0)
+    steps, truncated = 0, False
+    while not truncated:
+        _, _, terminated, truncated, _ = env.step(env.action_space.high)  # park in a corner: never succeeds
+        assert not terminated
+        steps += 1
+    assert steps == (max_steps or MAX_EPISODE_STEPS)
+    env.close()

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from roboil.video import write_mp4
+from roboil_pusht import MAX_EPISODE_STEPS
 from roboil_pusht.env import PushTEnv
 from roboil_pusht.expert import PushTExpert
 
@@ -23,7 +24,7 @@ def rollout(env, seed, expert_seed, frames=None):
     path = [obs["agent_pos"]]
     if frames is not None:
         frames.append(env.render())
-    for t in range(env.max_episode_steps):
+    for t in range(MAX_EPISODE_STEPS):
         obs, _, terminated, truncated, info = env.step(expert.act(obs))
         path.append(obs["agent_pos"])
         if frames is not None:

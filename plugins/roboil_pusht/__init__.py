@@ -4,6 +4,8 @@ reported too. The scripted expert is multimodal: it goes around the block on a s
 
 from __future__ import annotations
 
+import gymnasium as gym
+
 import roboil
 from roboil import TaskSpec
 
@@ -11,8 +13,11 @@ from .env import PushTEnv
 from .expert import PushTExpert
 
 
-def make_env(render_mode: str | None = None) -> PushTEnv:
-    return PushTEnv(render_mode=render_mode)
+MAX_EPISODE_STEPS = 300  # 30 s at 10 Hz, as diffusion_policy's PushT
+
+
+def make_env(render_mode: str | None = None) -> gym.Env:
+    return gym.wrappers.TimeLimit(PushTEnv(render_mode=render_mode), max_episode_steps=MAX_EPISODE_STEPS)
 
 
 @roboil.hookimpl

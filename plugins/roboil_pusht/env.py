@@ -47,12 +47,13 @@ def coverage(pose) -> float:
 class PushTEnv(gym.Env):
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
 
-    def __init__(self, render_mode=None, render_size=(240, 240), max_episode_steps=300):
+    # No time limit of its own: `make_env` wraps it in gymnasium's TimeLimit, which `roboil eval --max-steps`
+    # replaces (a limit in here would silently cap every longer one).
+    def __init__(self, render_mode=None, render_size=(240, 240)):
         assert render_mode is None or render_mode in self.metadata["render_modes"]
         self.render_mode = render_mode
         # (height, width); an int means square.
         self.render_size = (render_size, render_size) if np.isscalar(render_size) else tuple(render_size)
-        self.max_episode_steps = max_episode_steps
         self.model = mujoco.MjModel.from_xml_path(str(XML_PATH))
         self.data = mujoco.MjData(self.model)
         # 10 Hz control: integrate 0.1 s of physics per step.
@@ -72,7 +73,6 @@ class PushTEnv(gym.Env):
             "block_keypoints": spaces.Box(-1, 1, shape=(2 * len(T_VERTS),), dtype=np.float32),
         })
         self._renderer = None
-        self._steps = 0
 
     # -- state access -------------------------------------------------------------------------
     def _block_pose(self):
@@ -109,19 +109,16 @@ class PushTEnv(gym.Env):
         self.data.qpos[self._pusher_adr] = agent
         self.data.ctrl[:] = agent
         mujoco.mj_forward(self.model, self.data)
-        self._steps = 0
         return self._obs(), self._info()
 
     def step(self, action):
         action = np.clip(np.asarray(action, dtype=np.float64), -WORKSPACE, WORKSPACE)
         self.data.ctrl[:] = action
         mujoco.mj_step(self.model, self.data, nstep=self.n_substeps)
-        self._steps += 1
         info = self._info()
         reward = min(info["coverage"] / SUCCESS_COVERAGE, 1.0)
         terminated = info["is_success"]
-        truncated = self._steps >= self.max_episode_steps
-        return self._obs(), reward, terminated, truncated, info
+        return self._obs(), reward, terminated, False, info
 
     def render(self):
         if self._renderer is None:
