@@ -64,10 +64,10 @@ def test_episodes_end_at_the_time_limit_eval_asks_for(max_steps):
     """300 steps by default; `roboil eval --max-steps` may lengthen episodes as well as shorten them."""
     env = ObservedEnv("pusht", {"proprio": {}}, max_steps=max_steps)
     env.reset(seed=0)
-    steps, truncated = 0, False
-    while not truncated:
+    for steps in range(1, 2 * MAX_EPISODE_STEPS):  # bounded, so a missing limit fails instead of hanging
         _, _, terminated, truncated, _ = env.step(env.action_space.high)  # park in a corner: never succeeds
         assert not terminated
-        steps += 1
+        if truncated:
+            break
     assert steps == (max_steps or MAX_EPISODE_STEPS)
     env.close()
