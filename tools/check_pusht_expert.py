@@ -24,12 +24,12 @@ def rollout(env, seed, expert_seed, frames=None):
     path = [obs["agent_pos"]]
     if frames is not None:
         frames.append(env.render())
-    for t in range(MAX_EPISODE_STEPS):
-        obs, _, terminated, truncated, info = env.step(expert.act(obs))
+    for t in range(MAX_EPISODE_STEPS):  # PushTEnv has no time limit of its own (make_env adds it)
+        obs, _, terminated, _, info = env.step(expert.act(obs))
         path.append(obs["agent_pos"])
         if frames is not None:
             frames.append(env.render())
-        if terminated or truncated:
+        if terminated:
             break
     return info["is_success"], info["coverage"], t + 1, np.array(path)
 
