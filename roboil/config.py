@@ -23,6 +23,10 @@ class DataConfig:
     path: str = ""
     obs_keys: list[str] | None = None  # observation arrays the policy reads; None = all in the store
     only_success: bool = True  # train on successful episodes only
+    # An observation key shaped like the action (e.g. agent_pos): learn each action as its offset from that key at
+    # the same step, and add the current value back at execution. Small corrections are then small numbers the
+    # network can resolve, instead of millimetres on a workspace-wide absolute scale.
+    action_relative_to: str | None = None
     cache_max_gb: float = 8.0  # load the store into RAM when it is smaller than this
 
 

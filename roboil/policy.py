@@ -74,7 +74,8 @@ class PolicyModel(nn.Module):
     e.g. for hindsight goal relabeling).
 
     Batches hold raw (unnormalized) float tensors: each observation key as ``(B, n_obs_steps, *shape)``,
-    ``action`` as ``(B, horizon, action_dim)`` and the bool mask ``action_is_pad`` as ``(B, horizon)``.
+    ``action`` as ``(B, horizon, action_dim)`` (offsets when the config sets ``data.action_relative_to``) and
+    the bool mask ``action_is_pad`` as ``(B, horizon)``.
     """
 
     n_obs_steps: int = 1
@@ -95,11 +96,15 @@ class PolicyRunner:
     """Runs a PolicyModel in closed loop over B environments: keeps each one's observation history and queue of
     planned actions (receding horizon), and predicts a new chunk for the environments whose queue is empty.
     Used alike by the evaluator, the recorder and deployment code.
+
+    ``action_relative_to`` is the training config's ``data.action_relative_to``: the model then predicts offsets
+    from that observation key, and each queued offset is added to the key's value at the step it is executed.
     """
 
-    def __init__(self, model: PolicyModel, device: torch.device | str = "cpu"):
+    def __init__(self, model: PolicyModel, device: torch.device | str = "cpu", action_relative_to: str | None = None):
         self.model = model.eval()
         self.device = torch.device(device)
+        self.action_relative_to = action_relative_to
         self._history: list[deque] = []
         self._queue: list[deque] = []
 
@@ -131,4 +136,7 @@ class PolicyRunner:
             first = n_obs - 1
             for row, i in enumerate(need):
                 self._queue[i].extend(chunk[row, first : first + self.model.n_action_steps])
-        return np.stack([queue.popleft() for queue in self._queue])
+        actions = np.stack([queue.popleft() for queue in self._queue])
+        if self.action_relative_to is not None:
+            actions = actions + np.asarray(obs[self.action_relative_to]).reshape(actions.shape)
+        return actions

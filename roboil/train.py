@@ -66,6 +66,17 @@ class TrainingData:
         ends = store.episode_ends
         starts = np.concatenate([[0], ends[:-1]])
         self.rows = np.concatenate([np.arange(starts[i], ends[i]) for i in keep])
+        reference = config.data.action_relative_to
+        if reference is not None:
+            if reference not in chosen:
+                raise RoboilError(f"data.action_relative_to names '{reference}', which the policy does not read; "
+                                  f"use one of data.obs_keys: {', '.join(chosen)}")
+            if store.features[reference].shape != store.features[ACTION].shape:
+                raise RoboilError(f"data.action_relative_to: '{reference}' has shape {store.features[reference].shape} "
+                                  f"but actions have {store.features[ACTION].shape}; name a key shaped like the action")
+            # actions are low-dimensional: hold the offsets in RAM even when the rest stays on disk
+            offsets = np.asarray(self.arrays[ACTION][:], np.float32) - np.asarray(self.arrays[reference][:], np.float32)
+            self.arrays = {**self.arrays, ACTION: offsets}
         reg = registry()
         normalized = [k for k in chosen if reg.get("observation", self.features[k].kind).normalize]
         self.stats = compute_stats(self.arrays, self.rows, [*normalized, ACTION])
