@@ -27,7 +27,7 @@ def training_data(store, *overrides):
 
 
 def test_training_sees_offsets_from_the_reference_key(pusht_store):
-    absolute = training_data(pusht_store)
+    absolute = training_data(pusht_store, "data.action_relative_to=null")
     relative = training_data(pusht_store, "data.action_relative_to=agent_pos")
     offsets = absolute.arrays[ACTION] - absolute.arrays["agent_pos"]
     np.testing.assert_allclose(relative.arrays[ACTION], offsets, atol=1e-6)
