@@ -95,6 +95,8 @@ def build_model(config: Config, features: dict[str, Feature], action_dim: int, s
     model = spec.build(context)
     if not isinstance(model, PolicyModel):
         raise RoboilError(f"algorithm '{spec.name}' built a {type(model).__name__}, not a roboil PolicyModel")
+    # on the model, so every PolicyRunner of a loaded checkpoint turns predicted offsets back into actions
+    model.action_relative_to = config.data.action_relative_to
     return model
 
 

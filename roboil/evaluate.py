@@ -59,7 +59,7 @@ def evaluate(run_dir: str | Path, episodes: int = 50, envs: int = 2, seed: int =
                              max_steps=max_steps or config.eval.max_steps, video_seeds=video_seeds)
     vec = gym.vector.AsyncVectorEnv([make] * n_envs, context="spawn",
                                     autoreset_mode=gym.vector.AutoresetMode.DISABLED)
-    runner = PolicyRunner(model, device, config.data.action_relative_to)
+    runner = PolicyRunner(model, device)
     runner.reset(n_envs)
     torch.manual_seed(seed)
     results: list[dict] = []

@@ -71,7 +71,8 @@ class PolicyModel(nn.Module):
     sees; it starts at the oldest observation step, as in diffusion_policy) and ``n_action_steps`` (how many
     actions the runner executes before predicting again), and may list ``future_keys``: observation arrays the
     sampler should also draw at a uniformly random future step of the same episode (``batch["future.<key>"]``,
-    e.g. for hindsight goal relabeling).
+    e.g. for hindsight goal relabeling). Loading sets ``action_relative_to`` from the config's
+    ``data.action_relative_to``: the model then predicts offsets from that observation key.
 
     Batches hold raw (unnormalized) float tensors: each observation key as ``(B, n_obs_steps, *shape)``,
     ``action`` as ``(B, horizon, action_dim)`` (offsets when the config sets ``data.action_relative_to``) and
@@ -82,6 +83,7 @@ class PolicyModel(nn.Module):
     horizon: int = 1
     n_action_steps: int = 1
     future_keys: tuple[str, ...] = ()
+    action_relative_to: str | None = None
 
     def compute_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         """Return the scalar training loss and a dict of float metrics to log."""
@@ -95,16 +97,13 @@ class PolicyModel(nn.Module):
 class PolicyRunner:
     """Runs a PolicyModel in closed loop over B environments: keeps each one's observation history and queue of
     planned actions (receding horizon), and predicts a new chunk for the environments whose queue is empty.
-    Used alike by the evaluator, the recorder and deployment code.
-
-    ``action_relative_to`` is the training config's ``data.action_relative_to``: the model then predicts offsets
-    from that observation key, and each queued offset is added to the key's value at the step it is executed.
+    Used alike by the evaluator and deployment code. When the model predicts offsets (``action_relative_to``),
+    each queued offset is added to that observation's value at the step it is executed.
     """
 
-    def __init__(self, model: PolicyModel, device: torch.device | str = "cpu", action_relative_to: str | None = None):
+    def __init__(self, model: PolicyModel, device: torch.device | str = "cpu"):
         self.model = model.eval()
         self.device = torch.device(device)
-        self.action_relative_to = action_relative_to
         self._history: list[deque] = []
         self._queue: list[deque] = []
 
@@ -137,6 +136,7 @@ class PolicyRunner:
             for row, i in enumerate(need):
                 self._queue[i].extend(chunk[row, first : first + self.model.n_action_steps])
         actions = np.stack([queue.popleft() for queue in self._queue])
-        if self.action_relative_to is not None:
-            actions = actions + np.asarray(obs[self.action_relative_to]).reshape(actions.shape)
+        reference = self.model.action_relative_to
+        if reference is not None:
+            actions = actions + np.asarray(obs[reference]).reshape(actions.shape)
         return actions

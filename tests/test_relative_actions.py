@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from roboil.checkpoint import build_model
 from roboil.config import load_config
 from roboil.errors import RoboilError
 from roboil.policy import ACTION, PolicyModel, PolicyRunner
@@ -39,6 +40,14 @@ def test_training_sees_offsets_from_the_reference_key(pusht_store):
     assert np.ptp(absolute.arrays[ACTION], axis=0).max() > 0.2
 
 
+@pytest.mark.parametrize("reference", ["agent_pos", None])
+def test_built_model_carries_the_reference_key_to_every_runner(pusht_store, reference):
+    config = load_config(CONFIG, [f"data.path={pusht_store}", f"data.action_relative_to={reference or 'null'}"])
+    data = TrainingData(config)
+    model = build_model(config, data.features, data.action_dim, data.stats)
+    assert model.action_relative_to == reference
+
+
 @pytest.mark.parametrize("overrides, message", [
     (["data.action_relative_to=block_pose"], "names 'block_pose', which the policy does not read; use one of"),
     (["data.action_relative_to=block_keypoints", "data.obs_keys=[agent_pos,block_keypoints]"],
@@ -60,7 +69,9 @@ class FixedChunk(PolicyModel):
 
 
 def test_runner_adds_the_reference_of_the_step_each_offset_runs_at():
-    runner = PolicyRunner(FixedChunk(), action_relative_to="pos")
+    relative = FixedChunk()
+    relative.action_relative_to = "pos"
+    runner = PolicyRunner(relative)
     runner.reset(1)
     # executed offsets start at the last observation step: 0.2, 0.3, 0.4, then a new chunk
     positions = [1.0, 5.0, -2.0, 7.0]
