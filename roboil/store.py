@@ -2,33 +2,62 @@
 
 Layout: ``data/<key>`` holds every episode concatenated on axis 0; ``meta/episode_ends`` (int64, cumulative)
 says where each ends. Our extras sit in attributes: the root's ``roboil`` (format, features, store attrs) and
-the ``meta`` group's ``episodes`` (one dict per episode).
+the ``meta`` group's ``episodes`` (one dict per episode, with the store's ``checksums`` of its rows).
 
 Crash safety: an append writes data rows, then the episode attrs list, then ``episode_ends`` last; each file
 write is atomic (zarr's LocalStore writes a temp file and renames it). The committed episodes are the longest
 prefix of ``episode_ends`` that is strictly increasing, positive and within every data array; anything past
-it is an uncommitted tail that "r" ignores and "a" trims. Single writer per store.
+it is an uncommitted tail that "r" ignores and "a" trims. Creation is atomic too: the store is built in a hidden
+sibling ``.<name>.creating-<pid>-<token>`` and renamed into place complete; a later create of the same name
+removes the ones whose process is dead (pids are checked on this machine only).
+
+Integrity: every episode's attrs carry a crc32 per array of its rows, computed from the arrays given to
+``add_episode`` and written before the commit point. ``check()`` verifies them all; opening for appending (or
+with ``require_healthy``) runs the cheap check: metadata, episode_ends and attrs, that every committed chunk
+file exists, and the last episode's checksums. Episodes recorded before checksums existed have none: a note,
+not a problem.
+
+One writer per store: mode "a" (and create) holds an exclusive, non-blocking ``flock`` on ``roboil.lock`` in the
+store directory (listing the root group with zarr warns that it is not a zarr node: harmless) until ``close()``
+or the process ends (the kernel drops it even on SIGKILL); a second writer is refused. Readers take no lock:
+the commit order keeps what they see consistent. A child forked while the store is open shares the lock. On
+NFS, Linux implements flock with the server's byte-range locks, shared between clients only when the server
+supports locking and the mount has no ``local_lock=flock``/``nolock``; other network and FUSE filesystems may
+keep locks per machine. There, one writer per store is up to you.
 """
 
 from __future__ import annotations
 
+import asyncio
+import errno
+import fcntl
 import json
 import math
 import os
+import secrets
+import shutil
+import zlib
 from pathlib import Path
 
 import numpy as np
 import zarr
 from zarr.codecs import BloscCodec, BloscShuffle
+from zarr.core.sync import sync as zarr_sync
 
 from .errors import RoboilError
 from .specs import ArrayLayout, Feature
 
 FORMAT = 1
 ENDS_CHUNK = 1024
+LOCK_FILE = "roboil.lock"
+CHECKSUMS = "checksums"  # the episode attr the store writes itself
 # Without this zarr skips writing all-fill chunks (e.g. a black frame), which check() would see as missing.
 _WRITE_ALL = {"write_empty_chunks": True}
 _CHECK_BATCH_BYTES = 32 << 20
+
+
+class _Unreadable(Exception):
+    """Rows that fail to decode; the message is one problem line."""
 
 
 def _jsonable(obj, what: str):
@@ -45,43 +74,137 @@ def _jsonable(obj, what: str):
         raise RoboilError(f"{what} must be JSON-serializable ({e}); pass plain numbers, strings, lists, dicts")
 
 
+def _one_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0] if lines else type(e).__name__
+
+
 def _committed(ends: np.ndarray, limit: int) -> int:
     """Length of the longest prefix of ``ends`` that is strictly increasing, positive and <= ``limit``."""
     ok = (ends > np.concatenate([[0], ends[:-1]])) & (ends <= limit)
     return len(ends) if ok.all() else int(np.argmin(ok))
 
 
+def _checksum(rows: np.ndarray) -> str:
+    """crc32 of the rows' little-endian bytes (zarr's byte order), so it matches on any machine."""
+    return f"crc32:{zlib.crc32(np.ascontiguousarray(rows, rows.dtype.newbyteorder('<'))):08x}"
+
+
+def _episodes(indices: list[int], shown: int = 8) -> str:
+    """'episode 3', 'episodes 1, 4' or 'episodes 1, 4, 7, ... (12 in all)'."""
+    if len(indices) == 1:
+        return f"episode {indices[0]}"
+    more = f", ... ({len(indices)} in all)" if len(indices) > shown else ""
+    return f"episodes {', '.join(map(str, indices[:shown]))}{more}"
+
+
+async def _settle_zarr_tasks() -> None:
+    current = asyncio.current_task()
+    await asyncio.gather(*(t for t in asyncio.all_tasks() if t is not current), return_exceptions=True)
+
+
+def _read(arr: zarr.Array, name: str, lo: int, hi: int) -> np.ndarray:
+    """Rows ``lo:hi`` of ``arr``; raises :class:`_Unreadable` if a chunk fails to decode.
+
+    zarr decodes a selection's chunks as concurrent tasks on its event-loop thread and raises at the first
+    failure, leaving the rest running; at exit they are destroyed mid-flight and print hundreds of lines of
+    "Task was destroyed but it is pending" / "Event loop is closed". Letting them finish here keeps a corrupt
+    chunk to one problem line.
+    """
+    try:
+        return arr[lo:hi]
+    except Exception as e:  # zarr and the codecs raise many types for corrupt bytes; each is a finding
+        zarr_sync(_settle_zarr_tasks())
+        raise _Unreadable(f"{name}: rows {lo}..{hi} fail to decode: {_one_line(e)}") from None
+
+
+def _lock(path: Path) -> int:
+    """Take the store's writer lock; the returned descriptor holds it until closed (or the process dies)."""
+    try:
+        fd = os.open(path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as e:
+        raise RoboilError(f"cannot open '{path / LOCK_FILE}' to append to the store ({e.strerror}); check that "
+                          "you may write there")
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        os.close(fd)
+        if e.errno in (errno.EAGAIN, errno.EWOULDBLOCK):
+            raise RoboilError(f"store '{path}' is being appended to by another writer (one per store: another "
+                              "`roboil record`?); wait for it to finish or write to another path")
+        raise RoboilError(f"cannot lock store '{path}' for appending ({e.strerror}); use a local filesystem")
+    return fd
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _remove_dead_creations(path: Path) -> None:
+    """Delete the temp directories of earlier creations of ``path`` whose process died before the rename."""
+    prefix = f".{path.name}.creating-"
+    for tmp in path.parent.iterdir():
+        pid = tmp.name[len(prefix):].split("-")[0] if tmp.name.startswith(prefix) else ""
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _damaged(path: Path, problems: list[str]) -> RoboilError:
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return RoboilError(f"store '{path}' is damaged: {problems[0]}{more}; run `roboil store check {path}` for "
+                       "details, then re-record it or copy its good episodes to a new store")
+
+
 class EpisodeStore:
-    """Open with :meth:`create` or :meth:`open`; ``n_episodes``/``n_steps`` count committed episodes only."""
+    """Open with :meth:`create` or :meth:`open`; ``n_episodes``/``n_steps`` count committed episodes only.
 
-    def __init__(self, path: Path, root: zarr.Group, mode: str):
+    A store opened for appending holds the writer lock until :meth:`close` (or use it as a context manager).
+    """
+
+    _lock_fd: int | None = None
+
+    def __init__(self, path: Path, mode: str):
         self.path, self.mode = path, mode
+        root = zarr.open_group(path, mode="r" if mode == "r" else "r+", zarr_format=3)
         meta = root.attrs["roboil"]
-        self.features = {k: Feature.from_dict(d) for k, d in meta["features"].items()}
+        try:
+            self.features = {k: Feature.from_dict(d) for k, d in meta["features"].items()}
+            for f in self.features.values():
+                np.dtype(f.dtype)
+        except (AttributeError, KeyError, TypeError, ValueError) as e:
+            raise _damaged(path, [f"the features in its root zarr.json are unreadable ({_one_line(e)})"])
         self.attrs = {k: v for k, v in meta.items() if k not in ("format", "features")}
-        self._meta = root["meta"]
-        self._ends_arr = self._meta["episode_ends"].with_config(_WRITE_ALL)
-        data = root["data"]
-        missing = [k for k in self.features if k not in data]
-        if missing:
-            raise RoboilError(f"store '{path}' lacks data arrays {missing}; it is damaged, re-record it")
-        self._arrays = {k: data[k].with_config(_WRITE_ALL) for k in self.features}
-        self.notes: list[str] = []  # uncommitted tail found by the last scan (not a problem)
-        problems = self._scan()
-        if mode == "a":
-            if problems:
-                raise RoboilError(f"store '{path}' is damaged ({problems[0]}); open it read-only and copy the good "
-                                  "episodes to a new store")
-            # Chunk writes only happen after a resize, so chunk dirs can hold temp files only when there is a tail.
-            self._remove_partials(chunks=bool(self.notes))
-            if self.notes:
-                self._trim()
+        # An append writes data, then attrs, then episode_ends: reading them in the reverse order means a
+        # concurrent append never shows episode_ends past the data or the attrs list.
+        self._ends_arr = self._node(root, "meta/episode_ends", zarr.Array).with_config(_WRITE_ALL)
+        self._meta = self._node(root, "meta", zarr.Group)
+        self._arrays = {k: self._node(root, f"data/{k}", zarr.Array).with_config(_WRITE_ALL) for k in self.features}
+        self.notes: list[str] = []  # findings of the last scan that are not problems
+        self._scan()
 
-    # ---- opening ---------------------------------------------------------------------------------------------
+    def _node(self, root: zarr.Group, name: str, kind: type):
+        try:
+            node = root[name]
+        except KeyError:
+            raise _damaged(self.path, [f"it lacks {name}"])
+        except Exception as e:  # zarr raises many types for unparsable metadata
+            raise _damaged(self.path, [f"{name}/zarr.json is unreadable ({_one_line(e)})"])
+        if not isinstance(node, kind):
+            raise _damaged(self.path, [f"{name} is not a zarr {kind.__name__.lower()}"])
+        return node
+
+    # ---- opening and closing ---------------------------------------------------------------------------------
 
     @classmethod
     def create(cls, path, features: dict[str, Feature], layouts: dict[str, ArrayLayout], attrs: dict
                ) -> "EpisodeStore":
+        """A new store, open for appending (it holds the writer lock)."""
         path = Path(path)
         if path.exists():
             raise RoboilError(f"'{path}' already exists; choose a new path or open it with EpisodeStore.open")
@@ -105,46 +228,123 @@ class EpisodeStore:
                 codecs[key] = BloscCodec(cname=lay.cname, clevel=lay.clevel, shuffle=shuffle, typesize=dtype.itemsize)
             except ValueError as e:
                 raise RoboilError(f"layout for '{key}' has a bad Blosc setting ({e}); use e.g. cname='zstd', clevel=3")
-        root = zarr.open_group(path, mode="w-", zarr_format=3)
-        data = root.create_group("data")
-        for key, f in features.items():
-            data.create_array(key, shape=(0, *f.shape), chunks=(layouts[key].time_chunk, *f.shape), dtype=f.dtype,
-                              compressors=codecs[key])
-        meta = root.create_group("meta", attributes={"episodes": []})
-        meta.create_array("episode_ends", shape=(0,), chunks=(ENDS_CHUNK,), dtype="int64")
-        root.attrs["roboil"] = root_attrs  # written last: a half-created directory is not taken for a store
-        return cls(path, root, "a")
+        tmp = path.parent / f".{path.name}.creating-{os.getpid()}-{secrets.token_hex(4)}"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _remove_dead_creations(path)
+            tmp.mkdir()
+        except OSError as e:
+            raise RoboilError(f"cannot create a store in '{path.parent}' ({e.strerror}); check that you may write "
+                              "there")
+        lock = None
+        try:
+            root = zarr.open_group(tmp, mode="w-", zarr_format=3)
+            data = root.create_group("data")
+            for key, f in features.items():
+                data.create_array(key, shape=(0, *f.shape), chunks=(layouts[key].time_chunk, *f.shape),
+                                  dtype=f.dtype, compressors=codecs[key])
+            meta = root.create_group("meta", attributes={"episodes": []})
+            meta.create_array("episode_ends", shape=(0,), chunks=(ENDS_CHUNK,), dtype="int64")
+            root.attrs["roboil"] = root_attrs
+            lock = _lock(tmp)  # taken before the rename, so no other writer gets in between
+            try:
+                os.rename(tmp, path)
+            except OSError:
+                raise RoboilError(f"'{path}' already exists (another process made it meanwhile); choose a new "
+                                  "path or open it with EpisodeStore.open")
+        except BaseException:
+            if lock is not None:
+                os.close(lock)
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return cls._locked(path, lock)
 
     @classmethod
-    def open(cls, path, mode: str = "r") -> "EpisodeStore":
+    def open(cls, path, mode: str = "r", require_healthy: bool = False) -> "EpisodeStore":
+        """``mode`` "a" takes the writer lock, refuses a store that fails ``check(deep=False)`` and trims an
+        uncommitted tail. ``require_healthy`` (for "r", e.g. training) refuses such a store too: a
+        :class:`RoboilError` naming the first problem."""
         path = Path(path)
         if mode not in ("r", "a"):
             raise RoboilError(f"store mode must be 'r' or 'a', not {mode!r}")
         if not path.exists():
             raise RoboilError(f"no episode store at '{path}'; check the path or record one with `roboil record`")
         try:
-            root = zarr.open_group(path, mode="r" if mode == "r" else "r+", zarr_format=3)
-            ok = "roboil" in root.attrs and "data" in root and "meta" in root and "episode_ends" in root["meta"]
-        except (OSError, ValueError):  # zarr's not-found/not-a-group errors, unreadable metadata
-            ok = False
-        if not ok:
+            meta = zarr.open_group(path, mode="r", zarr_format=3).attrs.get("roboil")
+        except Exception:  # zarr raises many types for a missing or unparsable root zarr.json
+            meta = None
+        if not isinstance(meta, dict):
             raise RoboilError(f"'{path}' is not a roboil episode store; point at a directory made by `roboil record`")
-        if root.attrs["roboil"].get("format") != FORMAT:
-            raise RoboilError(f"store '{path}' has format {root.attrs['roboil'].get('format')}, this roboil reads "
-                              f"{FORMAT}; use a matching roboil version")
-        return cls(path, root, mode)
+        if meta.get("format") != FORMAT:
+            raise RoboilError(f"store '{path}' has format {meta.get('format')}, this roboil reads {FORMAT}; use a "
+                              "matching roboil version")
+        if mode == "r":
+            store = cls(path, "r")
+            if require_healthy and (problems := store.check(deep=False)):
+                raise _damaged(path, problems)
+            return store
+        # Checked only once locked: before that, another writer may still change the store.
+        store = cls._locked(path, _lock(path))
+        try:
+            if problems := store.check(deep=False):
+                raise _damaged(path, problems)  # appending would hide the damage (zarr fills missing chunks)
+            # Chunk writes only happen after a resize, so chunk dirs can hold temp files only when there is a tail.
+            store._remove_partials(chunks=store._tail)
+            if store._tail:
+                store._trim()
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    @classmethod
+    def _locked(cls, path: Path, lock: int) -> "EpisodeStore":
+        """The store opened for appending under ``lock``, which it then owns."""
+        try:
+            store = cls(path, "a")
+        except BaseException:
+            os.close(lock)
+            raise
+        store._lock_fd = lock
+        return store
+
+    def close(self) -> None:
+        """Release the writer lock; the store stays readable."""
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+        self.mode = "r"
+
+    def __enter__(self) -> "EpisodeStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self):
+        self.close()
 
     # ---- committed state -------------------------------------------------------------------------------------
 
     def _scan(self) -> list[str]:
-        """Find the committed prefix from disk; set notes for an uncommitted tail and return problems."""
-        raw = self._ends_arr[:]
+        """Find the committed prefix and its episode attrs from disk; set notes and return problems."""
+        problems, self.notes = [], []
+        raw = np.zeros(0, np.int64)
+        if self._ends_arr.ndim != 1 or self._ends_arr.dtype != np.int64:
+            problems.append(f"meta/episode_ends is {self._ends_arr.ndim}-d {self._ends_arr.dtype}, not 1-d int64")
+        else:
+            try:
+                raw = _read(self._ends_arr, "meta/episode_ends", 0, self._ends_arr.shape[0])
+            except _Unreadable as e:
+                problems.append(str(e))
         lengths = {k: a.shape[0] for k, a in self._arrays.items()}
         n = _committed(raw, min(lengths.values()))
         self._ends = raw[:n].astype(np.int64)
         listed = self._meta.attrs.get("episodes", [])
+        if not isinstance(listed, list):
+            problems.append("meta attrs 'episodes' is not a list")
+            listed = []
         self._episode_attrs = list(listed[:n])
-        problems, self.notes = [], []
         if n < len(raw):
             # Our write order can only leave one trailing slot that was resized but never written (fill 0).
             if n == len(raw) - 1 and raw[-1] == 0:
@@ -156,12 +356,53 @@ class EpisodeStore:
             problems.append(f"meta attrs list {len(listed)} episodes but episode_ends commits {n}")
         elif len(listed) > n:
             self.notes.append(f"{len(listed) - n} uncommitted episode attrs past episode {n}")
-        if not all(isinstance(a, dict) for a in self._episode_attrs):
-            problems.append("meta attrs 'episodes' holds entries that are not dicts")
         for key, length in lengths.items():
             if length > self.n_steps:
                 self.notes.append(f"data/{key} has {length - self.n_steps} uncommitted rows")
+        self._tail = bool(self.notes)
+        return problems + self._attr_problems()
+
+    def _attr_problems(self) -> list[str]:
+        """Check each committed episode's attrs; keep its checksums (None when it has none) for verifying."""
+        not_dicts, wrong_length, partial, unchecked = [], [], [], []
+        self._checksums: list[dict | None] = [None] * self.n_episodes  # also for attrs missing from the list
+        for i, (a, length) in enumerate(zip(self._episode_attrs, self.episode_lengths)):
+            if not isinstance(a, dict):
+                not_dicts.append(i)
+                continue
+            if "length" in a and a["length"] != length:
+                wrong_length.append(i)
+            sums = a.get(CHECKSUMS)
+            if sums is None:
+                unchecked.append(i)
+            elif isinstance(sums, dict) and sorted(sums) == sorted(self.features):
+                self._checksums[i] = sums
+            else:
+                partial.append(i)
+        problems = []
+        if not_dicts:
+            problems.append(f"meta attrs 'episodes' holds entries that are not dicts ({_episodes(not_dicts)})")
+        if wrong_length:
+            problems.append(f"{_episodes(wrong_length)}: the 'length' attr differs from the episode_ends length")
+        if partial:
+            problems.append(f"{_episodes(partial)}: checksums do not cover exactly the store's arrays")
+        if unchecked:
+            self.notes.append(f"{_episodes(unchecked)} {'has' if len(unchecked) == 1 else 'have'} no checksums "
+                              "(recorded by an older roboil)")
         return problems
+
+    def _layout_problems(self, key: str) -> list[str]:
+        """Shape, dtype and chunking as created, and every chunk file of the committed rows present."""
+        arr, f = self._arrays[key], self.features[key]
+        if arr.shape[1:] != f.shape or arr.dtype != np.dtype(f.dtype) or arr.chunks[1:] != f.shape:
+            return [f"data/{key} is {arr.shape[1:]} {arr.dtype} in chunks {arr.chunks}, features say {f.shape} "
+                    f"{f.dtype} (whole rows per chunk)"]
+        zeros, base = (0,) * len(f.shape), f"{self.path}/data/{key}/"  # plain strings: a stat per chunk dominates
+        missing = [i for i in range(math.ceil(self.n_steps / arr.chunks[0]))
+                   if not os.path.exists(base + arr.metadata.encode_chunk_key((i, *zeros)))]
+        if missing:
+            return [f"data/{key}: {len(missing)} committed chunk files missing (first: time chunk {missing[0]})"]
+        return []
 
     def _trim(self) -> None:
         """Cut the uncommitted tail, commit point first, so a kill mid-trim still leaves a valid store."""
@@ -173,7 +414,7 @@ class EpisodeStore:
         for arr in self._arrays.values():
             if arr.shape[0] > steps:
                 arr.resize((steps, *arr.shape[1:]))
-        self.notes = []
+        self._scan()  # drops the tail's notes
 
     def _remove_partials(self, chunks: bool) -> None:
         """Delete temp files of writes a kill cut short: garbage that zarr warns about when listing a group."""
@@ -202,7 +443,8 @@ class EpisodeStore:
         return np.diff(self._ends, prepend=0)
 
     def episode_attrs(self) -> list[dict]:
-        return [dict(a) for a in self._episode_attrs]
+        """The attrs each episode was added with (JSON round-tripped), without the store's checksums."""
+        return [{k: v for k, v in a.items() if k != CHECKSUMS} for a in self._episode_attrs]
 
     # ---- writing ---------------------------------------------------------------------------------------------
 
@@ -226,20 +468,28 @@ class EpisodeStore:
             lengths.add(len(x))
         if len(lengths) > 1 or 0 in lengths:
             raise RoboilError(f"episode arrays must share one length T >= 1, got lengths {sorted(lengths)}")
+        length = lengths.pop()
         entry = _jsonable(attrs, "episode attrs")
         if not isinstance(entry, dict):
             raise RoboilError("episode attrs must be a dict")
+        if CHECKSUMS in entry:
+            raise RoboilError(f"episode attr '{CHECKSUMS}' is reserved (the store writes it); rename it")
+        if entry.get("length", length) != length:
+            raise RoboilError(f"episode attr 'length' {entry['length']} but the arrays hold {length} steps; drop it "
+                              "or fix it")
+        entry[CHECKSUMS] = {key: _checksum(x) for key, x in rows.items()}
         index, start = self.n_episodes, self.n_steps
-        end = start + lengths.pop()
+        end = start + length
         for key, x in rows.items():  # 1) data rows (past the committed end, so invisible until step 3)
             arr = self._arrays[key]
             arr.resize((end, *arr.shape[1:]))
             arr[start:end] = x
-        self._meta.attrs["episodes"] = self._episode_attrs + [entry]  # 2) per-episode attrs
+        self._meta.attrs["episodes"] = self._episode_attrs + [entry]  # 2) per-episode attrs, with the checksums
         self._ends_arr.resize((index + 1,))  # 3) the commit point: a torn resize leaves a 0 that reads as tail
         self._ends_arr[index] = end
         self._ends = np.append(self._ends, np.int64(end))
         self._episode_attrs.append(entry)
+        self._checksums.append(entry[CHECKSUMS])
         return index
 
     # ---- reading ---------------------------------------------------------------------------------------------
@@ -249,60 +499,102 @@ class EpisodeStore:
             raise RoboilError(f"store has no array '{key}'; it holds {sorted(self._arrays)}")
         return self._arrays[key]
 
+    def _rows(self, key: str, lo: int, hi: int) -> np.ndarray:
+        try:
+            return _read(self._key(key), f"data/{key}", lo, hi)
+        except _Unreadable as e:
+            raise _damaged(self.path, [str(e)])
+
     def episode(self, index: int) -> dict[str, np.ndarray]:
         n = self.n_episodes
         if not -n <= index < n:
             raise RoboilError(f"episode {index} out of range; the store has {n} episodes")
         index %= n
         start = int(self._ends[index - 1]) if index else 0
-        return {k: a[start:int(self._ends[index])] for k, a in self._arrays.items()}
+        return {k: self._rows(k, start, int(self._ends[index])) for k in self._arrays}
 
     def array(self, key: str) -> zarr.Array:
         """The zarr array, for lazy reads; rows at or past ``n_steps`` are not committed."""
         return self._key(key)
 
-    def load(self, keys=None) -> dict[str, np.ndarray]:
-        return {k: self._key(k)[:self.n_steps] for k in (self.features if keys is None else keys)}
+    def load(self, keys=None, verify: bool = False) -> dict[str, np.ndarray]:
+        """The committed rows of ``keys`` (default: all); ``verify`` raises a :class:`RoboilError` if any
+        episode's rows differ from their checksums (cheap next to the decoding)."""
+        arrays = {k: self._rows(k, 0, self.n_steps) for k in (self.features if keys is None else keys)}
+        if verify and (problems := self.verify_episodes(arrays)):
+            raise _damaged(self.path, problems)
+        return arrays
+
+    def verify_episodes(self, arrays: dict[str, np.ndarray]) -> list[str]:
+        """Problems (empty = all match) comparing already-loaded committed rows ``{key: rows}`` with the
+        checksums recorded for each episode; episodes without checksums are skipped."""
+        problems = []
+        for key, rows in arrays.items():
+            self._key(key)  # a RoboilError for an array the store lacks
+            problems += self._mismatch_problem(key, self._mismatched(key, rows, range(self.n_episodes), 0))
+        return problems
+
+    def _mismatched(self, key: str, rows: np.ndarray, episodes: range, row0: int) -> list[int]:
+        """Which of ``episodes`` differ from their checksum for ``key``; ``rows`` holds store rows from ``row0``."""
+        starts = np.concatenate([[0], self._ends[:-1]]) - row0
+        return [i for i in episodes if self._checksums[i] is not None
+                and _checksum(rows[starts[i]:self._ends[i] - row0]) != self._checksums[i][key]]
+
+    @staticmethod
+    def _mismatch_problem(key: str, bad: list[int]) -> list[str]:
+        if not bad:
+            return []
+        verb, what = ("differs", "its checksum") if len(bad) == 1 else ("differ", "their checksums")
+        return [f"data/{key}: {_episodes(bad)} {verb} from {what} (changed since recording)"]
 
     # ---- health and summary ----------------------------------------------------------------------------------
 
-    def check(self) -> list[str]:
-        """Problems found (empty = healthy); an uncommitted tail goes to ``self.notes`` instead.
+    def check(self, deep: bool = True) -> list[str]:
+        """Problems found (empty = healthy); findings that are not problems (an uncommitted tail, episodes
+        recorded without checksums) go to ``self.notes``.
 
-        Array shapes are those seen at open; reopen to check a store another process changed since. Decodes
-        every committed chunk, so it reads the whole store.
+        ``deep`` decodes every committed chunk and verifies every episode's checksums, so it reads the whole
+        store; ``deep=False`` checks metadata, episode_ends and attrs, that every committed chunk file exists
+        (a stat each: under a second for 30k image frames) and only the last episode's checksums. Array shapes
+        are those seen at open; reopen to check a store another process changed since.
         """
         problems = self._scan()
-        steps = self.n_steps
-        data_dir = self.path / "data"
-        on_disk = sorted(p.name for p in data_dir.iterdir() if (p / "zarr.json").exists())
+        on_disk = sorted(p.name for p in (self.path / "data").iterdir() if (p / "zarr.json").exists())
         if extra := [k for k in on_disk if k not in self.features]:
             problems.append(f"data arrays {extra} are not listed in the store features")
-        for key, f in self.features.items():
-            arr = self._arrays[key]
-            if arr.shape[1:] != f.shape or arr.dtype != np.dtype(f.dtype):
-                problems.append(f"data/{key} is {arr.shape[1:]} {arr.dtype}, features say {f.shape} {f.dtype}")
-                continue
-            tc = arr.chunks[0]
-            n_chunks = math.ceil(steps / tc)
-            zeros = (0,) * (arr.ndim - 1)
-            missing = [i for i in range(n_chunks)
-                       if not (data_dir / key / arr.metadata.encode_chunk_key((i, *zeros))).exists()]
-            if missing:
-                problems.append(f"data/{key}: {len(missing)} committed chunk files missing (first: time chunk "
-                                f"{missing[0]})")
-            # Decode in batches of whole chunks to bound memory on image stores.
-            batch = tc * max(1, _CHECK_BATCH_BYTES // max(1, tc * math.prod(f.shape) * arr.dtype.itemsize))
-            for lo in range(0, steps, batch):
-                try:
-                    arr[lo:min(lo + batch, steps)]
-                except Exception as e:  # any decode failure is a finding, not a crash of check()
-                    problems.append(f"data/{key}: rows {lo}..{min(lo + batch, steps)} fail to decode: {e}")
+        first = 0 if deep else max(0, self.n_episodes - 1)
+        for key in self.features:
+            if layout := self._layout_problems(key):
+                problems += layout
+                if "chunk files missing" not in layout[0]:
+                    continue  # rows of another shape or type cannot be compared
+            problems += self._verify_stored(key, first)
         return problems
+
+    def _verify_stored(self, key: str, first: int) -> list[str]:
+        """Decode ``key``'s rows of episodes ``first``.. in batches of whole episodes (to bound memory on image
+        stores) and compare them with their checksums."""
+        arr, row_bytes = self._arrays[key], math.prod(self.features[key].shape) * self._arrays[key].dtype.itemsize
+        starts = np.concatenate([[0], self._ends[:-1]])
+        problems, bad = [], []
+        batch_first = first
+        while batch_first < self.n_episodes:
+            lo = int(starts[batch_first])
+            last = int(np.searchsorted(self._ends, lo + _CHECK_BATCH_BYTES // row_bytes, side="right")) - 1
+            last = max(batch_first, last)
+            hi = int(self._ends[last])
+            episodes = range(batch_first, last + 1)
+            try:
+                bad += self._mismatched(key, _read(arr, f"data/{key}", lo, hi), episodes, lo)
+            except _Unreadable as e:
+                problems.append(f"{e} ({_episodes(list(episodes))})")
+            batch_first = last + 1
+        return problems + self._mismatch_problem(key, bad)
 
     def info(self) -> dict:
         lengths = self.episode_lengths
-        success = [bool(a["success"]) for a in self._episode_attrs if a.get("success") is not None]
+        success = [bool(a["success"]) for a in self._episode_attrs
+                   if isinstance(a, dict) and a.get("success") is not None]
         size = sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(self.path) for f in files)
         return {
             "path": str(self.path),

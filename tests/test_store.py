@@ -1,4 +1,4 @@
-"""Episode store: layout, round trips, validation, check(), torn commits and SIGKILL while appending."""
+"""Episode store: layout, round trips, validation, check(), checksums, torn commits and SIGKILL while appending."""
 
 import random
 import signal
@@ -249,3 +249,55 @@ def test_sigkill_while_appending_loses_at_most_the_episode_in_progress(tmp_path)
     store = EpisodeStore.open(path)
     assert store.n_episodes == n + 1 and store.check() == [] and store.notes == []
     assert not list(path.rglob("*.partial"))
+
+
+def swap_files(a: Path, b: Path) -> None:
+    data = a.read_bytes()
+    a.write_bytes(b.read_bytes())
+    b.write_bytes(data)
+
+
+def test_checksums_find_changed_bytes_that_still_decode(tmp_path):
+    path = tmp_path / "s"
+    new_store(path, 4).close()  # lengths 3, 4, 5, 6: image rows 3..6 are episode 1, 7..11 episode 2
+    checksums = zarr.open_group(path, mode="r")["meta"].attrs["episodes"][0]["checksums"]
+    assert sorted(checksums) == sorted(FEATURES) and all(v.startswith("crc32:") for v in checksums.values())
+    image = path / "data/image/c"
+    data = bytearray((image / "4/0/0/0").read_bytes())
+    data[-1] ^= 1  # the random frames are stored uncompressed: one changed pixel, and it decodes fine
+    (image / "4/0/0/0").write_bytes(bytes(data))
+    swap_files(image / "8/0/0/0", image / "9/0/0/0")
+    store = EpisodeStore.open(path)
+    assert store.check(deep=False) == []  # the cheap check verifies only the last episode
+    assert store.check() == ["data/image: episodes 1, 2 differ from their checksums (changed since recording)"]
+    arrays = store.load()
+    assert store.verify_episodes(arrays) == store.check()
+    assert store.verify_episodes({"state": arrays["state"]}) == []
+    with pytest.raises(RoboilError, match="episodes 1, 2 differ .*roboil store check"):
+        store.load(["image"], verify=True)
+
+
+def test_store_recorded_without_checksums_still_opens_checks_and_appends(tmp_path):
+    path = tmp_path / "s"
+    new_store(path, 3).close()
+    meta = zarr.open_group(path, mode="r+")["meta"]
+    meta.attrs["episodes"] = [{k: v for k, v in e.items() if k != "checksums"} for e in meta.attrs["episodes"]]
+    store = EpisodeStore.open(path, require_healthy=True)
+    assert store.check() == [] and store.verify_episodes(store.load()) == []
+    assert store.notes == ["episodes 0, 1, 2 have no checksums (recorded by an older roboil)"]
+    with EpisodeStore.open(path, mode="a") as store:
+        store.add_episode(make_episode(3), make_attrs(3))
+    store = EpisodeStore.open(path)
+    assert_episodes(store, 4)
+    assert store.check() == [] and len(store.notes) == 1
+
+
+def test_episode_attrs_the_store_owns_are_checked(tmp_path):
+    store = new_store(tmp_path / "s", 1)
+    with pytest.raises(RoboilError, match="'checksums' is reserved"):
+        store.add_episode(make_episode(1), {"checksums": {}})
+    with pytest.raises(RoboilError, match="'length' 5 .* 4 steps"):
+        store.add_episode(make_episode(1), {"length": 5})
+    store.add_episode(make_episode(1), {"length": 4})
+    assert store.episode_attrs()[1] == {"length": 4}
+    assert EpisodeStore.open(tmp_path / "s").check() == []
