@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml
 
 demo: install
 	rm -rf $(DEMO)
-	$(ROBOIL) record --task fetch-push --device scripted --episodes 100 --action-noise 0.2 \
+	$(ROBOIL) record --task fetch-push --actor scripted --episodes 100 --action-noise 0.2 \
 		--out $(DEMO)/fetch_push.zarr
 	$(ROBOIL) train configs/fetch_push/gcbc.yaml data.path=$(DEMO)/fetch_push.zarr --out $(DEMO)/gcbc
 	$(ROBOIL) eval $(DEMO)/gcbc --episodes 50 --envs 2 --seed 100000 --video

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -13,18 +14,21 @@ import yaml
 from safetensors.numpy import load_file as load_numpy, save_file as save_numpy
 from safetensors.torch import load_file as load_tensors, save_file as save_tensors
 
-from .config import Config, algorithm_params, to_dict, validate
+from .actions import ActionTransform
+from .config import Config, named_section, to_dict, validate
 from .errors import RoboilError
 from .plugins import registry
-from .policy import BuildContext, PolicyModel
+from .policy import BuildContext, PolicyModel, PolicyRunner
 from .specs import Feature
 
 MODEL_FILE = "model.safetensors"
 STATS_FILE = "stats.safetensors"
 CONFIG_FILE = "config.yaml"
 META_FILE = "meta.json"
+TRAINING_STATE_FILE = "training_state.pt"
 LAST_FILE = "last"  # names the newest complete checkpoint; written last, atomically
 CHECKPOINTS = "checkpoints"
+CHECKPOINT_NAME = re.compile(r"^step_\d{8}$")
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -46,7 +50,7 @@ def unflatten_stats(flat) -> dict[str, dict[str, np.ndarray]]:
 
 
 def save_checkpoint(run_dir: Path, step: int, model: PolicyModel, stats, config: Config, meta: dict,
-                    extra_state: dict | None = None) -> Path:
+                    training_state: dict) -> Path:
     """Write ``run_dir/checkpoints/step_N`` and point ``last`` at it once it is complete."""
     root = run_dir / CHECKPOINTS
     path = root / f"step_{step:08d}"
@@ -58,17 +62,25 @@ def save_checkpoint(run_dir: Path, step: int, model: PolicyModel, stats, config:
     # json round trip turns tuples into lists so the YAML stays plain
     (path / CONFIG_FILE).write_text(yaml.safe_dump(json.loads(json.dumps(to_dict(config))), sort_keys=False))
     (path / META_FILE).write_text(json.dumps({**meta, "step": step}, indent=2))
-    if extra_state is not None:  # optimizer etc. for resuming; read back with weights_only=True
-        torch.save(extra_state, path / "training_state.pt")
+    torch.save(training_state, path / TRAINING_STATE_FILE)  # for resuming; read back with weights_only=True
     _atomic_write_text(root / LAST_FILE, path.name)
     return path
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
-    last = run_dir / CHECKPOINTS / LAST_FILE
-    if not last.is_file():
+    """The checkpoint ``last`` names, always inside this run; None for a run without checkpoints."""
+    root = run_dir / CHECKPOINTS
+    last = root / LAST_FILE
+    if not root.exists():
         return None
-    return run_dir / CHECKPOINTS / last.read_text().strip()
+    if not last.is_file():
+        raise RoboilError(f"'{root}' has no '{LAST_FILE}' file naming the newest checkpoint; write the name of a "
+                          f"step_N directory into it, or use a new run directory")
+    name = last.read_text().strip()
+    if not CHECKPOINT_NAME.match(name) or not (root / name).is_dir():
+        raise RoboilError(f"'{last}' names {name!r}, not a checkpoint of this run; write the name of a step_N "
+                          f"directory under {root} into it")
+    return root / name
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
@@ -89,14 +101,12 @@ def build_model(config: Config, features: dict[str, Feature], action_dim: int, s
     reg = registry()
     spec = reg.get("algorithm", config.algorithm_name)
     context = BuildContext(
-        config=algorithm_params(config), features=features, action_dim=action_dim, stats=stats,
-        task=reg.get("task", config.task), make_encoder=make_encoder_factory(features, config.encoders),
+        config=config.algorithm_params, features=features, action_dim=action_dim, stats=stats,
+        task=reg.get("task", config.task), make_encoder=make_encoder_factory(features, config.encoder_params, stats),
     )
     model = spec.build(context)
     if not isinstance(model, PolicyModel):
         raise RoboilError(f"algorithm '{spec.name}' built a {type(model).__name__}, not a roboil PolicyModel")
-    # on the model, so every PolicyRunner of a loaded checkpoint turns predicted offsets back into actions
-    model.action_relative_to = config.data.action_relative_to
     return model
 
 
@@ -109,3 +119,14 @@ def load_policy(path: str | Path, device: str | torch.device = "cpu") -> tuple[P
     model = build_model(config, features, meta["action_dim"], unflatten_stats(load_numpy(ckpt / STATS_FILE)))
     model.load_state_dict(load_tensors(ckpt / MODEL_FILE))
     return model.to(device).eval(), config, meta
+
+
+def load_runner(path: str | Path, executor: dict | None = None, device: str | torch.device = "cpu"
+                ) -> tuple[PolicyRunner, Config, dict]:
+    """A checkpoint ready to act: its model, the chosen executor (``{"name": ..., **params}``; the run's
+    ``eval.executor`` by default) and the action transform it was trained with. Returns (runner, config, meta)."""
+    model, config, meta = load_policy(path, device)
+    spec, params = named_section("executor", executor or config.eval.executor, "executor")
+    runner = PolicyRunner(model, spec.make(params, model), ActionTransform.from_meta(meta.get("action_transform")),
+                          device)
+    return runner, config, meta

@@ -34,11 +34,13 @@ def cmd_record(args) -> int:
     from .record import record
 
     overrides = parse_overrides(args.overrides)
-    unknown = set(overrides) - {"obs"}
+    unknown = set(overrides) - {"obs", "actor", "labeler"}
     if unknown:
-        raise RoboilError(f"record takes obs.KIND.PARAM=value overrides, not '{sorted(unknown)[0]}'")
-    summary = record(args.task, args.device, args.episodes, args.out, args.seed, overrides.get("obs"),
-                     args.action_noise)
+        raise RoboilError(f"record takes obs.KIND.PARAM=value, actor.PARAM=value and labeler.PARAM=value overrides, "
+                          f"not '{sorted(unknown)[0]}'")
+    summary = record(args.task, args.actor, args.episodes, args.out, args.seed, labeler=args.labeler,
+                     obs_overrides=overrides.get("obs"), actor_params=overrides.get("actor"),
+                     labeler_params=overrides.get("labeler"), action_noise=args.action_noise)
     print(json.dumps(summary))
     return 0
 
@@ -50,7 +52,7 @@ def cmd_store(args) -> int:
     if args.store_command == "info":
         print(json.dumps(store.info(), indent=2, default=str))
         return 0
-    problems = store.check()
+    problems = store.check(deep=not args.quick)
     for note in getattr(store, "notes", []):
         print(f"note: {note}")
     for problem in problems:
@@ -72,8 +74,14 @@ def cmd_train(args) -> int:
 def cmd_eval(args) -> int:
     from .evaluate import evaluate
 
-    report = evaluate(args.run_dir, args.episodes, args.envs, args.seed, args.video, args.out,
-                      args.max_steps, args.device)
+    from .config import parse_overrides
+
+    overrides = parse_overrides(args.overrides)
+    if set(overrides) - {"executor"}:
+        raise RoboilError(f"eval takes executor.PARAM=value overrides, not '{sorted(set(overrides) - {'executor'})[0]}'")
+    executor = {**({"name": args.executor} if args.executor else {}), **overrides.get("executor", {})}
+    report = evaluate(args.run_dir, episodes=args.episodes, envs=args.envs, seed=args.seed, video=args.video,
+                      out_dir=args.out, max_steps=args.max_steps, device=args.torch_device, executor=executor or None)
     lo, hi = report["success_ci95"]
     extra = "".join(f", {k} {v:.3f}" for k, v in report.items() if k.startswith("mean_") and k != "mean_return")
     print(f"{report['task']}: success {report['success_rate']:.3f} (95% CI {lo:.3f}-{hi:.3f}) over "
@@ -89,13 +97,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     rec = sub.add_parser("record", help="record demonstrations into an episode store")
     rec.add_argument("--task", required=True)
-    rec.add_argument("--device", default="scripted", help="'scripted' (the task's expert) or a teleop device")
+    rec.add_argument("--actor", default="scripted",
+                     help="who acts: 'scripted' (the task's expert), an input device, or policy:RUN_DIR")
+    rec.add_argument("--labeler", default=None,
+                     help="whose action is recorded: 'scripted' or a device (default: the actor)")
     rec.add_argument("--episodes", type=int, required=True)
     rec.add_argument("--out", required=True, help="episode store path (created, or appended to)")
     rec.add_argument("--seed", type=int, default=0, help="the store's episode i is seeded with SEED+i")
     rec.add_argument("--action-noise", type=float, default=0.0,
                      help="execute actions with Gaussian noise (fraction of the action range), record them clean")
-    rec.add_argument("overrides", nargs="*", help="observation params as obs.KIND.PARAM=value")
+    rec.add_argument("overrides", nargs="*",
+                     help="obs.KIND.PARAM=value (observations), actor.PARAM=value and labeler.PARAM=value (devices)")
     rec.set_defaults(run=cmd_record)
 
     store = sub.add_parser("store", help="inspect an episode store")
@@ -104,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
         p = store_sub.add_parser(name, help=text)
         p.add_argument("path")
         p.set_defaults(run=cmd_store)
+        if name == "check":
+            p.add_argument("--quick", action="store_true",
+                           help="structure, chunk files and the last episode's checksums only (no full decode)")
 
     tr = sub.add_parser("train", help="train a policy from a config")
     tr.add_argument("config")
@@ -113,13 +128,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("eval", help="evaluate a trained policy in simulation")
     ev.add_argument("run_dir")
-    ev.add_argument("--episodes", type=int, default=50)
-    ev.add_argument("--envs", type=int, default=2)
-    ev.add_argument("--seed", type=int, default=100000)
+    ev.add_argument("--episodes", type=int, default=None, help="default: the run's eval.episodes (50)")
+    ev.add_argument("--envs", type=int, default=None, help="parallel environments (default: the run's eval.envs)")
+    ev.add_argument("--seed", type=int, default=None, help="episode i is seeded SEED+i (default: eval.seed)")
     ev.add_argument("--video", action="store_true")
     ev.add_argument("--out", default=None, help="report directory (default RUN_DIR/eval)")
-    ev.add_argument("--max-steps", type=int, default=None)
-    ev.add_argument("--device", default="cpu")
+    ev.add_argument("--max-steps", type=int, default=None, help="episode length (default: the task's own)")
+    ev.add_argument("--executor", default=None,
+                    help="how chunks become actions: queue, ensemble, ... (default: the run's eval.executor)")
+    ev.add_argument("--torch-device", default="cpu", help="where the policy runs: cpu, cuda, cuda:1, ...")
+    ev.add_argument("overrides", nargs="*", help="executor.PARAM=value, e.g. executor.coefficient=0.05")
     ev.set_defaults(run=cmd_eval)
     return parser
 

@@ -7,6 +7,7 @@ valid, so the CLI can print it and exit with code 2.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -53,15 +54,52 @@ class TrainConfig:
         for name in ("steps", "batch_size", "log_every", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise RoboilError(f"train.{name} must be at least 1, got {getattr(self, name)}")
+        check_range("train.lr", self.lr, low=0.0, low_open=True)
+        check_range("train.weight_decay", self.weight_decay, low=0.0)
+        check_range("train.grad_clip", self.grad_clip, low=0.0)
+        check_range("train.ema_decay", self.ema_decay, low=0.0, high=1.0, high_open=True)
+        if self.warmup_steps < 0:
+            raise RoboilError(f"train.warmup_steps must be >= 0, got {self.warmup_steps}")
+        if self.seed < 0:
+            raise RoboilError(f"train.seed must be >= 0, got {self.seed}")
+
+
+def check_range(where: str, value: float, low: float | None = None, high: float | None = None,
+                low_open: bool = False, high_open: bool = False) -> None:
+    """A one-line error unless ``value`` is finite and within the bounds (open bounds exclude themselves)."""
+    too_low = low is not None and (value <= low if low_open else value < low)
+    too_high = high is not None and (value >= high if high_open else value > high)
+    if not math.isfinite(value) or too_low or too_high:
+        bounds = " and ".join(b for b in (
+            f"{'>' if low_open else '>='} {low}" if low is not None else "",
+            f"{'<' if high_open else '<='} {high}" if high is not None else "") if b)
+        raise RoboilError(f"config key '{where}' must be a finite number {bounds}, got {value}")
+
+
+DEFAULT_EXECUTOR = "queue"
 
 
 @dataclass
 class EvalConfig:
+    """Defaults of ``roboil eval`` for this run (its command-line options override them)."""
+
     episodes: int = 50
     envs: int = 2
     seed: int = 100000
-    max_steps: int | None = None  # None = the task's own time limit
+    max_steps: int | None = None  # None = the task's own episode length
     video_episodes: int = 4
+    executor: dict[str, Any] = field(default_factory=lambda: {"name": DEFAULT_EXECUTOR})  # name + its params
+
+    def __post_init__(self):
+        for name in ("episodes", "envs"):
+            if getattr(self, name) < 1:
+                raise RoboilError(f"eval.{name} must be at least 1, got {getattr(self, name)}")
+        if self.seed < 0:
+            raise RoboilError(f"eval.seed must be >= 0, got {self.seed}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise RoboilError(f"eval.max_steps must be at least 1 (or null for the task's own), got {self.max_steps}")
+        if self.video_episodes < 0:
+            raise RoboilError(f"eval.video_episodes must be >= 0, got {self.video_episodes}")
 
 
 @dataclass
@@ -72,6 +110,9 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     encoders: dict[str, dict[str, Any]] = field(default_factory=dict)  # observation kind -> encoder params
+    # the sections above validated into the plugins' dataclasses, by validate() (not part of the YAML)
+    algorithm_params: Any = field(default=None, init=False, repr=False, compare=False)
+    encoder_params: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def algorithm_name(self) -> str:
@@ -191,31 +232,50 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
     return validate(raw)
 
 
+def named_section(kind: str, section: Mapping, where: str):
+    """Split a ``{name: ..., **params}`` section into (the registered record, its params as the record's config
+    dataclass); both steps give one-line errors listing what is valid."""
+    from .plugins import registry
+
+    reg = registry()
+    if "name" not in section:
+        raise RoboilError(f"config key '{where}.name' is required; valid: {', '.join(reg.names(kind))}")
+    params = dict(section)
+    spec = reg.get(kind, params.pop("name"))
+    return spec, from_dict(spec.config, params, where)
+
+
+def make_observers(env, observations: Mapping[str, Mapping]) -> list:
+    """The observers of ``{kind: params}`` for a live env, each kind's params validated into its dataclass."""
+    from .plugins import registry
+
+    reg = registry()
+    observers = []
+    for kind, params in observations.items():
+        spec = reg.get("observation", kind)
+        observers.append(spec.make_observer(env, from_dict(spec.params, params or {}, f"obs.{kind}")))
+    return observers
+
+
 def validate(raw: Mapping) -> Config:
     from .plugins import registry
 
     config = from_dict(Config, raw)
     reg = registry()
     reg.get("task", config.task)
-    if "name" not in config.algorithm:
-        raise RoboilError(f"config key 'algorithm.name' is required; valid: {', '.join(reg.names('algorithm'))}")
-    params = dict(config.algorithm)
-    spec = reg.get("algorithm", params.pop("name"))
-    # store the validated algorithm params back, with defaults filled in, so the run dir is self-describing
-    config.algorithm = {"name": spec.name, **dataclasses.asdict(from_dict(spec.config, params, "algorithm"))}
-    for kind in config.encoders:
-        reg.get("observation", kind)
+    spec, config.algorithm_params = named_section("algorithm", config.algorithm, "algorithm")
+    # the validated params go back with defaults filled in, so the run dir is self-describing
+    config.algorithm = {"name": spec.name, **dataclasses.asdict(config.algorithm_params)}
+    executor, executor_params = named_section("executor", {"name": DEFAULT_EXECUTOR, **config.eval.executor},
+                                              "eval.executor")
+    config.eval.executor = {"name": executor.name, **dataclasses.asdict(executor_params)}
+    for kind, params in config.encoders.items():
+        observation = reg.get("observation", kind)
+        config.encoder_params[kind] = from_dict(observation.encoder_params, params, f"encoders.{kind}")
     return config
 
 
-def algorithm_params(config: Config):
-    """The algorithm section as an instance of the algorithm plugin's config dataclass."""
-    from .plugins import registry
-
-    params = dict(config.algorithm)
-    spec = registry().get("algorithm", params.pop("name"))
-    return from_dict(spec.config, params, "algorithm")
-
-
 def to_dict(config: Config) -> dict:
-    return dataclasses.asdict(config)
+    """The YAML sections of a config (not the typed copies validate() adds)."""
+    return {f.name: dataclasses.asdict(value) if dataclasses.is_dataclass(value := getattr(config, f.name))
+            else value for f in dataclasses.fields(config) if f.init}

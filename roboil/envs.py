@@ -3,34 +3,46 @@ evaluator and deployment all step, so a policy sees at evaluation exactly the ar
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+import contextlib
+import multiprocessing
+import signal
+import traceback
+from pathlib import Path
+from typing import Any, Callable, Mapping
 
 import gymnasium as gym
 import numpy as np
 
+from .config import make_observers
+from .errors import RoboilError
 from .plugins import registry
 from .specs import Feature
+from .video import write_mp4, write_png
 
 
 class ObservedEnv(gym.Env):
     """Wraps ``task.make_env`` and turns each raw observation into ``{key: array}`` with the observers.
 
-    ``raw_obs`` keeps the task's own observation for scripted experts. With ``video_seeds``, episodes reset
-    with one of those seeds keep their rendered frames until ``take_frames()`` collects them.
+    The one time limit is applied here: ``max_steps``, or the task's ``max_episode_steps`` when None. ``raw_obs``
+    keeps the task's own observation for scripted experts. With ``video_dir``, an episode reset with one of
+    ``video_seeds`` is filmed and written as ``video_dir/seed_<seed>.mp4`` (and its final frame as a png) by
+    the step that ends it, whose ``info`` then names them under ``video`` and ``final_frame``: each env
+    process writes its own videos, so no episode's frames depend on when another one ends.
     """
 
     metadata = {"render_modes": ["rgb_array"], "autoreset_mode": gym.vector.AutoresetMode.DISABLED}
 
     def __init__(self, task: str, observations: Mapping[str, Mapping], render_mode: str | None = None,
-                 max_steps: int | None = None, video_seeds: tuple[int, ...] = ()):
-        reg = registry()
-        self.task = reg.get("task", task)
+                 max_steps: int | None = None, video_dir: str | Path | None = None,
+                 video_seeds: tuple[int, ...] = ()):
+        self.task = registry().get("task", task)
         env = self.task.make_env(render_mode=render_mode)
-        if max_steps is not None:
-            env = gym.wrappers.TimeLimit(env.unwrapped, max_episode_steps=max_steps)
+        limit = max_steps if max_steps is not None else self.task.max_episode_steps
+        if limit is not None:
+            env = gym.wrappers.TimeLimit(env, max_episode_steps=limit)
         self.env = env
         self.render_mode = render_mode
-        self.observers = [reg.get("observation", kind).make_observer(env, params) for kind, params in observations.items()]
+        self.observers = make_observers(env, observations)
         self.features: dict[str, Feature] = {}
         for observer in self.observers:
             self.features.update(observer.features)
@@ -41,7 +53,9 @@ class ObservedEnv(gym.Env):
         })
         self.action_space = env.action_space
         self.raw_obs: Any = None
-        self.video_seeds = set(video_seeds)
+        self.video_dir = Path(video_dir) if video_dir is not None else None
+        self.video_seeds = set(video_seeds) if self.video_dir is not None and render_mode == "rgb_array" else set()
+        self._seed: int | None = None
         self._frames: list[np.ndarray] | None = None
 
     def _observe(self, raw_obs) -> dict[str, np.ndarray]:
@@ -51,27 +65,117 @@ class ObservedEnv(gym.Env):
             out.update(observer(raw_obs))
         return out
 
-    def _capture(self) -> None:
-        if self._frames is not None:
-            self._frames.append(self.env.render())
-
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         raw_obs, info = self.env.reset(seed=seed, options=options)
-        self._frames = [] if seed in self.video_seeds and self.render_mode == "rgb_array" else None
-        self._capture()
+        self._seed = seed
+        self._frames = [self.env.render()] if seed in self.video_seeds else None
         return self._observe(raw_obs), info
 
     def step(self, action):
         raw_obs, reward, terminated, truncated, info = self.env.step(np.asarray(action, dtype=self.action_space.dtype))
-        self._capture()
+        if self._frames is not None:
+            self._frames.append(self.env.render())
+            if terminated or truncated:
+                info = {**info, **self._write_video()}
         return self._observe(raw_obs), float(reward), bool(terminated), bool(truncated), info
+
+    def _write_video(self) -> dict[str, str]:
+        frames, self._frames = self._frames, None
+        video = write_mp4(self.video_dir / f"seed_{self._seed}.mp4", frames, self.task.fps)
+        return {"video": str(video), "final_frame": str(write_png(video.with_suffix(".png"), frames[-1]))}
 
     def render(self):
         return self.env.render()
 
-    def take_frames(self) -> list[np.ndarray]:
-        frames, self._frames = self._frames or [], None
-        return frames
-
     def close(self):
         self.env.close()
+
+
+class EnvPool:
+    """``n`` environments from ``make_env``, each in its own worker process (spawned: MuJoCo's GL contexts do not
+    survive a fork).
+
+    A step sends each env it names its action, then sleeps on their pipes until all have answered; envs left out
+    do nothing, so envs that have played their last episode no longer cost a core. Replies are a step's
+    ``(obs, reward, terminated, truncated, info)`` pickled: tens of microseconds for a policy's few arrays, next
+    to milliseconds of physics.
+    """
+
+    def __init__(self, make_env: Callable[[], gym.Env], n: int):
+        context = multiprocessing.get_context("spawn")
+        self._pipes, self._processes = [], []
+        for index in range(n):
+            here, there = context.Pipe()
+            process = context.Process(target=_serve, args=(make_env, there), name=f"roboil-env-{index}", daemon=True)
+            process.start()
+            there.close()
+            self._pipes.append(here)
+            self._processes.append(process)
+        try:
+            for index in range(n):
+                self._receive(index)  # built
+        except BaseException:
+            self.close()
+            raise
+
+    def reset(self, seeds: Mapping[int, int]) -> dict[int, dict[str, np.ndarray]]:
+        """Reset env i with seed ``seeds[i]``; returns each one's first observation."""
+        self._send("reset", seeds)
+        return {index: self._receive(index) for index in seeds}
+
+    def step(self, actions: Mapping[int, np.ndarray]) -> dict[int, tuple]:
+        """Step env i with ``actions[i]``; returns each one's ``(obs, reward, terminated, truncated, info)``."""
+        self._send("step", actions)
+        return {index: self._receive(index) for index in actions}
+
+    def _send(self, command: str, data: Mapping[int, Any]) -> None:
+        for index, value in data.items():
+            self._pipes[index].send((command, value))
+
+    def _receive(self, index: int):
+        try:
+            status, payload = self._pipes[index].recv()
+        except EOFError:
+            exitcode = self._processes[index].exitcode
+            raise RuntimeError(f"environment worker {index} died (exit code {exitcode})") from None
+        if status == "error":
+            raise payload
+        return payload
+
+    def close(self) -> None:
+        for index in range(len(self._pipes)):
+            with contextlib.suppress(OSError):
+                self._send("close", {index: None})
+        for process in self._processes:
+            process.join(timeout=10)
+            if process.is_alive():
+                process.terminate()
+                process.join()
+        for pipe in self._pipes:
+            pipe.close()
+
+
+def _serve(make_env: Callable[[], gym.Env], pipe) -> None:
+    """A worker: build the env, then answer ``reset`` and ``step`` until ``close`` or until the main process goes."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group; the main process closes us
+    env = None
+    try:
+        env = make_env()
+        pipe.send(("ok", None))
+        while True:
+            command, data = pipe.recv()
+            if command == "step":
+                pipe.send(("ok", env.step(data)))
+            elif command == "reset":
+                pipe.send(("ok", env.reset(seed=data)[0]))
+            else:
+                return
+    except EOFError:
+        return
+    except Exception as exc:  # user mistakes (RoboilError) stay one line; anything else keeps the worker's traceback
+        error = exc if isinstance(exc, RoboilError) else RuntimeError(f"in an env worker:\n{traceback.format_exc()}")
+        with contextlib.suppress(OSError):
+            pipe.send(("error", error))
+    finally:
+        if env is not None:
+            env.close()

@@ -1,6 +1,7 @@
 """Closed-loop evaluation in parallel subprocess environments with fixed seeds: episode i uses seed S+i, so two
 runs of the same checkpoint give the same numbers. Reports success with a 95% Wilson interval, writes
-``eval.json``, mp4 videos and ``report.html`` (final frames of the filmed episodes and every episode's row)."""
+``eval.json``, H.264 videos of the first episodes and ``report.html`` (the videos playing in place and every
+episode's row)."""
 
 from __future__ import annotations
 
@@ -12,17 +13,14 @@ import os
 import time
 from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from .checkpoint import load_policy
-from .envs import ObservedEnv
+from .checkpoint import load_runner
+from .envs import EnvPool, ObservedEnv
 from .errors import RoboilError
 from .plugins import registry
-from .policy import PolicyRunner
-from .video import write_mp4, write_png
 
 EVAL_FILE = "eval.json"
 REPORT_FILE = "report.html"
@@ -42,74 +40,83 @@ def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float,
     return (lo, hi)
 
 
-def evaluate(run_dir: str | Path, episodes: int = 50, envs: int = 2, seed: int = 100000, video: bool = False,
-             out_dir: str | Path | None = None, max_steps: int | None = None, device: str = "cpu",
-             progress: bool = True) -> dict:
-    if episodes < 1 or envs < 1:
-        raise RoboilError(f"--episodes and --envs must be at least 1 (got {episodes} and {envs})")
-    model, config, meta = load_policy(run_dir, device)
+def evaluate(run_dir: str | Path, episodes: int | None = None, envs: int | None = None, seed: int | None = None,
+             video: bool = False, out_dir: str | Path | None = None, max_steps: int | None = None,
+             device: str = "cpu", executor: dict | None = None, progress: bool = True) -> dict:
+    """Play ``episodes`` episodes (seeds ``seed + i``) in ``envs`` parallel environments; options left None take
+    the run's ``eval`` config. Returns the report also written to ``eval.json``."""
+    for option, value in (("--episodes", episodes), ("--envs", envs), ("--max-steps", max_steps)):
+        if value is not None and value < 1:
+            raise RoboilError(f"{option} must be at least 1, got {value}")
+    runner, config, meta = load_runner(run_dir, executor, device)
+    episodes = config.eval.episodes if episodes is None else episodes
+    envs = config.eval.envs if envs is None else envs
+    seed = config.eval.seed if seed is None else seed
     out_dir = Path(out_dir) if out_dir else Path(run_dir) / "eval"
     out_dir.mkdir(parents=True, exist_ok=True)
     task = registry().get("task", config.task)
     seeds = [seed + i for i in range(episodes)]
-    video_seeds = tuple(seeds[: config.eval.video_episodes]) if video else ()
+    keys = list(meta["features"])
+    # only the observation kinds the policy reads: a state policy trained on a store with images renders no camera
+    kinds = {feature["kind"] for feature in meta["features"].values()}
+    make_env = functools.partial(
+        ObservedEnv, config.task, {kind: params for kind, params in meta["observations"].items() if kind in kinds},
+        render_mode="rgb_array" if video else None,
+        max_steps=max_steps if max_steps is not None else config.eval.max_steps,
+        video_dir=out_dir / "videos" if video else None, video_seeds=tuple(seeds[: config.eval.video_episodes]))
     n_envs = min(envs, episodes)
-    make = functools.partial(ObservedEnv, config.task, meta["observations"],
-                             render_mode="rgb_array" if video else None,
-                             max_steps=max_steps or config.eval.max_steps, video_seeds=video_seeds)
-    vec = gym.vector.AsyncVectorEnv([make] * n_envs, context="spawn",
-                                    autoreset_mode=gym.vector.AutoresetMode.DISABLED)
-    runner = PolicyRunner(model, device)
-    runner.reset(n_envs)
+    # The policy gets the cores the env workers leave: OpenMP threads spinning after each op would take the cores
+    # the workers step on.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, _available_cores() - n_envs))
     torch.manual_seed(seed)
-    results: list[dict] = []
     hook = registry().hook
+    results: list[dict] = []
+    pool = EnvPool(make_env, n_envs)
     started = time.time()
     try:
-        obs, _ = vec.reset(seed=seeds[:n_envs])
-        current = list(seeds[:n_envs])  # the seed each env is playing, None when it has no more episodes
-        returns = np.zeros(n_envs)
-        lengths = np.zeros(n_envs, dtype=int)
-        next_seed = n_envs
+        runner.reset(n_envs)
+        playing = {i: seeds[i] for i in range(n_envs)}  # env index -> the seed of the episode it plays
+        latest = pool.reset(playing)  # env index -> its latest observation (the final one once it has stopped)
+        returns, lengths = [0.0] * n_envs, [0] * n_envs
+        next_episode = n_envs
         bar = tqdm(total=episodes, desc=f"eval {config.task}", disable=not progress, unit="ep")
-        while any(s is not None for s in current):
-            actions = runner.act({k: v for k, v in obs.items() if k in meta["features"]})
-            obs, reward, terminated, truncated, info = vec.step(actions)
-            returns += reward
-            lengths += 1
-            finished = [i for i in range(n_envs) if current[i] is not None and (terminated[i] or truncated[i])]
-            if not finished:
-                continue
-            reset_mask = np.zeros(n_envs, dtype=bool)
-            reset_seeds: list[int | None] = [None] * n_envs
-            frames = vec.call("take_frames") if any(current[i] in video_seeds for i in finished) else None
-            for i in finished:
-                result = {"seed": current[i], "success": bool(info["is_success"][i]), "return": float(returns[i]),
-                          "length": int(lengths[i])}
-                for name in task.episode_metrics:
-                    result[name] = float(info[name][i])
-                if frames is not None and frames[i]:
-                    video = write_mp4(out_dir / "videos" / f"seed_{current[i]}.mp4", frames[i], task.fps)
-                    result["video"] = str(video)
-                    result["final_frame"] = str(write_png(video.with_suffix(".png"), frames[i][-1]))
+        while playing:
+            # every env's row, as the runner keeps one history per env; stopped envs' actions go unused
+            actions = runner.act({k: np.stack([latest[i][k] for i in range(n_envs)]) for k in keys})
+            restart = {}
+            for i, (obs, reward, terminated, truncated, info) in pool.step({i: actions[i] for i in playing}).items():
+                latest[i] = obs
+                returns[i] += reward
+                lengths[i] += 1
+                if not (terminated or truncated):
+                    continue
+                result = {"seed": playing[i], "success": bool(info["is_success"]), "return": float(returns[i]),
+                          "length": lengths[i], **{name: float(info[name]) for name in task.episode_metrics}}
+                if "video" in info:
+                    result["video"], result["final_frame"] = info["video"], info["final_frame"]
                 results.append(result)
-                hook.on_eval_episode_end(result=result)
+                hook.on_eval_episode_end(result=result, run_dir=run_dir, config=config)
                 bar.update(1)
                 returns[i], lengths[i] = 0.0, 0
                 runner.reset_env(i)
-                if next_seed < episodes:
-                    current[i] = reset_seeds[i] = seeds[next_seed]
-                    reset_mask[i] = True
-                    next_seed += 1
+                if next_episode < episodes:
+                    playing[i] = restart[i] = seeds[next_episode]
+                    next_episode += 1
                 else:
-                    current[i] = None
-            if reset_mask.any():
-                reset_obs, _ = vec.reset(seed=reset_seeds, options={"reset_mask": reset_mask})
-                obs = {k: np.where(reset_mask.reshape(-1, *[1] * (v.ndim - 1)), reset_obs[k], v) for k, v in obs.items()}
+                    del playing[i]
+            if restart:
+                latest.update(pool.reset(restart))
+        seconds = time.time() - started  # not counting the workers' shutdown
         bar.close()
     finally:
-        vec.close()
-    return write_report(results, config.task, task.episode_metrics, out_dir, time.time() - started, run_dir)
+        pool.close()
+        torch.set_num_threads(threads)
+    return write_report(results, config.task, task.episode_metrics, out_dir, seconds, run_dir)
+
+
+def _available_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def write_report(results: list[dict], task: str, metrics: tuple[str, ...], out_dir: Path, seconds: float,
@@ -125,7 +132,7 @@ def write_report(results: list[dict], task: str, metrics: tuple[str, ...], out_d
         "mean_return": float(np.mean([r["return"] for r in results])),
         **{f"mean_{name}": float(np.mean([r[name] for r in results])) for name in metrics},
         "n_episodes": n,
-        "seconds": round(seconds, 1),
+        "seconds": round(seconds, 2),
         "episodes": results,
     }
     (out_dir / EVAL_FILE).write_text(json.dumps(report, indent=2))
@@ -134,19 +141,25 @@ def write_report(results: list[dict], task: str, metrics: tuple[str, ...], out_d
 
 
 def render_html(report: dict, metrics: tuple[str, ...], out_dir: Path) -> str:
-    """A page to look at: the headline numbers, the final frame of each filmed episode, every episode's row."""
+    """A page to look at: the headline numbers, the filmed episodes playing in place (their final frame until
+    played; green border: success), every episode's row."""
     lo, hi = report["success_ci95"]
     extra = "".join(f" &middot; mean {name} {report[f'mean_{name}']:.3f}" for name in metrics)
+
+    def url(path: str) -> str:
+        return html.escape(Path(os.path.relpath(path, out_dir)).as_posix())
+
     tiles = "".join(
-        f'<a href="{html.escape(os.path.relpath(e["video"], out_dir))}" class="{"ok" if e["success"] else "fail"}">'
-        f'<img src="{html.escape(os.path.relpath(e["final_frame"], out_dir))}"><br>seed {e["seed"]}</a>'
-        for e in report["episodes"] if "final_frame" in e)
+        f'<figure class="{"ok" if e["success"] else "fail"}"><video controls muted playsinline preload="metadata" '
+        f'poster="{url(e["final_frame"])}" src="{url(e["video"])}"></video>'
+        f'<figcaption>seed {e["seed"]}: {"success" if e["success"] else "failure"}</figcaption></figure>'
+        for e in report["episodes"] if "video" in e)
     columns = ["seed", "success", "return", "length", *metrics]
     rows = "".join("<tr>" + "".join(f"<td>{e[c]:.3f}</td>" if isinstance(e[c], float) else f"<td>{e[c]}</td>"
                                     for c in columns) + "</tr>" for e in report["episodes"])
     return f"""<!doctype html><meta charset="utf-8"><title>roboil eval: {html.escape(report['task'])}</title>
-<style>body{{font-family:sans-serif;margin:2em}} a{{display:inline-block;margin:4px;text-align:center}}
-a.ok img{{border:4px solid #2a2}} a.fail img{{border:4px solid #c22}} img{{width:160px}}
+<style>body{{font-family:sans-serif;margin:2em}} figure{{display:inline-block;margin:4px;text-align:center}}
+figure.ok video{{border:4px solid #2a2}} figure.fail video{{border:4px solid #c22}} video{{width:240px}}
 td,th{{padding:2px 10px;text-align:right}}</style>
 <h1>{html.escape(report['task'])}: success {report['success_rate']:.2f} (95% CI {lo:.2f}&ndash;{hi:.2f})</h1>
 <p>{report['n_episodes']} episodes &middot; mean return {report['mean_return']:.2f}{extra} &middot;

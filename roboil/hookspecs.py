@@ -3,7 +3,9 @@
 A plugin is a module or object with functions decorated by ``roboil.hookimpl`` whose names match the hooks
 below; it is found through the ``roboil`` entry-point group (built-in plugins are registered the same way).
 Registration hooks return lists of small frozen records from ``roboil.specs``; the core validates their
-names. Lifecycle hooks are called by the trainer and the evaluator and return nothing.
+names. Lifecycle hooks are called by the trainer and the evaluator and return nothing; they receive the run
+directory and the resolved :class:`roboil.config.Config`, so a logger knows where to write (an
+implementation may accept only the arguments it needs).
 """
 
 from __future__ import annotations
@@ -64,20 +66,36 @@ def register_devices():
 
 
 @hookspec
-def on_train_step_end(step, metrics):
-    """Called after every optimizer step with the 1-based ``step`` and a dict of float ``metrics``.
+def register_executors():
+    """Return a list of :class:`roboil.specs.ExecutorSpec`: ways to turn action chunks into one action a step.
 
-    Example (a logger plugin)::
+    Called once when the plugin manager loads; ``roboil eval --executor NAME`` and
+    :func:`roboil.policy.load_runner` pick one. Example::
 
         @roboil.hookimpl
-        def on_train_step_end(step, metrics):
-            if step % 100 == 0:
-                print(step, metrics["loss"])
+        def register_executors():
+            return [ExecutorSpec(name="first-only", config=NoParams, make=lambda params, model: FirstOnly())]
     """
 
 
 @hookspec
-def on_checkpoint_saved(path, step):
+def on_train_step_end(step, metrics, run_dir, config):
+    """Called after every optimizer step with the 1-based ``step`` and a dict of float ``metrics``.
+
+    ``run_dir`` is the run's ``pathlib.Path`` and ``config`` its resolved config. Converting the metrics to
+    floats waits for the device, so the trainer only does it when some plugin implements this hook.
+    Example (a logger plugin)::
+
+        @roboil.hookimpl
+        def on_train_step_end(step, metrics, run_dir):
+            if step % 100 == 0:
+                with open(run_dir / "my_log.txt", "a") as f:
+                    f.write(f"{step} {metrics['loss']}\n")
+    """
+
+
+@hookspec
+def on_checkpoint_saved(path, step, run_dir, config):
     """Called after a checkpoint directory ``path`` (a ``pathlib.Path``) was written at ``step``.
 
     Example::
@@ -89,13 +107,13 @@ def on_checkpoint_saved(path, step):
 
 
 @hookspec
-def on_eval_episode_end(result):
+def on_eval_episode_end(result, run_dir, config):
     """Called by the evaluator for every finished episode with a dict ``result``.
 
     The dict holds at least ``seed``, ``success`` (bool), ``return`` (float) and ``length`` (int), plus the
-    task's episode metrics. Example::
+    task's episode metrics; ``run_dir`` is the evaluated run and ``config`` its training config. Example::
 
         @roboil.hookimpl
-        def on_eval_episode_end(result):
-            print(result["seed"], result["success"])
+        def on_eval_episode_end(result, config):
+            print(config.task, result["seed"], result["success"])
     """

@@ -8,6 +8,7 @@ prints every hook call and its result to stderr.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ import pluggy
 
 from . import hookspecs
 from .errors import RoboilError
-from .specs import NAME_PATTERN, AlgorithmSpec, DeviceSpec, ObservationSpec, TaskSpec
+from .specs import NAME_PATTERN, NORMALIZATIONS, AlgorithmSpec, DeviceSpec, ExecutorSpec, ObservationSpec, TaskSpec
 
 ENTRY_POINT_GROUP = "roboil"
 DISABLE_ENV = "ROBOIL_DISABLE_PLUGINS"
@@ -30,7 +31,10 @@ REGISTRIES = {
     "register_observations": (ObservationSpec, "observation"),
     "register_tasks": (TaskSpec, "task"),
     "register_devices": (DeviceSpec, "device"),
+    "register_executors": (ExecutorSpec, "executor"),
 }
+# fields of a record that must name a dataclass: config files and the command line are validated against them
+PARAMETER_FIELDS = ("config", "params", "encoder_params")
 
 
 @dataclass
@@ -77,6 +81,12 @@ class Registry:
                 f"plugin '{plugin_name}': {kind} name '{record.name}' is invalid "
                 "(use lowercase letters, digits, '-' or '_', starting with a letter)"
             )
+        for name in PARAMETER_FIELDS:
+            if hasattr(record, name) and not dataclasses.is_dataclass(getattr(record, name)):
+                return f"plugin '{plugin_name}': {kind} '{record.name}' has {name}={getattr(record, name)!r}, not a dataclass"
+        if getattr(record, "normalization", "none") not in NORMALIZATIONS:
+            return (f"plugin '{plugin_name}': {kind} '{record.name}' has normalization={record.normalization!r}; "
+                    f"valid: {', '.join(NORMALIZATIONS)}")
         owner = self.records[kind].get(record.name)
         if owner is not None:
             return f"plugin '{plugin_name}': {kind} '{record.name}' is already registered by '{owner[1]}'"

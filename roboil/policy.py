@@ -10,28 +10,34 @@ import numpy as np
 import torch
 from torch import nn
 
+from .actions import ActionTransform
+from .executors import ChunkExecutor, RecedingHorizon
+from .keys import ACTION, ACTION_IS_PAD, FUTURE_PREFIX, NEXT_IS_PAD, NEXT_PREFIX  # noqa: F401 (re-exported)
 from .specs import Feature, TaskSpec
-
-ACTION = "action"
-ACTION_IS_PAD = "action_is_pad"
-FUTURE_PREFIX = "future."
 
 
 class Normalizer(nn.Module):
-    """Maps arrays to [-1, 1] with per-dimension min/max from the store; its buffers travel in the checkpoint.
+    """Per-dimension affine normalization with training-data statistics; its buffers travel in the checkpoint.
 
+    ``modes[key]`` is ``"minmax"`` (to [-1, 1], the default) or ``"meanstd"`` (zero mean, unit variance).
     Dimensions that never vary are only shifted, so constant inputs do not blow up.
     """
 
-    def __init__(self, stats: Mapping[str, Mapping[str, np.ndarray]]):
+    def __init__(self, stats: Mapping[str, Mapping[str, np.ndarray]], modes: Mapping[str, str] | None = None):
         super().__init__()
         self.keys = tuple(sorted(stats))
         for key in self.keys:
-            lo = torch.as_tensor(np.asarray(stats[key]["min"]), dtype=torch.float32)
-            hi = torch.as_tensor(np.asarray(stats[key]["max"]), dtype=torch.float32)
-            span = hi - lo
-            scale = torch.where(span > 1e-6, 2.0 / span.clamp_min(1e-6), torch.ones_like(span))
-            offset = torch.where(span > 1e-6, -1.0 - lo * scale, -lo)
+            mode = (modes or {}).get(key, "minmax")
+            if mode == "minmax":
+                lo = torch.as_tensor(np.asarray(stats[key]["min"]), dtype=torch.float32)
+                span = torch.as_tensor(np.asarray(stats[key]["max"]), dtype=torch.float32) - lo
+                scale = torch.where(span > 1e-6, 2.0 / span.clamp_min(1e-6), torch.ones_like(span))
+                offset = torch.where(span > 1e-6, -1.0 - lo * scale, -lo)
+            else:
+                mean = torch.as_tensor(np.asarray(stats[key]["mean"]), dtype=torch.float32)
+                std = torch.as_tensor(np.asarray(stats[key]["std"]), dtype=torch.float32)
+                scale = torch.where(std > 1e-6, 1.0 / std.clamp_min(1e-6), torch.ones_like(std))
+                offset = -mean * scale
             self.register_buffer(self._name(key, "scale"), scale)
             self.register_buffer(self._name(key, "offset"), offset)
 
@@ -50,10 +56,12 @@ class Normalizer(nn.Module):
 class BuildContext:
     """Everything an algorithm's ``build`` needs to construct its model.
 
-    ``features`` are the observation arrays the policy may read (the training config chooses them), keyed by
-    store name; ``stats`` hold min/max/mean/std for normalized observations and for ``action``;
-    ``make_encoder(keys)`` builds a module mapping ``{key: (N, *shape)}`` to ``(N, output_dim)`` by asking
-    each key's observation plugin for its encoder (so a vision backbone is shared by every algorithm).
+    ``config`` is the algorithm's config dataclass instance; ``features`` are the observation arrays the policy
+    may read (the training config chooses them), keyed by store name; ``stats`` hold min/max/mean/std of the
+    normalized observations and of ``action`` (as learned: offsets under ``data.action_relative_to``).
+    ``make_encoder(keys, token_dim=None)`` builds a :class:`roboil.encoders.ObservationEncoder` over those
+    keys from the observation plugins: it takes raw observation windows, normalizes them by each kind's rule,
+    and returns one vector per step, or tokens of width ``token_dim`` for attention.
     """
 
     config: Any
@@ -61,59 +69,74 @@ class BuildContext:
     action_dim: int
     stats: Mapping[str, Mapping[str, np.ndarray]]
     task: TaskSpec
-    make_encoder: Callable[[list[str]], nn.Module]
+    make_encoder: Callable[..., nn.Module]
 
 
 class PolicyModel(nn.Module):
     """Base class of every algorithm's model.
 
     Subclasses set ``n_obs_steps`` (observation history), ``horizon`` (length of the action window the loss
-    sees; it starts at the oldest observation step, as in diffusion_policy) and ``n_action_steps`` (how many
-    actions the runner executes before predicting again), and may list ``future_keys``: observation arrays the
-    sampler should also draw at a uniformly random future step of the same episode (``batch["future.<key>"]``,
-    e.g. for hindsight goal relabeling). Loading sets ``action_relative_to`` from the config's
-    ``data.action_relative_to``: the model then predicts offsets from that observation key.
+    sees; it starts at the oldest observation step, as in diffusion_policy) and ``n_action_steps`` (the
+    default of the receding-horizon executor), and may list ``future_keys`` (observation arrays the sampler
+    also draws at a uniformly random later step of the same episode: ``batch["future.<key>"]``, e.g. for
+    hindsight relabeling) and ``next_keys`` (drawn at the step after the current one: ``batch["next.<key>"]``
+    with ``batch["next_is_pad"]`` true at an episode's last step, e.g. for a state-only discriminator).
 
-    Batches hold raw (unnormalized) float tensors: each observation key as ``(B, n_obs_steps, *shape)``,
-    ``action`` as ``(B, horizon, action_dim)`` (offsets when the config sets ``data.action_relative_to``) and
-    the bool mask ``action_is_pad`` as ``(B, horizon)``.
+    Batches hold raw (unnormalized) tensors: each observation key as ``(B, n_obs_steps, *shape)``, ``action``
+    as ``(B, horizon, action_dim)`` (as learned, after the run's action transform) and the bool mask
+    ``action_is_pad`` as ``(B, horizon)``.
     """
 
     n_obs_steps: int = 1
     horizon: int = 1
     n_action_steps: int = 1
     future_keys: tuple[str, ...] = ()
-    action_relative_to: str | None = None
+    next_keys: tuple[str, ...] = ()
 
-    def compute_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
-        """Return the scalar training loss and a dict of float metrics to log."""
+    def compute_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Return the scalar training loss and a dict of metrics to log (tensors: no device sync per step)."""
         raise NotImplementedError
 
     def predict_action(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
         """Map an observation window ``{key: (B, n_obs_steps, *shape)}`` to actions ``(B, horizon, A)``."""
         raise NotImplementedError
 
+    def parameter_groups(self) -> list[dict]:
+        """Optimizer parameter groups; a group may set its own ``lr`` or ``weight_decay`` (e.g. a smaller
+        learning rate for a pretrained backbone). The schedule scales every group alike."""
+        return [{"params": [p for p in self.parameters() if p.requires_grad]}]
+
+    def reset_env(self, index: int) -> None:
+        """Forget the internal state kept for environment ``index`` (for stateful policies; a no-op here)."""
+
 
 class PolicyRunner:
-    """Runs a PolicyModel in closed loop over B environments: keeps each one's observation history and queue of
-    planned actions (receding horizon), and predicts a new chunk for the environments whose queue is empty.
-    Used alike by the evaluator and deployment code. When the model predicts offsets (``action_relative_to``),
-    each queued offset is added to that observation's value at the step it is executed.
+    """Runs a PolicyModel in closed loop over B environments: the evaluator, the recorder (a policy acting) and
+    deployment code all use it.
+
+    It keeps each environment's observation history, asks the model for chunks when the ``executor`` wants
+    them (receding horizon with the model's ``n_action_steps`` by default), and decodes each executed action
+    with the run's action ``transform`` using the observation of the step it is executed at.
     """
 
-    def __init__(self, model: PolicyModel, device: torch.device | str = "cpu"):
+    def __init__(self, model: PolicyModel, executor: ChunkExecutor | None = None,
+                 transform: ActionTransform = ActionTransform(), device: torch.device | str = "cpu"):
         self.model = model.eval()
+        self.executor = executor or RecedingHorizon(model.n_action_steps)
+        self.transform = transform
         self.device = torch.device(device)
         self._history: list[deque] = []
-        self._queue: list[deque] = []
 
     def reset(self, n_envs: int) -> None:
         self._history = [deque(maxlen=self.model.n_obs_steps) for _ in range(n_envs)]
-        self._queue = [deque() for _ in range(n_envs)]
+        self.executor.reset(n_envs)
+        for index in range(n_envs):
+            self.model.reset_env(index)
 
     def reset_env(self, index: int) -> None:
         self._history[index].clear()
-        self._queue[index].clear()
+        self.executor.reset_env(index)
+        self.model.reset_env(index)
 
     @torch.no_grad()
     def act(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -124,19 +147,14 @@ class PolicyRunner:
             if not history:  # pad the start of an episode with its first observation
                 history.extend([step] * (n_obs - 1))
             history.append(step)
-        need = [i for i, queue in enumerate(self._queue) if not queue]
+        need = self.executor.needs_chunk()
         if need:
             window = {
                 key: torch.as_tensor(np.stack([np.stack([h[key] for h in self._history[i]]) for i in need]))
                 .to(self.device)
                 for key in obs
             }
-            chunk = self.model.predict_action(window).float().cpu().numpy()
-            first = n_obs - 1
+            chunks = self.model.predict_action(window).float().cpu().numpy()
             for row, i in enumerate(need):
-                self._queue[i].extend(chunk[row, first : first + self.model.n_action_steps])
-        actions = np.stack([queue.popleft() for queue in self._queue])
-        reference = self.model.action_relative_to
-        if reference is not None:
-            actions = actions + np.asarray(obs[reference]).reshape(actions.shape)
-        return actions
+                self.executor.add_chunk(i, chunks[row, n_obs - 1:])  # from the current step on
+        return self.transform.decode(self.executor.step(), obs)

@@ -2,7 +2,8 @@
 
 A window anchored at step t of an episode holds observations t-n_obs+1..t and actions t-n_obs+1..
 t-n_obs+horizon (the diffusion_policy convention). Indices that fall outside the episode repeat its first or
-last step, and the action steps that do are flagged in ``action_is_pad`` so losses can ignore them.
+last step, and the action steps that do are flagged in ``action_is_pad`` so losses can ignore them. Models may
+also ask for keys at a random later step (``future.<key>``) or at the next step (``next.<key>``).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Mapping
 
 import numpy as np
 
-from .policy import ACTION, ACTION_IS_PAD, FUTURE_PREFIX
+from .keys import ACTION, ACTION_IS_PAD, FUTURE_PREFIX, NEXT_IS_PAD, NEXT_PREFIX
 
 
 def gather(array, index: np.ndarray) -> np.ndarray:
@@ -33,6 +34,7 @@ class WindowSampler:
         n_obs_steps: int,
         horizon: int,
         future_keys: tuple[str, ...] = (),
+        next_keys: tuple[str, ...] = (),
         seed: int = 0,
     ):
         if len(episodes) == 0:
@@ -47,12 +49,20 @@ class WindowSampler:
         self.arrays = arrays
         self.obs_keys = list(obs_keys)
         self.future_keys = tuple(future_keys)
+        self.next_keys = tuple(next_keys)
         self.obs_offsets = np.arange(-n_obs_steps + 1, 1)
         self.action_offsets = np.arange(-n_obs_steps + 1, horizon - n_obs_steps + 1)
         self.rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
         return len(self.anchors)
+
+    def state(self) -> dict:
+        """The random generator's state, to resume sampling exactly (see :meth:`set_state`)."""
+        return self.rng.bit_generator.state
+
+    def set_state(self, state: dict) -> None:
+        self.rng.bit_generator.state = state
 
     def sample(self, batch_size: int) -> dict[str, np.ndarray]:
         pick = self.rng.integers(0, len(self.anchors), size=batch_size)
@@ -71,6 +81,11 @@ class WindowSampler:
             future = self.rng.integers(t[:, 0], hi[:, 0] + 1)  # uniform over the rest of the episode
             for key in self.future_keys:
                 batch[FUTURE_PREFIX + key] = gather(self.arrays[key], future)
+        if self.next_keys:
+            following = t[:, 0] + 1
+            batch[NEXT_IS_PAD] = following > hi[:, 0]
+            for key in self.next_keys:
+                batch[NEXT_PREFIX + key] = gather(self.arrays[key], np.minimum(following, hi[:, 0]))
         return batch
 
 

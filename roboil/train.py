@@ -1,48 +1,71 @@
-"""The training loop shared by every algorithm: data from the store, the plugin's model, AdamW with warmup
-and cosine decay, optional EMA, bf16 autocast on CUDA, metrics as JSON lines, checkpoints and resume."""
+"""Training: the context the core hands every algorithm, and the offline loop offline algorithms keep using.
+
+An algorithm that owns its loop (``AlgorithmSpec.train``: online imitation, RL fine-tuning, DAgger) receives
+a :class:`TrainContext`; every other algorithm is trained by :func:`fit_offline` on windows of the store:
+AdamW over the model's parameter groups with warmup and cosine decay, optional EMA, bf16 autocast on CUDA.
+Both write ``metrics.jsonl`` and checkpoints the same way, and resume bit-exactly from the last checkpoint.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import functools
 import json
 import math
+import os
 import queue
 import random
+import sys
 import threading
 import time
+from functools import cached_property
 from pathlib import Path
+from typing import Any, Mapping
 
+import gymnasium as gym
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from .checkpoint import build_model, latest_checkpoint, save_checkpoint
-from .config import Config
+from .actions import ActionTransform
+from .checkpoint import CONFIG_FILE, META_FILE, TRAINING_STATE_FILE, build_model, latest_checkpoint, save_checkpoint
+from .config import Config, to_dict
+from .envs import ObservedEnv
 from .errors import RoboilError
+from .keys import ACTION
 from .plugins import registry
-from .policy import ACTION, PolicyModel
+from .policy import PolicyModel
 from .sampler import WindowSampler, compute_stats
+from .specs import Feature
 from .store import EpisodeStore
 
 METRICS_FILE = "metrics.jsonl"
+# sections a resumed run may not change: they define the model and the data it learns from
+FROZEN_ON_RESUME = ("task", "algorithm", "data", "encoders")
 
 
 def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise RoboilError(f"train.device={name} is not a torch device; use auto, cpu or cuda") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
         raise RoboilError(f"train.device={name} but no CUDA device is available; use train.device=cpu or auto")
-    return torch.device(name)
+    return device
 
 
 class TrainingData:
-    """The episodes a run trains on: the arrays (in RAM when they fit), the features and the statistics."""
+    """The episodes a run trains on: the arrays (in RAM when they fit, actions encoded by the run's action
+    transform), the features and the statistics."""
 
     def __init__(self, config: Config):
         path = config.data.path
         if not path:
             raise RoboilError("config key 'data.path' is required: the episode store to train on (data.path=STORE)")
-        store = EpisodeStore.open(path)
+        store = EpisodeStore.open(path, require_healthy=True)
         if store.attrs.get("task") != config.task:
             raise RoboilError(f"store '{path}' was recorded for task '{store.attrs.get('task')}', "
                               f"but the config trains '{config.task}'; set task= or data.path= to match")
@@ -60,55 +83,225 @@ class TrainingData:
         self.episodes = np.asarray(keep)
         self.features = {k: store.features[k] for k in chosen}
         self.action_dim = int(np.prod(store.features[ACTION].shape))
+        self.transform = ActionTransform(config.data.action_relative_to)
+        self.transform.check(self.features, store.features[ACTION])
         keys = [*chosen, ACTION]
         size = sum(store.array(k).nbytes for k in keys)
-        self.arrays = store.load(keys) if size <= config.data.cache_max_gb * 2**30 else {k: store.array(k) for k in keys}
+        # in RAM, the checksums of every episode are verified too (lazily read stores get the cheap check only)
+        self.arrays = (store.load(keys, verify=True) if size <= config.data.cache_max_gb * 2**30
+                       else {k: store.array(k) for k in keys})
+        if self.transform.relative_to is not None:
+            # actions are low-dimensional: hold the encoded ones in RAM even when the rest stays on disk
+            reference = self.transform.relative_to
+            encoded = self.transform.encode(self.arrays[ACTION][:], {reference: self.arrays[reference][:]})
+            self.arrays = {**self.arrays, ACTION: encoded}
         ends = store.episode_ends
         starts = np.concatenate([[0], ends[:-1]])
         self.rows = np.concatenate([np.arange(starts[i], ends[i]) for i in keep])
-        reference = config.data.action_relative_to
-        if reference is not None:
-            if reference not in chosen:
-                raise RoboilError(f"data.action_relative_to names '{reference}', which the policy does not read; "
-                                  f"use one of data.obs_keys: {', '.join(chosen)}")
-            if store.features[reference].shape != store.features[ACTION].shape:
-                raise RoboilError(f"data.action_relative_to: '{reference}' has shape {store.features[reference].shape} "
-                                  f"but actions have {store.features[ACTION].shape}; name a key shaped like the action")
-            # actions are low-dimensional: hold the offsets in RAM even when the rest stays on disk
-            offsets = np.asarray(self.arrays[ACTION][:], np.float32) - np.asarray(self.arrays[reference][:], np.float32)
-            self.arrays = {**self.arrays, ACTION: offsets}
         reg = registry()
-        normalized = [k for k in chosen if reg.get("observation", self.features[k].kind).normalize]
+        normalized = [k for k in chosen if reg.get("observation", self.features[k].kind).normalization != "none"]
         self.stats = compute_stats(self.arrays, self.rows, [*normalized, ACTION])
 
     def sampler(self, model: PolicyModel, seed: int) -> WindowSampler:
         return WindowSampler(self.arrays, self.store.episode_ends, self.episodes, list(self.features),
-                             model.n_obs_steps, model.horizon, model.future_keys, seed=seed)
+                             model.n_obs_steps, model.horizon, model.future_keys, model.next_keys, seed=seed)
 
 
-def prefetch(sampler: WindowSampler, batch_size: int, device: torch.device, depth: int = 3):
-    """Yield torch batches built by a background thread (pinned for an asynchronous copy on CUDA)."""
-    pin = device.type == "cuda"
-    out: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
+def random_states() -> dict:
+    """Every generator a run draws from, so a resumed run continues exactly where it stopped."""
+    name, keys, position, has_gauss, gauss = np.random.get_state()
+    # plain values: the state file is read back with torch.load(weights_only=True), which refuses numpy arrays
+    states = {"torch": torch.get_rng_state(), "numpy": [name, keys.tolist(), position, has_gauss, gauss],
+              "python": random.getstate()}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
 
-    def work():
+
+def restore_random_states(states: Mapping) -> None:
+    torch.set_rng_state(states["torch"])
+    name, keys, position, has_gauss, gauss = states["numpy"]
+    np.random.set_state((name, np.array(keys, dtype=np.uint32), position, has_gauss, gauss))
+    random.setstate(states["python"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class TrainContext:
+    """What the core hands an algorithm's training loop.
+
+    - ``config`` (its ``algorithm_params`` typed), ``run_dir``, ``device``, ``autocast()`` (bf16 on CUDA when
+      ``train.amp``), ``hook`` (the plugin hooks).
+    - ``demonstrations``: the :class:`TrainingData` of ``data.path`` (loaded on first use).
+    - ``make_envs(n)``: a vector of ``n`` task environments observed through the observation plugins, with
+      the observations the demonstrations were recorded with (the task's defaults without a store);
+      ``observation_features()`` names their arrays.
+    - ``build_policy(features, action_dim, stats)``: the algorithm's own PolicyModel, as checkpoints rebuild it.
+    - ``log(step, metrics)``: metrics may stay tensors; they become floats only when written or hooked.
+    - ``save_checkpoint(step, model, state)``: weights + statistics + config (what ``roboil eval`` loads)
+      and ``state`` (tensors and plain values, given back by ``resume()``) with every random state.
+    - ``start_step``: where a resumed run continues (0 for a new run); ``resume()``: the ``state`` of the
+      checkpoint it continues from (None for a new run), and every random generator set back to where it
+      was then. Call it once, after building the models (their initialization draws random numbers).
+    """
+
+    def __init__(self, config: Config, run_dir: Path, progress: bool = True):
+        self.config = config
+        self.run_dir = run_dir
+        self.device = pick_device(config.train.device)
+        self.hook = registry().hook
+        self.progress = progress
+        self.start_step, self._saved = 0, None
+        self.resumes: list[dict] = []
+        self._built: tuple | None = None
+        self._started = time.time()
+        self._step_hooked = bool(self.hook.on_train_step_end.get_hookimpls())
+        resume = latest_checkpoint(run_dir)
+        if resume is not None:
+            self._resume_from(resume)
+
+    def _resume_from(self, checkpoint: Path) -> None:
+        import yaml
+
+        state_file = checkpoint / TRAINING_STATE_FILE
+        if not state_file.is_file():
+            raise RoboilError(f"cannot resume '{self.run_dir}': {state_file} is missing; restore it, or train into a "
+                              "new --out directory")
+        saved = yaml.safe_load((checkpoint / CONFIG_FILE).read_text())
+        current = to_dict(self.config)
+        frozen = {k: v for k, v in flatten(saved).items() if k.split(".")[0] in FROZEN_ON_RESUME}
+        now = {k: v for k, v in flatten(current).items() if k.split(".")[0] in FROZEN_ON_RESUME}
+        changed = sorted(k for k in frozen.keys() | now.keys() if frozen.get(k) != now.get(k))
+        if changed:
+            raise RoboilError(f"cannot resume '{self.run_dir}' with a changed {', '.join(changed)} (the model or its "
+                              "data would change); train into a new --out directory")
         try:
-            while not stop.is_set():
-                batch = {k: torch.from_numpy(v) for k, v in sampler.sample(batch_size).items()}
-                out.put({k: v.pin_memory() for k, v in batch.items()} if pin else batch)
-        except Exception as exc:  # hand the error to the training loop instead of leaving it waiting
-            out.put(exc)
+            state = torch.load(state_file, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise RoboilError(f"cannot resume '{self.run_dir}': {state_file} is damaged ({type(exc).__name__}); "
+                              "train into a new --out directory") from None
+        self.start_step = int(state["step"])
+        self._saved = state
+        self._trim_metrics(self.start_step)
+        # allowed changes (train, eval) are kept with the step they took effect at, in every later checkpoint
+        before, after = flatten(saved), flatten(current)
+        changes = {k: [before.get(k), after.get(k)] for k in sorted(before.keys() | after.keys())
+                   if before.get(k) != after.get(k)}
+        previous = json.loads((checkpoint / META_FILE).read_text()).get("resumes", [])
+        self.resumes = previous + [{"step": self.start_step, "changed": changes}]
+        print(f"roboil: resumed from step {self.start_step} of {checkpoint}"
+              + "".join(f"; {key}: {old} -> {new}" for key, (old, new) in changes.items()), file=sys.stderr)
 
-    threading.Thread(target=work, daemon=True).start()
-    try:
-        while True:
-            batch = out.get()
-            if isinstance(batch, Exception):
-                raise batch
-            yield {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-    finally:
-        stop.set()
+    def resume(self) -> dict | None:
+        if self._saved is None:
+            return None
+        restore_random_states(self._saved["random"])
+        return self._saved["algorithm"]
+
+    def _trim_metrics(self, step: int) -> None:
+        """Drop metrics logged after the checkpoint: the resumed run logs those steps again."""
+        path = self.run_dir / METRICS_FILE
+        if not path.is_file():
+            return
+        kept = [line for line in path.read_text().splitlines(keepends=True)
+                if line.strip() and json.loads(line)["step"] <= step]
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text("".join(kept))
+        os.replace(tmp, path)
+
+    @cached_property
+    def bar(self) -> tqdm:  # made on the first log, so an error while setting up prints alone
+        return tqdm(total=self.config.train.steps, initial=self.start_step,
+                    desc=f"train {self.config.algorithm_name}", disable=not self.progress)
+
+    def autocast(self):
+        if self.device.type == "cuda" and self.config.train.amp:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    @cached_property
+    def demonstrations(self) -> TrainingData:
+        return TrainingData(self.config)
+
+    @property
+    def observations(self) -> dict:
+        if self.config.data.path:
+            return dict(self.demonstrations.store.attrs.get("observations", {}))
+        return {kind: dict(params) for kind, params in registry().get("task", self.config.task).observations.items()}
+
+    def make_envs(self, n: int, asynchronous: bool = False, render_mode: str | None = None) -> gym.vector.VectorEnv:
+        """``n`` environments, stepped in this process or (``asynchronous``) in worker processes; finished
+        ones are not reset automatically: reset them with ``reset(seed=..., options={"reset_mask": mask})``."""
+        make = functools.partial(ObservedEnv, self.config.task, self.observations, render_mode=render_mode)
+        manual = gym.vector.AutoresetMode.DISABLED
+        if asynchronous:
+            return gym.vector.AsyncVectorEnv([make] * n, context="spawn", autoreset_mode=manual)
+        return gym.vector.SyncVectorEnv([make] * n, autoreset_mode=manual)
+
+    def observation_features(self) -> dict[str, Feature]:
+        """The arrays the environments of :meth:`make_envs` observe (what a policy acting in them reads)."""
+        env = ObservedEnv(self.config.task, self.observations)
+        env.close()
+        return dict(env.features)
+
+    def build_policy(self, features: Mapping[str, Feature], action_dim: int, stats: Mapping) -> PolicyModel:
+        self._built = (dict(features), action_dim, stats)
+        return build_model(self.config, features, action_dim, stats).to(self.device)
+
+    def log(self, step: int, metrics: Mapping[str, Any]) -> None:
+        if self._step_hooked:
+            self.hook.on_train_step_end(step=step, metrics=as_floats(metrics), run_dir=self.run_dir, config=self.config)
+        if step % self.config.train.log_every == 0 or step == self.config.train.steps:
+            values = as_floats(metrics)
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            with open(self.run_dir / METRICS_FILE, "a") as f:
+                f.write(json.dumps({"step": step, "time": round(time.time() - self._started, 3), **values}) + "\n")
+            if "loss" in values:
+                self.bar.set_postfix(loss=f"{values['loss']:.4f}")
+        self.bar.update(step - self.bar.n)
+
+    def should_checkpoint(self, step: int) -> bool:
+        return step % self.config.train.checkpoint_every == 0 or step == self.config.train.steps
+
+    def save_checkpoint(self, step: int, model: PolicyModel, state: Mapping) -> Path:
+        if self._built is None:
+            raise RuntimeError("save_checkpoint needs a model made by context.build_policy")
+        features, action_dim, stats = self._built
+        meta = {"features": {k: f.to_dict() for k, f in features.items()}, "action_dim": action_dim,
+                "task": self.config.task, "observations": self.observations,
+                "action_transform": ActionTransform(self.config.data.action_relative_to).to_meta(),
+                "train_seconds": round(time.time() - self._started, 1), "resumes": self.resumes}
+        if self.config.data.path:
+            meta.update(store=str(self.config.data.path), train_episodes=len(self.demonstrations.episodes))
+        training_state = {"step": step, "algorithm": dict(state), "random": random_states()}
+        path = save_checkpoint(self.run_dir, step, model, stats, self.config, meta, training_state)
+        self.hook.on_checkpoint_saved(path=path, step=step, run_dir=self.run_dir, config=self.config)
+        return path
+
+    def close(self) -> None:
+        if "bar" in self.__dict__:
+            self.bar.close()
+
+
+def flatten(config: Mapping, prefix: str = "") -> dict:
+    """``{"train": {"lr": 1}}`` as ``{"train.lr": 1}``, lists and tuples alike (a JSON round trip)."""
+    out = {}
+    for key, value in config.items():
+        if isinstance(value, Mapping):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = json.loads(json.dumps(value))
+    return out
+
+
+def as_floats(metrics: Mapping[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items()}
 
 
 def lr_factor(step: int, config: Config) -> float:
@@ -121,80 +314,98 @@ def lr_factor(step: int, config: Config) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+def prefetch(sampler: WindowSampler, batch_size: int, device: torch.device, depth: int = 3):
+    """Yield ``(batch, sampler state after it)`` with batches built by a background thread (pinned for an
+    asynchronous copy on CUDA); the state lets a checkpoint resume the sampler exactly after its last batch."""
+    pin = device.type == "cuda"
+    out: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def work():
+        try:
+            while not stop.is_set():
+                batch = {k: torch.from_numpy(v) for k, v in sampler.sample(batch_size).items()}
+                out.put(({k: v.pin_memory() for k, v in batch.items()} if pin else batch, sampler.state()))
+        except Exception as exc:  # hand the error to the training loop instead of leaving it waiting
+            out.put(exc)
+
+    threading.Thread(target=work, daemon=True).start()
+    try:
+        while True:
+            item = out.get()
+            if isinstance(item, Exception):
+                raise item
+            batch, state = item
+            yield {k: v.to(device, non_blocking=True) for k, v in batch.items()}, state
+    finally:
+        stop.set()
 
 
-def train(config: Config, out_dir: str | Path, progress: bool = True) -> Path:
-    """Train (or resume) a run in ``out_dir``; returns the final checkpoint directory."""
-    out_dir = Path(out_dir)
-    hook = registry().hook
-    seed_everything(config.train.seed)
-    device = pick_device(config.train.device)
-    data = TrainingData(config)
-    model = build_model(config, data.features, data.action_dim, data.stats).to(device)
+def fit_offline(context: TrainContext) -> Path | None:
+    """The default loop: windows of the store, the model's loss, AdamW over its parameter groups."""
+    config, device = context.config, context.device
+    data = context.demonstrations
+    model = context.build_policy(data.features, data.action_dim, data.stats)
     ema = copy.deepcopy(model).requires_grad_(False) if config.train.ema_decay > 0 else None
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay,
-                                  fused=device.type == "cuda")
+    optimizer = torch.optim.AdamW(model.parameter_groups(), lr=config.train.lr,
+                                  weight_decay=config.train.weight_decay, fused=device.type == "cuda")
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, config))
-    step = 0
-    resume = latest_checkpoint(out_dir)
-    if resume is not None and (resume / "training_state.pt").is_file():
-        state = torch.load(resume / "training_state.pt", map_location=device, weights_only=True)
+    sampler = data.sampler(model, config.train.seed)
+    step, checkpoint = context.start_step, None
+    state = context.resume()
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         if ema is not None:
             ema.load_state_dict(state["ema"])
-        step = int(state["step"])
-        torch.set_rng_state(state["torch_rng"])
-        if step >= config.train.steps:
-            return resume
-    out_dir.mkdir(parents=True, exist_ok=True)
-    meta = {"features": {k: f.to_dict() for k, f in data.features.items()}, "action_dim": data.action_dim,
-            "task": config.task, "observations": data.store.attrs.get("observations", {}),
-            "store": str(config.data.path), "train_episodes": len(data.episodes)}
-    # a fresh sampler seed after a resume, so the resumed run does not replay the batches it already saw
-    batches = prefetch(data.sampler(model, config.train.seed + step), config.train.batch_size, device)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda" and config.train.amp)
+        sampler.set_state(state["sampler"])
+        checkpoint = latest_checkpoint(context.run_dir)
+    batches = prefetch(sampler, config.train.batch_size, device)
     step_fn = torch.compile(model.compute_loss) if config.train.compile else model.compute_loss
-    started = time.time()
-    bar = tqdm(total=config.train.steps, initial=step, desc=f"train {config.algorithm_name}", disable=not progress)
-    checkpoint = resume
-    with open(out_dir / METRICS_FILE, "a") as metrics_file:
-        model.train()
-        while step < config.train.steps:
-            batch = next(batches)
-            with autocast:
-                loss, metrics = step_fn(batch)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.train.grad_clip > 0:
-                metrics["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(model.parameters(), config.train.grad_clip))
-            optimizer.step()
-            scheduler.step()
-            step += 1
+    model.train()
+    while step < config.train.steps:
+        batch, sampler_state = next(batches)
+        with context.autocast():
+            loss, metrics = step_fn(batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.train.grad_clip > 0:
+            metrics["grad_norm"] = torch.nn.utils.clip_grad_norm_(model.parameters(), config.train.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        step += 1
+        if ema is not None:
+            update_ema(ema, model, config.train.ema_decay, step)
+        context.log(step, {**metrics, "lr": scheduler.get_last_lr()[0]})
+        if context.should_checkpoint(step):
+            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                     "scheduler": scheduler.state_dict(), "sampler": sampler_state}
             if ema is not None:
-                update_ema(ema, model, config.train.ema_decay, step)
-            metrics = {**metrics, "lr": scheduler.get_last_lr()[0]}
-            hook.on_train_step_end(step=step, metrics=metrics)
-            if step % config.train.log_every == 0 or step == config.train.steps:
-                record = {"step": step, "time": round(time.time() - started, 3), **metrics}
-                metrics_file.write(json.dumps(record) + "\n")
-                metrics_file.flush()
-                bar.set_postfix(loss=f"{metrics.get('loss', float('nan')):.4f}")
-            bar.update(1)
-            if step % config.train.checkpoint_every == 0 or step == config.train.steps:
-                state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                         "scheduler": scheduler.state_dict(), "step": step, "torch_rng": torch.get_rng_state()}
-                if ema is not None:
-                    state["ema"] = ema.state_dict()
-                checkpoint = save_checkpoint(out_dir, step, ema or model, data.stats, config,
-                                             {**meta, "train_seconds": round(time.time() - started, 1)}, state)
-                hook.on_checkpoint_saved(path=checkpoint, step=step)
-    bar.close()
+                state["ema"] = ema.state_dict()
+            checkpoint = context.save_checkpoint(step, ema or model, state)
+    return checkpoint
+
+
+def train(config: Config, out_dir: str | Path, progress: bool = True) -> Path:
+    """Train (or resume) a run in ``out_dir`` with the algorithm's own loop or the offline one; returns the
+    final checkpoint directory."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise RoboilError(f"--out '{out_dir}' is a file; name a directory for the run")
+    seed_everything(config.train.seed)
+    context = TrainContext(config, out_dir, progress)
+    spec = registry().get("algorithm", config.algorithm_name)
+    try:
+        if context.start_step >= config.train.steps:
+            return latest_checkpoint(out_dir)
+        (spec.train or fit_offline)(context)
+    finally:
+        context.close()
+    checkpoint = latest_checkpoint(out_dir)
+    if checkpoint is None:
+        raise RoboilError(f"algorithm '{spec.name}' finished without saving a checkpoint; its train() must call "
+                          "context.save_checkpoint")
     return checkpoint
 
 

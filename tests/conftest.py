@@ -20,15 +20,23 @@ def run_cli(*args, env=None, check=False):
     return result
 
 
-@pytest.fixture(scope="session")
-def hello_plugin_path(tmp_path_factory):
-    """The fixture plugin really installed (pip, entry points and all) into a directory for PYTHONPATH."""
+def install_fixture_plugin(name: str, tmp_path_factory) -> Path:
+    """A fixture plugin really installed (pip, entry points and all) into a directory for PYTHONPATH."""
     target = tmp_path_factory.mktemp("site")
-    source = tmp_path_factory.mktemp("src") / "hello_plugin"
-    shutil.copytree(FIXTURES / "hello_plugin", source)  # the build leaves files next to the sources
+    source = tmp_path_factory.mktemp("src") / name
+    shutil.copytree(FIXTURES / name, source)  # the build leaves files next to the sources
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
                     "--no-index", "--target", str(target), str(source)], check=True)
     return target
+
+
+def plugin_pythonpath(site: Path) -> dict:
+    return {"PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+
+
+@pytest.fixture(scope="session")
+def hello_plugin_path(tmp_path_factory):
+    return install_fixture_plugin("hello_plugin", tmp_path_factory)
 
 
 @pytest.fixture(autouse=True)

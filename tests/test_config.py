@@ -38,10 +38,36 @@ def test_int_is_accepted_for_float_but_not_the_reverse():
     ("train.batch_size=big", "config key 'train.batch_size' must be int, got 'big'"),
     ("train.lr_schedule=linear", "train.lr_schedule 'linear' is invalid; valid: cosine, constant"),
     ("encoders.lidar={}", "unknown observation 'lidar'"),
+    ("encoders.pixels.crop=0.5", "unknown config key 'encoders.pixels.crop'; valid keys in encoders.pixels: crop_ratio"),
+    ("encoders.pixels.crop_ratio=2", "encoders.pixels.crop_ratio must be in \\(0, 1\\]"),
+    ("train.lr=-1", "config key 'train.lr' must be a finite number > 0.0, got -1"),
+    ("train.lr=.nan", "config key 'train.lr' must be a finite number > 0.0, got nan"),
+    ("train.weight_decay=-1", "config key 'train.weight_decay' must be a finite number >= 0.0"),
+    ("train.warmup_steps=-3", "train.warmup_steps must be >= 0, got -3"),
+    ("train.ema_decay=2", "config key 'train.ema_decay' must be a finite number >= 0.0 and < 1.0, got 2"),
+    ("algorithm.hidden_dims=[-4]", "algorithm.hidden_dims must list positive layer widths, got \\[-4\\]"),
+    ("algorithm.dropout=2", "algorithm.dropout must be in \\[0, 1\\), got 2"),
+    ("eval.executor.name=median", "unknown executor 'median'; valid: ensemble, queue"),
+    ("eval.executor.coefficient=1", "unknown config key 'eval.executor.coefficient'; valid keys in eval.executor: "
+                                    "n_action_steps"),
+    ("eval.max_steps=0", "eval.max_steps must be at least 1"),
 ])
 def test_bad_values_are_one_line_errors(override, message):
     with pytest.raises(RoboilError, match=message):
         load_config(CONFIG, [override])
+
+
+def test_algorithm_section_is_validated_once_into_its_dataclass():
+    config = load_config(CONFIG, ["algorithm.hidden_dims=[8]"])
+    assert type(config.algorithm_params).__name__ == "GCBCConfig" and config.algorithm_params.hidden_dims == (8,)
+    assert config.eval.executor == {"name": "queue", "n_action_steps": None}
+
+
+def test_unusable_torch_device_is_a_one_line_error(tmp_path):
+    from roboil.train import pick_device
+
+    with pytest.raises(RoboilError, match="train.device=nope is not a torch device; use auto, cpu or cuda"):
+        pick_device("nope")
 
 
 def test_malformed_override_and_missing_file():

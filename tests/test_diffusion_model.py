@@ -5,29 +5,18 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
+from roboil.encoders import make_encoder_factory
 from roboil.errors import RoboilError
 from roboil.policy import ACTION, ACTION_IS_PAD, BuildContext, PolicyRunner
 from roboil.specs import Feature
-from roboil_diffusion.policy import DiffusionConfig, DiffusionPolicy, build, edge_fill
+from roboil_diffusion import DiffusionConfig, build
+from roboil_diffusion.policy import DiffusionPolicy, edge_fill
 from roboil_diffusion.transformer import TransformerForDiffusion
 from roboil_diffusion.unet import ConditionalUnet1D, FiLM
 
 TINY = dict(horizon=8, n_obs_steps=2, n_action_steps=4, down_dims=(32, 64), diffusion_step_embed_dim=16,
             n_layer=2, n_head=2, n_emb=32, p_drop_attn=0.0)
-
-
-class Concat(nn.Module):
-    """Stands in for the core's encoder: concatenates the (already normalised) proprio arrays."""
-
-    def __init__(self, features, keys):
-        super().__init__()
-        self.keys = sorted(keys)
-        self.output_dim = sum(int(np.prod(features[k].shape)) for k in self.keys)
-
-    def forward(self, inputs):
-        return torch.cat([inputs[k].flatten(1) for k in self.keys], dim=-1)
 
 
 def make_policy(obs_dim=5, action_dim=2, obs_range=1.0, **overrides) -> DiffusionPolicy:
@@ -38,7 +27,7 @@ def make_policy(obs_dim=5, action_dim=2, obs_range=1.0, **overrides) -> Diffusio
     }
     context = BuildContext(
         config=DiffusionConfig(**{**TINY, **overrides}), features=features, action_dim=action_dim, stats=stats,
-        task=None, make_encoder=lambda keys: Concat(features, keys),
+        task=None, make_encoder=make_encoder_factory(features, {}, stats),
     )
     return build(context)
 

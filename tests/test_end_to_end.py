@@ -16,7 +16,7 @@ CONFIG = "configs/fetch_reach/gcbc.yaml"
 @pytest.fixture(scope="module")
 def reach_store(tmp_path_factory):
     path = tmp_path_factory.mktemp("data") / "reach.zarr"
-    run_cli("record", "--task", "fetch-reach", "--device", "scripted", "--episodes", 30, "--out", path,
+    run_cli("record", "--task", "fetch-reach", "--actor", "scripted", "--episodes", 30, "--out", path,
             "--seed", 0, check=True)
     return path
 
@@ -71,17 +71,19 @@ def test_untrained_policy_fails_where_trained_one_succeeds(reach_store, tmp_path
 def test_eval_writes_videos(reach_run, tmp_path):
     import cv2
 
-    run_cli("eval", reach_run, "--episodes", 2, "--envs", 1, "--video", "--out", tmp_path, check=True)
+    run_cli("eval", reach_run, "--episodes", 3, "--envs", 2, "--video", "--out", tmp_path, check=True)
     report = json.loads((tmp_path / "eval.json").read_text())
-    videos = [e["video"] for e in report["episodes"]]
-    assert len(videos) == 2
-    capture = cv2.VideoCapture(videos[0])
-    frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
-    ok, frame = capture.read()
-    assert ok and frames == report["episodes"][0]["length"] + 1 and frame.std() > 10
+    assert [e["seed"] for e in report["episodes"] if "video" in e] == [100000, 100001, 100002]
+    for episode in report["episodes"]:
+        capture = cv2.VideoCapture(episode["video"])
+        assert int(capture.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little") in (b"h264", b"avc1")  # H.264
+        frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        ok, frame = capture.read()
+        assert ok and frames == episode["length"] + 1 and frame.std() > 10
+        assert cv2.imread(episode["final_frame"]).shape == frame.shape
     page = (tmp_path / "report.html").read_text()
-    assert "videos/seed_100000.png" in page and page.count("<tr>") == 3  # header + one row per episode
-    assert cv2.imread(report["episodes"][0]["final_frame"]).shape[2] == 3
+    assert page.count("<video ") == 3 and 'poster="videos/seed_100000.png"' in page
+    assert 'src="videos/seed_100000.mp4"' in page and page.count("<tr>") == 4  # header + one row per episode
 
 
 def test_training_resumes_from_the_last_checkpoint(reach_store, tmp_path):

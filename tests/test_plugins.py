@@ -1,6 +1,8 @@
 """Plugin loading through entry points: listing, third-party plugins, broken ones, clashes, blocking, tracing."""
 
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -68,3 +70,15 @@ def test_plugin_implementing_an_undefined_hook_is_rejected():
 
     with pytest.raises(RoboilError, match="implements a hook roboil does not define"):
         load_registry(extra_plugins=(Stray(),))
+
+
+def test_roboil_and_every_builtin_plugin_load_without_torch():
+    """Recording, the store and `roboil plugins` never build a model: they must not pay for importing torch."""
+    code = ("import sys, roboil, roboil.store, roboil.record, roboil.cli\n"
+            "from roboil.plugins import registry\n"
+            "assert not registry().problems, registry().problems\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'\n"
+            "roboil.PolicyModel\n"  # the torch-backed names still resolve, on first use
+            "assert 'torch' in sys.modules\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

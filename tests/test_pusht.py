@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from roboil.envs import ObservedEnv
-from roboil_pusht import MAX_EPISODE_STEPS, make_env
+from roboil_pusht import MAX_EPISODE_STEPS
 from roboil_pusht.env import TARGET_POSE, PushTEnv, coverage, t_polygon
 from roboil_pusht.expert import PushTExpert
 
@@ -38,13 +38,13 @@ def test_observation_and_success_info():
 
 
 def rollout(seed: int, expert_seed: int):
-    env = make_env()
+    env = ObservedEnv("pusht", {"proprio": {}})
     obs, info = env.reset(seed=seed)
     expert = PushTExpert(np.random.default_rng(expert_seed))
     expert.reset()
     path, done = [obs["agent_pos"]], False
     while not done:
-        obs, _, terminated, truncated, info = env.step(expert.act(obs))
+        obs, _, terminated, truncated, info = env.step(expert.act(env.raw_obs))
         path.append(obs["agent_pos"])
         done = terminated or truncated
     env.close()

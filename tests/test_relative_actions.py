@@ -1,17 +1,19 @@
-"""data.action_relative_to: training learns actions as offsets from an observation key, and the runner adds the
-key's value at the step each queued offset is executed."""
+"""data.action_relative_to: training learns actions as offsets from an observation key, the checkpoint carries
+the transform, and the runner adds the key's value at the step each queued offset is executed."""
 
 import numpy as np
 import pytest
 import torch
 
-from roboil.checkpoint import build_model
+from roboil.actions import ActionTransform
+from roboil.checkpoint import load_runner
 from roboil.config import load_config
 from roboil.errors import RoboilError
-from roboil.policy import ACTION, PolicyModel, PolicyRunner
+from roboil.keys import ACTION
+from roboil.policy import PolicyModel, PolicyRunner
 from roboil.record import record
 from roboil.sampler import compute_stats
-from roboil.train import TrainingData
+from roboil.train import TrainingData, train
 
 CONFIG = "configs/pusht/diffusion_state.yaml"
 
@@ -41,11 +43,13 @@ def test_training_sees_offsets_from_the_reference_key(pusht_store):
 
 
 @pytest.mark.parametrize("reference", ["agent_pos", None])
-def test_built_model_carries_the_reference_key_to_every_runner(pusht_store, reference):
-    config = load_config(CONFIG, [f"data.path={pusht_store}", f"data.action_relative_to={reference or 'null'}"])
-    data = TrainingData(config)
-    model = build_model(config, data.features, data.action_dim, data.stats)
-    assert model.action_relative_to == reference
+def test_checkpoint_carries_the_transform_to_every_runner(pusht_store, reference, tmp_path):
+    config = load_config(CONFIG, [f"data.path={pusht_store}", f"data.action_relative_to={reference or 'null'}",
+                                  "train.steps=2", "train.batch_size=4", "algorithm.down_dims=[8,16,32]"])
+    checkpoint = train(config, tmp_path / "run", progress=False)
+    runner, _, meta = load_runner(checkpoint)
+    assert meta["action_transform"] == {"relative_to": reference}
+    assert runner.transform == ActionTransform(reference)
 
 
 @pytest.mark.parametrize("overrides, message", [
@@ -69,9 +73,7 @@ class FixedChunk(PolicyModel):
 
 
 def test_runner_adds_the_reference_of_the_step_each_offset_runs_at():
-    relative = FixedChunk()
-    relative.action_relative_to = "pos"
-    runner = PolicyRunner(relative)
+    runner = PolicyRunner(FixedChunk(), transform=ActionTransform(relative_to="pos"))
     runner.reset(1)
     # executed offsets start at the last observation step: 0.2, 0.3, 0.4, then a new chunk
     positions = [1.0, 5.0, -2.0, 7.0]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import zarr
 
-from roboil.policy import ACTION, ACTION_IS_PAD
+from roboil.keys import ACTION, ACTION_IS_PAD, NEXT_IS_PAD
 from roboil.sampler import WindowSampler, compute_stats, gather
 
 # three episodes of lengths 3, 5 and 2; each row's value encodes (episode, step) as 100*episode + step
@@ -14,8 +14,25 @@ VALUES = np.concatenate([100 * e + np.arange(n) for e, n in enumerate(LENGTHS)])
 ARRAYS = {"state": VALUES[:, None], ACTION: VALUES[:, None] + 0.5}
 
 
-def sampler(episodes=(0, 1, 2), n_obs=2, horizon=4, future=()):
-    return WindowSampler(ARRAYS, ENDS, np.asarray(episodes), ["state"], n_obs, horizon, future, seed=0)
+def sampler(episodes=(0, 1, 2), n_obs=2, horizon=4, future=(), following=()):
+    return WindowSampler(ARRAYS, ENDS, np.asarray(episodes), ["state"], n_obs, horizon, future, following, seed=0)
+
+
+def test_next_observation_is_the_following_step_and_repeats_at_the_end():
+    batch = sampler(following=("state",)).windows(np.array([0, 2, 3, 7]))  # e0 s0, e0 s2 (last), e1 s0, e1 s4
+    assert batch["next.state"][:, 0].tolist() == [1, 2, 101, 104]
+    assert batch[NEXT_IS_PAD].tolist() == [False, True, False, True]
+
+
+def test_sampler_state_resumes_the_same_draws():
+    s = sampler()
+    s.sample(5)
+    state = s.state()
+    expected = s.sample(7)
+    resumed = sampler()
+    resumed.set_state(state)
+    again = resumed.sample(7)
+    assert all(np.array_equal(expected[k], again[k]) for k in expected)
 
 
 def test_one_anchor_per_step_of_selected_episodes():

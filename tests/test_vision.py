@@ -6,6 +6,7 @@ from torch import nn
 
 from roboil.errors import RoboilError
 from roboil.specs import Feature
+from roboil_pixels import PixelEncoderParams
 from roboil_pixels.vision import PixelEncoder, SpatialSoftmax, crop_images
 
 
@@ -13,7 +14,7 @@ from roboil_pixels.vision import PixelEncoder, SpatialSoftmax, crop_images
 def encoder():
     torch.manual_seed(0)
     features = {"top": Feature("pixels", (64, 64, 3), "uint8"), "wrist.cam": Feature("pixels", (48, 64, 3), "uint8")}
-    return PixelEncoder(features, {"crop_ratio": 0.8, "feature_dim": 16})
+    return PixelEncoder(features, PixelEncoderParams(crop_ratio=0.8, feature_dim=16))
 
 
 def images(n=3):
@@ -53,6 +54,12 @@ def test_crop_random_in_train_centred_in_eval(encoder):
     torch.testing.assert_close(encoder(batch), encoder(batch))
 
 
+def test_tokens_are_the_cells_of_each_cameras_feature_map(encoder):
+    tokens = encoder.eval().tokens(images())
+    # crops 51x51 and 38x51 px at stride 32: 2x2 and 2x2 cells of 512 channels
+    assert tokens.shape == (3, 8, 512)
+
+
 def test_gradient_flows(encoder):
     encoder.train()
     encoder.zero_grad()
@@ -63,7 +70,7 @@ def test_gradient_flows(encoder):
 
 def test_too_small_images_are_a_clear_error():
     with pytest.raises(RoboilError, match="at least 33x33"):
-        PixelEncoder({"cam": Feature("pixels", (32, 32, 3), "uint8")}, {})
+        PixelEncoder({"cam": Feature("pixels", (32, 32, 3), "uint8")}, PixelEncoderParams())
 
 
 def test_groupnorm_not_batchnorm(encoder):

@@ -24,7 +24,7 @@ def rollout(env, seed, expert_seed, frames=None):
     path = [obs["agent_pos"]]
     if frames is not None:
         frames.append(env.render())
-    for t in range(MAX_EPISODE_STEPS):  # PushTEnv has no time limit of its own (make_env adds it)
+    for t in range(MAX_EPISODE_STEPS):  # PushTEnv has no time limit of its own (the core adds one)
         obs, _, terminated, _, info = env.step(expert.act(obs))
         path.append(obs["agent_pos"])
         if frames is not None:

@@ -6,7 +6,14 @@ from __future__ import annotations
 import roboil
 from roboil import AlgorithmSpec
 
-from .policy import DiffusionConfig, build
+from .config import DiffusionConfig
+
+
+def build(context):
+    from .policy import DiffusionPolicy  # torch loads only when a model is built
+
+    return DiffusionPolicy(context.config, context.features, context.action_dim, context.stats,
+                           context.make_encoder(list(context.features)))
 
 
 @roboil.hookimpl

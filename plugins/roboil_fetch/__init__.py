@@ -5,6 +5,7 @@ with a scripted expert. Observations are the env's dict (``observation``, ``achi
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import io
 
@@ -20,6 +21,7 @@ ENV_IDS = {
     "fetch-push": ("FetchPush-v4", PushExpert),
     "fetch-pick-and-place": ("FetchPickAndPlace-v4", PickAndPlaceExpert),
 }
+EPISODE_STEPS = 50  # as gymnasium-robotics registers the Fetch tasks
 RENDER_SIZE = 240  # video frames; the env's default 480x480 costs 4x the render time on CPU
 
 
@@ -30,7 +32,9 @@ def make_env(env_id: str, render_mode: str | None = None):
         import gymnasium_robotics
 
     gym.register_envs(gymnasium_robotics)
-    return gym.make(env_id, render_mode=render_mode, width=RENDER_SIZE, height=RENDER_SIZE)
+    # without the registered TimeLimit: the task declares its episode length and the core applies it
+    spec = dataclasses.replace(gym.spec(env_id), max_episode_steps=None)
+    return gym.make(spec, render_mode=render_mode, width=RENDER_SIZE, height=RENDER_SIZE)
 
 
 @roboil.hookimpl
@@ -42,6 +46,7 @@ def register_tasks():
             make_expert=expert,
             observations={"proprio": {}},
             goal=GoalKeys(desired="desired_goal", achieved="achieved_goal"),
+            max_episode_steps=EPISODE_STEPS,
             fps=25.0,  # 20 substeps of 2 ms per control step
             summary=f"gymnasium-robotics {env_id} with a scripted expert",
         )

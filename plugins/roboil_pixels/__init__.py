@@ -1,13 +1,13 @@
 """Observation kind ``pixels``: named MuJoCo cameras rendered offscreen, stored as uint8 (H, W, 3) frames.
 
 Params: ``cameras`` (list of camera names in the task's MuJoCo model), ``height`` and ``width`` (default 96).
-Arrays are named ``rgb_<camera>``. The encoder (ResNet-18 with GroupNorm and a spatial-softmax head) lives
-here so every algorithm can learn from pixels.
+Arrays are named ``rgb_<camera>``. The encoder (ResNet-18 with GroupNorm and a spatial-softmax head, or its
+feature-map cells as tokens) lives here so every algorithm can learn from pixels.
 """
 
 from __future__ import annotations
 
-from typing import Mapping
+from dataclasses import dataclass, field
 
 import mujoco
 import numpy as np
@@ -19,19 +19,41 @@ KIND = "pixels"
 PREFIX = "rgb_"
 
 
+@dataclass(frozen=True)
+class PixelParams:
+    cameras: list[str] = field(default_factory=list)
+    height: int = 96
+    width: int = 96
+
+    def __post_init__(self):
+        for name in ("height", "width"):
+            if not 1 <= getattr(self, name) <= 4096:
+                raise roboil.RoboilError(f"obs.pixels.{name} must be between 1 and 4096 pixels, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class PixelEncoderParams:
+    crop_ratio: float = 0.9  # random crops of this share of each side in training, the centre crop at inference
+    num_keypoints: int = 32
+    feature_dim: int = 64  # per camera
+
+    def __post_init__(self):
+        if not 0.0 < self.crop_ratio <= 1.0:
+            raise roboil.RoboilError(f"encoders.pixels.crop_ratio must be in (0, 1], got {self.crop_ratio}")
+        if self.num_keypoints < 1 or self.feature_dim < 1:
+            raise roboil.RoboilError("encoders.pixels.num_keypoints and feature_dim must be positive integers")
+
+
 class PixelObserver:
-    def __init__(self, env, params: Mapping):
-        unknown = set(params) - {"cameras", "height", "width"}
-        if unknown:
-            raise roboil.RoboilError(f"unknown obs.pixels param '{sorted(unknown)[0]}'; valid: cameras, height, width")
+    def __init__(self, env, params: PixelParams):
         base = env.unwrapped
         self.model, self.data = base.model, base.data
         names = [mujoco.mj_id2name(self.model, mujoco.mjtObj.mjOBJ_CAMERA, i) for i in range(self.model.ncam)]
-        self.cameras = list(params.get("cameras") or [])
+        self.cameras = list(params.cameras)
         missing = [c for c in self.cameras if c not in names]
         if missing:
             raise roboil.RoboilError(f"camera '{missing[0]}' is not in the task's scene; valid: {', '.join(names)}")
-        self.height, self.width = int(params.get("height", 96)), int(params.get("width", 96))
+        self.height, self.width = params.height, params.width
         self.renderer = mujoco.Renderer(self.model, self.height, self.width) if self.cameras else None
         self.features = {PREFIX + c: Feature(KIND, (self.height, self.width, 3), "uint8") for c in self.cameras}
 
@@ -43,7 +65,7 @@ class PixelObserver:
         return out
 
 
-def make_encoder(features: Mapping[str, Feature], params: Mapping):
+def make_encoder(features, params: PixelEncoderParams):
     from .vision import PixelEncoder  # torch model code loads only when a policy uses pixels
 
     return PixelEncoder(features, params)
@@ -56,6 +78,8 @@ def register_observations():
         make_observer=PixelObserver,
         layout=lambda feature: ArrayLayout(time_chunk=1, clevel=3),  # one frame per chunk: windows decode only what they need
         make_encoder=make_encoder,
-        normalize=False,
+        params=PixelParams,
+        encoder_params=PixelEncoderParams,
+        normalization="none",  # uint8 frames: the encoder scales them to [0, 1] itself
         summary="MuJoCo camera images (uint8) with a ResNet-18/GroupNorm spatial-softmax encoder",
     )]

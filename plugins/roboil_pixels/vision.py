@@ -94,25 +94,15 @@ def crop_images(images: torch.Tensor, size: tuple[int, int], random: bool) -> to
 
 
 class PixelEncoder(nn.Module):
-    """Maps ``{camera: (N, H, W, 3)}`` images (uint8, or float in 0..255) to ``(N, output_dim)`` features.
+    """Maps ``{camera: (N, H, W, 3)}`` images (uint8, or float in 0..255) to ``(N, output_dim)`` features, or
+    with :meth:`tokens` to the cells of each camera's last feature map (512 channels), for attention.
 
-    params: ``crop_ratio`` (0.9), ``num_keypoints`` (32), ``feature_dim`` (64, per camera).
+    params: a ``PixelEncoderParams`` (crop_ratio, num_keypoints, feature_dim per camera).
     """
 
-    def __init__(self, features: Mapping[str, Feature], params: Mapping):
+    def __init__(self, features: Mapping[str, Feature], params):
         super().__init__()
-        unknown = set(params) - {"crop_ratio", "num_keypoints", "feature_dim"}
-        if unknown:
-            raise RoboilError(
-                f"pixels encoder: unknown params {sorted(unknown)}; valid: crop_ratio, num_keypoints, feature_dim"
-            )
-        crop_ratio = float(params.get("crop_ratio", 0.9))
-        num_keypoints = int(params.get("num_keypoints", 32))
-        feature_dim = int(params.get("feature_dim", 64))
-        if not 0.0 < crop_ratio <= 1.0:
-            raise RoboilError(f"pixels encoder: crop_ratio must be in (0, 1], got {crop_ratio}")
-        if num_keypoints < 1 or feature_dim < 1:
-            raise RoboilError("pixels encoder: num_keypoints and feature_dim must be positive integers")
+        crop_ratio, num_keypoints, feature_dim = params.crop_ratio, params.num_keypoints, params.feature_dim
         self.keys = tuple(sorted(features))  # a ModuleList, as store keys may hold dots that ModuleDict rejects
         self.crop_sizes = []
         for key in self.keys:
@@ -128,10 +118,15 @@ class PixelEncoder(nn.Module):
         )
         self.output_dim = feature_dim * len(self.keys)
 
-    def forward(self, images: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        out = []
+    def _inputs(self, images: Mapping[str, torch.Tensor]):
         for key, size, backbone in zip(self.keys, self.crop_sizes, self.backbones):
             x = crop_images(images[key], size, random=self.training)  # gather uint8: a quarter of the bytes of float
-            x = x.permute(0, 3, 1, 2).float().div_(255.0)
-            out.append(backbone(x))
-        return torch.cat(out, dim=-1)
+            yield x.permute(0, 3, 1, 2).float().div_(255.0), backbone
+
+    def forward(self, images: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        return torch.cat([backbone(x) for x, backbone in self._inputs(images)], dim=-1)
+
+    def tokens(self, images: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        trunk_index = 0  # each backbone is (trunk, spatial-softmax head)
+        return torch.cat([backbone[trunk_index](x).flatten(2).transpose(1, 2) for x, backbone in self._inputs(images)],
+                         dim=1)

@@ -1,16 +1,15 @@
 """Observation kind ``proprio``: low-dimensional state vectors (joint and object state, goal vectors).
 
-Params: ``keys`` (list) picks entries of a dict observation (default: all); an array observation is stored
-as ``state``.
+Params: ``keys`` picks entries of a dict observation (default: all); an array observation is stored as
+``state``. The core normalizes these arrays to [-1, 1] (min/max of the training data) before the encoder.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Mapping
 
 import numpy as np
-import torch
-from torch import nn
 
 import roboil
 from roboil import ArrayLayout, Feature, ObservationSpec
@@ -18,11 +17,16 @@ from roboil import ArrayLayout, Feature, ObservationSpec
 KIND = "proprio"
 
 
+@dataclass(frozen=True)
+class ProprioParams:
+    keys: list[str] | None = None  # entries of a dict observation to keep; None keeps them all
+
+
 class ProprioObserver:
-    def __init__(self, env, params: Mapping):
+    def __init__(self, env, params: ProprioParams):
         space = env.observation_space
         if hasattr(space, "spaces"):
-            keys = params.get("keys") or list(space.spaces)
+            keys = params.keys or list(space.spaces)
             unknown = [k for k in keys if k not in space.spaces]
             if unknown:
                 raise roboil.RoboilError(f"obs.proprio.keys names '{unknown[0]}'; valid: {', '.join(space.spaces)}")
@@ -37,16 +41,10 @@ class ProprioObserver:
         return {"state": np.asarray(raw_obs, dtype=np.float32)}
 
 
-class ProprioEncoder(nn.Module):
-    """Flattens and concatenates the (already normalized) vectors in sorted key order."""
+def make_encoder(features, params):
+    from .encoder import ProprioEncoder  # torch loads only when a model is built
 
-    def __init__(self, features: Mapping[str, Feature], params: Mapping):
-        super().__init__()
-        self.keys = sorted(features)
-        self.output_dim = int(sum(np.prod(features[k].shape) for k in self.keys))
-
-    def forward(self, obs: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        return torch.cat([obs[k].flatten(1).float() for k in self.keys], dim=-1)
+    return ProprioEncoder(features)
 
 
 @roboil.hookimpl
@@ -55,7 +53,8 @@ def register_observations():
         name=KIND,
         make_observer=ProprioObserver,
         layout=lambda feature: ArrayLayout(time_chunk=1024, clevel=5),  # long time chunks: rows are tiny
-        make_encoder=ProprioEncoder,
-        normalize=True,
+        make_encoder=make_encoder,
+        params=ProprioParams,
+        normalization="minmax",
         summary="low-dimensional state and goal vectors",
     )]

@@ -4,8 +4,6 @@ reported too. The scripted expert is multimodal: it goes around the block on a s
 
 from __future__ import annotations
 
-import gymnasium as gym
-
 import roboil
 from roboil import TaskSpec
 
@@ -16,18 +14,15 @@ from .expert import PushTExpert
 MAX_EPISODE_STEPS = 300  # 30 s at 10 Hz, as diffusion_policy's PushT
 
 
-def make_env(render_mode: str | None = None) -> gym.Env:
-    return gym.wrappers.TimeLimit(PushTEnv(render_mode=render_mode), max_episode_steps=MAX_EPISODE_STEPS)
-
-
 @roboil.hookimpl
 def register_tasks():
     return [TaskSpec(
         name="pusht",
-        make_env=make_env,
+        make_env=PushTEnv,
         make_expert=PushTExpert,
         observations={"proprio": {}, "pixels": {"cameras": ["top"], "height": 96, "width": 96}},
         episode_metrics=("coverage",),
+        max_episode_steps=MAX_EPISODE_STEPS,
         fps=10.0,
         summary="MuJoCo PushT: T block to a target pose (coverage >= 0.95), multimodal scripted expert",
     )]

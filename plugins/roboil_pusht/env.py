@@ -47,8 +47,8 @@ def coverage(pose) -> float:
 class PushTEnv(gym.Env):
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
 
-    # No time limit of its own: `make_env` wraps it in gymnasium's TimeLimit, which `roboil eval --max-steps`
-    # replaces (a limit in here would silently cap every longer one).
+    # No time limit of its own: the task declares MAX_EPISODE_STEPS and the core applies it, so `roboil eval
+    # --max-steps` can lengthen episodes (a limit in here would silently cap every longer one).
     def __init__(self, render_mode=None, render_size=(240, 240)):
         assert render_mode is None or render_mode in self.metadata["render_modes"]
         self.render_mode = render_mode

@@ -1,0 +1,85 @@
+"""Resuming a run: bit-identical to an uninterrupted one on CPU, metrics without duplicates, and one-line
+refusals for what cannot be resumed safely."""
+
+import json
+import shutil
+
+import pytest
+from safetensors.torch import load_file
+
+from roboil.config import load_config
+from roboil.errors import RoboilError
+from roboil.record import record
+from roboil.train import train
+
+CONFIG = "configs/fetch_reach/gcbc.yaml"
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "reach.zarr"
+    record("fetch-reach", "scripted", 3, path, progress=False)
+    return path
+
+
+def config(store, *overrides):
+    return load_config(CONFIG, [f"data.path={store}", "train.steps=20", "train.checkpoint_every=10",
+                                "train.log_every=1", "train.batch_size=32", "algorithm.hidden_dims=[32]",
+                                "algorithm.relabel_prob=0.5", "algorithm.dropout=0.1", *overrides])
+
+
+def metrics(run):
+    return [(m["step"], m["loss"]) for m in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())]
+
+
+@pytest.mark.parametrize("ema", [0.0, 0.9])
+def test_resumed_run_is_bit_identical_to_an_uninterrupted_one(store, tmp_path, ema):
+    whole = train(config(store, f"train.ema_decay={ema}"), tmp_path / "whole", progress=False)
+    partial = tmp_path / "partial"
+    train(config(store, f"train.ema_decay={ema}", "train.steps=10"), partial, progress=False)
+    with open(partial / "metrics.jsonl", "a") as f:  # steps a killed run logged after its last checkpoint
+        f.write(json.dumps({"step": 11, "loss": 9.0}) + "\n")
+    resumed = train(config(store, f"train.ema_decay={ema}"), partial, progress=False)
+    assert metrics(partial) == metrics(tmp_path / "whole")  # every step's loss, each once
+    a, b = load_file(whole / "model.safetensors"), load_file(resumed / "model.safetensors")
+    assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
+    meta = json.loads((resumed / "meta.json").read_text())
+    assert meta["resumes"] == [{"step": 10, "changed": {"train.steps": [10, 20]}}]
+
+
+def test_resume_refuses_a_changed_model_or_data(store, tmp_path):
+    train(config(store, "train.steps=10"), tmp_path, progress=False)
+    with pytest.raises(RoboilError, match=r"cannot resume .* with a changed algorithm.hidden_dims \(the model"):
+        train(config(store, "algorithm.hidden_dims=[64]"), tmp_path, progress=False)
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda ckpt: (ckpt / "training_state.pt").unlink(), "training_state.pt is missing"),
+    (lambda ckpt: (ckpt / "training_state.pt").write_bytes(b"\0" * 10), "training_state.pt is damaged"),
+    (lambda ckpt: (ckpt.parent / "last").write_text(""), "names '', not a checkpoint of this run"),
+    (lambda ckpt: (ckpt.parent / "last").write_text("../../other/checkpoints/step_00000010"), "not a checkpoint of this run"),
+    (lambda ckpt: (ckpt.parent / "last").unlink(), "has no 'last' file"),
+])
+def test_damaged_resume_state_is_a_one_line_error_not_a_restart(store, tmp_path, damage, message):
+    checkpoint = train(config(store, "train.steps=10"), tmp_path / "run", progress=False)
+    damage(checkpoint)
+    with pytest.raises(RoboilError, match=message):
+        train(config(store), tmp_path / "run", progress=False)
+    assert (tmp_path / "run" / "metrics.jsonl").read_text().count("\n") == 10  # nothing trained is lost
+
+
+def test_offline_loop_uses_the_models_parameter_groups(store, tmp_path, monkeypatch):
+    """A group with its own learning rate (here 0: a frozen first layer, as for a pretrained backbone)."""
+    from roboil_gcbc.model import GCBCPolicy
+
+    def groups(self):
+        first = list(self.mlp[0].parameters())
+        rest = [p for p in self.parameters() if all(p is not q for q in first)]
+        return [{"params": first, "lr": 0.0}, {"params": rest}]
+
+    monkeypatch.setattr(GCBCPolicy, "parameter_groups", groups)
+    untrained = train(config(store, "train.steps=1", "train.lr=1e-12"), tmp_path / "a", progress=False)
+    trained = train(config(store, "train.steps=5"), tmp_path / "b", progress=False)
+    a, b = load_file(untrained / "model.safetensors"), load_file(trained / "model.safetensors")
+    assert (a["mlp.0.weight"] == b["mlp.0.weight"]).all()  # same seed, same init, never updated
+    assert not (a["mlp.3.weight"] == b["mlp.3.weight"]).all()  # the output layer learned
