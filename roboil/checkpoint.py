@@ -31,6 +31,19 @@ CHECKPOINTS = "checkpoints"
 CHECKPOINT_NAME = re.compile(r"^step_\d{8}$")
 
 
+def pick_device(name: str, where: str) -> torch.device:
+    """A usable torch device from ``auto``, ``cpu``, ``cuda``, ``cuda:1``...; ``where`` names the setting in errors."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise RoboilError(f"{where}={name} is not a torch device; use auto, cpu or cuda") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RoboilError(f"{where}={name} but no CUDA device is available; use {where}=cpu or auto")
+    return device
+
+
 def _atomic_write_text(path: Path, text: str) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(text)
@@ -123,10 +136,12 @@ def load_policy(path: str | Path, device: str | torch.device = "cpu") -> tuple[P
 
 def load_runner(path: str | Path, executor: dict | None = None, device: str | torch.device = "cpu"
                 ) -> tuple[PolicyRunner, Config, dict]:
-    """A checkpoint ready to act: its model, the chosen executor (``{"name": ..., **params}``; the run's
-    ``eval.executor`` by default) and the action transform it was trained with. Returns (runner, config, meta)."""
-    model, config, meta = load_policy(path, device)
-    spec, params = named_section("executor", executor or config.eval.executor, "executor")
+    """A checkpoint ready to act: its model, the chosen executor (``{"name": ..., **params}``, or params alone
+    for the run's ``eval.executor``) and the action transform it was trained with. Returns (runner, config, meta)."""
+    model, config, meta = load_policy(path, pick_device(str(device), "--torch-device"))
+    # params without a name tune the run's own executor; a new name starts from that executor's defaults
+    chosen = executor if executor and "name" in executor else {**config.eval.executor, **(executor or {})}
+    spec, params = named_section("executor", chosen, "executor")
     runner = PolicyRunner(model, spec.make(params, model), ActionTransform.from_meta(meta.get("action_transform")),
                           device)
     return runner, config, meta

@@ -34,6 +34,9 @@ def cmd_record(args) -> int:
     from .record import record
 
     overrides = parse_overrides(args.overrides)
+    if not_mappings := [k for k in ("obs", "actor", "labeler") if not isinstance(overrides.get(k, {}), dict)]:
+        key = not_mappings[0]
+        raise RoboilError(f"'{key}=...' names no parameter; write {key}.{'KIND.' if key == 'obs' else ''}PARAM=value")
     unknown = set(overrides) - {"obs", "actor", "labeler"}
     if unknown:
         raise RoboilError(f"record takes obs.KIND.PARAM=value, actor.PARAM=value and labeler.PARAM=value overrides, "

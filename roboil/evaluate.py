@@ -48,6 +48,10 @@ def evaluate(run_dir: str | Path, episodes: int | None = None, envs: int | None 
     for option, value in (("--episodes", episodes), ("--envs", envs), ("--max-steps", max_steps)):
         if value is not None and value < 1:
             raise RoboilError(f"{option} must be at least 1, got {value}")
+    if seed is not None and seed < 0:
+        raise RoboilError(f"--seed must be >= 0, got {seed}")
+    if out_dir is not None and Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise RoboilError(f"--out '{out_dir}' is a file; name a directory for the report")
     runner, config, meta = load_runner(run_dir, executor, device)
     episodes = config.eval.episodes if episodes is None else episodes
     envs = config.eval.envs if envs is None else envs

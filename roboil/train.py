@@ -29,7 +29,8 @@ import torch
 from tqdm import tqdm
 
 from .actions import ActionTransform
-from .checkpoint import CONFIG_FILE, META_FILE, TRAINING_STATE_FILE, build_model, latest_checkpoint, save_checkpoint
+from .checkpoint import (CONFIG_FILE, META_FILE, TRAINING_STATE_FILE, build_model, latest_checkpoint, pick_device,
+                         save_checkpoint)
 from .config import Config, to_dict
 from .envs import ObservedEnv
 from .errors import RoboilError
@@ -43,18 +44,6 @@ from .store import EpisodeStore
 METRICS_FILE = "metrics.jsonl"
 # sections a resumed run may not change: they define the model and the data it learns from
 FROZEN_ON_RESUME = ("task", "algorithm", "data", "encoders")
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise RoboilError(f"train.device={name} is not a torch device; use auto, cpu or cuda") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RoboilError(f"train.device={name} but no CUDA device is available; use train.device=cpu or auto")
-    return device
 
 
 class TrainingData:
@@ -154,7 +143,7 @@ class TrainContext:
     def __init__(self, config: Config, run_dir: Path, progress: bool = True):
         self.config = config
         self.run_dir = run_dir
-        self.device = pick_device(config.train.device)
+        self.device = pick_device(config.train.device, "train.device")
         self.hook = registry().hook
         self.progress = progress
         self.start_step, self._saved = 0, None

@@ -64,10 +64,10 @@ def test_algorithm_section_is_validated_once_into_its_dataclass():
 
 
 def test_unusable_torch_device_is_a_one_line_error(tmp_path):
-    from roboil.train import pick_device
+    from roboil.checkpoint import pick_device
 
     with pytest.raises(RoboilError, match="train.device=nope is not a torch device; use auto, cpu or cuda"):
-        pick_device("nope")
+        pick_device("nope", "train.device")
 
 
 def test_malformed_override_and_missing_file():

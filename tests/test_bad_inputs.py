@@ -1,0 +1,47 @@
+"""Bad command-line input ends in one line naming the problem and the fix, exit code 2, and leaves nothing
+behind (no traceback, no half-made store)."""
+
+import pytest
+
+from roboil.config import load_config
+from roboil.record import record
+from roboil.train import train
+from conftest import run_cli
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bad")
+    record("fetch-reach", "scripted", 2, root / "reach.zarr", progress=False)
+    config = load_config("configs/fetch_reach/gcbc.yaml", [f"data.path={root / 'reach.zarr'}", "train.steps=2",
+                                                           "algorithm.hidden_dims=[8]"])
+    return train(config, root / "run", progress=False).parents[1]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["obs=5"], "'obs=...' names no parameter; write obs.KIND.PARAM=value"),
+    (["obs.pixels.height=abc"], "config key 'obs.pixels.height' must be int, got 'abc'"),
+    (["obs.pixels.height=-5"], "obs.pixels.height must be between 1 and 4096 pixels, got -5"),
+    (["--seed", "-5"], "--seed must be >= 0, got -5"),
+    (["--action-noise", "nan"], "--action-noise must be a finite number >= 0, got nan"),
+    (["--actor", "wiimote"], "unknown device 'wiimote'; valid: scripted"),
+])
+def test_record(tmp_path, args, message):
+    result = run_cli("record", "--task", "fetch-reach", "--episodes", 1, "--out", tmp_path / "s.zarr", *args)
+    assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1, \
+        result.stderr
+    assert not (tmp_path / "s.zarr").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--torch-device", "nope"], "--torch-device=nope is not a torch device; use auto, cpu or cuda"),
+    (["--seed", "-5"], "--seed must be >= 0, got -5"),
+    (["--max-steps", "0"], "--max-steps must be at least 1, got 0"),
+    (["--out", "README.md"], "--out 'README.md' is a file; name a directory for the report"),
+    (["--executor", "median"], "unknown executor 'median'; valid: ensemble, queue"),
+    (["executor.coefficient=0.1"], "unknown config key 'executor.coefficient'; valid keys in executor: n_action_steps"),
+])
+def test_eval(run, args, message):
+    result = run_cli("eval", run, "--episodes", 1, *args)
+    assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1, \
+        result.stderr
