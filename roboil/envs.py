@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import signal
+import threading
 import traceback
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -104,13 +105,22 @@ class EnvPool:
     def __init__(self, make_env: Callable[[], gym.Env], n: int):
         context = multiprocessing.get_context("spawn")
         self._pipes, self._processes = [], []
-        for index in range(n):
-            here, there = context.Pipe()
-            process = context.Process(target=_serve, args=(make_env, there), name=f"roboil-env-{index}", daemon=True)
-            process.start()
-            there.close()
-            self._pipes.append(here)
-            self._processes.append(process)
+        # Ctrl-C reaches the whole process group; the main process closes the workers. Ignored from their first
+        # instruction on (a spawned interpreter keeps an ignored SIGINT), not only once their imports are done.
+        in_main_thread = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if in_main_thread else None
+        try:
+            for index in range(n):
+                here, there = context.Pipe()
+                process = context.Process(target=_serve, args=(make_env, there), name=f"roboil-env-{index}",
+                                          daemon=True)
+                process.start()
+                there.close()
+                self._pipes.append(here)
+                self._processes.append(process)
+        finally:
+            if in_main_thread:
+                signal.signal(signal.SIGINT, previous)
         try:
             for index in range(n):
                 self._receive(index)  # built
@@ -157,7 +167,6 @@ class EnvPool:
 
 def _serve(make_env: Callable[[], gym.Env], pipe) -> None:
     """A worker: build the env, then answer ``reset`` and ``step`` until ``close`` or until the main process goes."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group; the main process closes us
     env = None
     try:
         env = make_env()

@@ -1,6 +1,12 @@
 """Bad command-line input ends in one line naming the problem and the fix, exit code 2, and leaves nothing
 behind (no traceback, no half-made store)."""
 
+import os
+import signal
+import subprocess
+import sys
+import time
+
 import pytest
 
 from roboil.config import load_config
@@ -45,3 +51,15 @@ def test_eval(run, args, message):
     result = run_cli("eval", run, "--episodes", 1, *args)
     assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1, \
         result.stderr
+
+
+@pytest.mark.parametrize("delay", [0.5, 3.0])  # while the env workers start, and while they step
+def test_ctrl_c_ends_eval_in_one_line_with_exit_130(run, tmp_path, delay):
+    process = subprocess.Popen([sys.executable, "-m", "roboil.cli", "eval", str(run), "--episodes", "200", "--envs", "2",
+                                "--out", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "MUJOCO_GL": "egl"}, start_new_session=True)
+    time.sleep(delay)
+    os.killpg(process.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole process group
+    _, stderr = process.communicate(timeout=60)
+    lines = [line for line in stderr.splitlines() if not line.startswith("eval ")]  # the progress bar
+    assert process.returncode == 130 and lines == ["roboil: interrupted"], stderr
