@@ -80,8 +80,8 @@ def cmd_eval(args) -> int:
     from .config import parse_overrides
 
     overrides = parse_overrides(args.overrides)
-    if set(overrides) - {"executor"}:
-        raise RoboilError(f"eval takes executor.PARAM=value overrides, not '{sorted(set(overrides) - {'executor'})[0]}'")
+    if unknown := sorted(set(overrides) - {"executor"}):
+        raise RoboilError(f"eval takes executor.PARAM=value overrides, not '{unknown[0]}'")
     executor = {**({"name": args.executor} if args.executor else {}), **overrides.get("executor", {})}
     report = evaluate(args.run_dir, episodes=args.episodes, envs=args.envs, seed=args.seed, video=args.video,
                       out_dir=args.out, max_steps=args.max_steps, device=args.torch_device, executor=executor or None)

@@ -47,8 +47,11 @@ class ObservationEncoder(nn.Module):
             widths, counts = {}, {}
             with torch.no_grad():  # one dry run tells each kind's token count and width
                 for kind, encoder in self.encoders.items():
-                    probe = {k: torch.zeros(1, *features[k].shape, dtype=torch.float32) for k in self.keys_by_kind[kind]}
+                    probe = {k: torch.zeros(2, *features[k].shape) for k in self.keys_by_kind[kind]}
+                    training = encoder.training
+                    encoder.eval()  # leaves batch-norm statistics alone
                     counts[kind], widths[kind] = self._kind_tokens(kind, probe).shape[1:]
+                    encoder.train(training)
             self.projections = nn.ModuleDict({kind: nn.Linear(widths[kind], token_dim) for kind in kinds})
             self.slot_embeddings = nn.ParameterDict({
                 kind: nn.Parameter(torch.randn(counts[kind], token_dim) * 0.02) for kind in kinds})

@@ -124,6 +124,7 @@ def register_executors():
         ExecutorSpec(name="queue", config=QueueParams,
                      make=lambda params, model: RecedingHorizon(params.n_action_steps or model.n_action_steps),
                      summary="receding horizon: execute the first n_action_steps of each chunk, then replan"),
-        ExecutorSpec(name="ensemble", config=EnsembleParams, make=lambda params, model: TemporalEnsemble(params.coefficient),
+        ExecutorSpec(name="ensemble", config=EnsembleParams,
+                     make=lambda params, model: TemporalEnsemble(params.coefficient),
                      summary="temporal ensembling: predict every step, average every chunk's prediction of it"),
     ]

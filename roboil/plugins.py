@@ -83,7 +83,8 @@ class Registry:
             )
         for name in PARAMETER_FIELDS:
             if hasattr(record, name) and not dataclasses.is_dataclass(getattr(record, name)):
-                return f"plugin '{plugin_name}': {kind} '{record.name}' has {name}={getattr(record, name)!r}, not a dataclass"
+                return (f"plugin '{plugin_name}': {kind} '{record.name}' has {name}={getattr(record, name)!r}, "
+                        "not a dataclass")
         if getattr(record, "normalization", "none") not in NORMALIZATIONS:
             return (f"plugin '{plugin_name}': {kind} '{record.name}' has normalization={record.normalization!r}; "
                     f"valid: {', '.join(NORMALIZATIONS)}")

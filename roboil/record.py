@@ -164,18 +164,24 @@ def _record_episodes(store: EpisodeStore, env: ObservedEnv, task: str, acting: R
                      progress: bool) -> dict:
     low, high = env.action_space.low, env.action_space.high
     noise_scale = action_noise * (high - low) / 2
-    paced = getattr(acting.device, "realtime", False)
-    viewers = [role.device for role in dict.fromkeys((acting, labeling)) if hasattr(role.device, "render")]
-    successes = discarded = 0
-    for _ in tqdm(range(episodes), desc=f"record {task}", disable=not progress, unit="ep"):
+    roles = list(dict.fromkeys((acting, labeling)))
+    paced = any(getattr(role.device, "realtime", False) for role in roles)
+    viewers = [role.device for role in roles if hasattr(role.device, "render")]
+    successes = discarded = recorded = 0
+    bar = tqdm(total=episodes, desc=f"record {task}", disable=not progress, unit="ep")
+    while recorded < episodes:  # a discarded take is retried, from the same seed
         episode_seed = seed + store.n_episodes
         device_seed, noise_seed = np.random.SeedSequence(episode_seed).spawn(2)
         device_rng.bit_generator.state = np.random.PCG64(device_seed).state
         noise_rng = np.random.default_rng(noise_seed)
         started = time.time()
         obs, info = env.reset(seed=episode_seed)
-        for role in (acting, labeling):
+        for role in roles:
             role.device.reset()
+        if viewers:  # the new start, before anyone acts on it
+            frame = env.render()
+            for viewer in viewers:
+                viewer.render(frame)
         steps: dict[str, list] = {key: [] for key in store.features}
         acted_by: list[str] = []
         keep = True
@@ -213,8 +219,11 @@ def _record_episodes(store: EpisodeStore, env: ObservedEnv, task: str, acting: R
             "labeler": labeling.name, "acted_by": run_lengths(acted_by), "length": len(steps[ACTION]),
             "action_noise": action_noise, "started": started, "finished": time.time(),
         })
-    return {"store": str(store.path), "recorded": episodes - discarded, "discarded": discarded,
-            "successes": successes, "total_episodes": store.n_episodes}
+        recorded += 1
+        bar.update(1)
+    bar.close()
+    return {"store": str(store.path), "recorded": recorded, "discarded": discarded, "successes": successes,
+            "total_episodes": store.n_episodes}
 
 
 def _control(value) -> str | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
+import io
 import json
 import math
 import os
@@ -246,7 +247,7 @@ class TrainContext:
     def log(self, step: int, metrics: Mapping[str, Any]) -> None:
         if self._step_hooked:
             self.hook.on_train_step_end(step=step, metrics=as_floats(metrics), run_dir=self.run_dir, config=self.config)
-        if step % self.config.train.log_every == 0 or step == self.config.train.steps:
+        if self._crossed(step, self.config.train.log_every, "_logged"):
             values = as_floats(metrics)
             self.run_dir.mkdir(parents=True, exist_ok=True)
             with open(self.run_dir / METRICS_FILE, "a") as f:
@@ -256,7 +257,16 @@ class TrainContext:
         self.bar.update(step - self.bar.n)
 
     def should_checkpoint(self, step: int) -> bool:
-        return step % self.config.train.checkpoint_every == 0 or step == self.config.train.steps
+        """True at every multiple of ``train.checkpoint_every`` (or the first step past one, for loops whose step
+        counts environment steps in jumps) and at the last step."""
+        return self._crossed(step, self.config.train.checkpoint_every, "_checkpointed")
+
+    def _crossed(self, step: int, every: int, last: str) -> bool:
+        previous = getattr(self, last, self.start_step)
+        if step // every > previous // every or (step >= self.config.train.steps > previous):
+            setattr(self, last, step)
+            return True
+        return False
 
     def save_checkpoint(self, step: int, model: PolicyModel, state: Mapping) -> Path:
         if self._built is None:
@@ -269,6 +279,7 @@ class TrainContext:
         if self.config.data.path:
             meta.update(store=str(self.config.data.path), train_episodes=len(self.demonstrations.episodes))
         training_state = {"step": step, "algorithm": dict(state), "random": random_states()}
+        check_loadable(training_state["algorithm"])
         path = save_checkpoint(self.run_dir, step, model, stats, self.config, meta, training_state)
         self.hook.on_checkpoint_saved(path=path, step=step, run_dir=self.run_dir, config=self.config)
         return path
@@ -287,6 +298,21 @@ def flatten(config: Mapping, prefix: str = "") -> dict:
         else:
             out[f"{prefix}{key}"] = json.loads(json.dumps(value))
     return out
+
+
+def check_loadable(state: Mapping) -> None:
+    """Resuming reads the state with ``torch.load(weights_only=True)`` (no code runs): refuse, at save time and
+    naming the key, what that cannot read back (numpy arrays and scalars, arbitrary objects)."""
+    for key, value in state.items():
+        buffer = io.BytesIO()
+        torch.save(value, buffer)
+        buffer.seek(0)
+        try:
+            torch.load(buffer, weights_only=True)
+        except Exception:
+            raise RoboilError(f"the training state's '{key}' ({type(value).__name__}) cannot be saved safely; keep "
+                              "tensors, numbers, strings, lists and dicts of them (convert numpy with .tolist() or "
+                              "torch.as_tensor)") from None
 
 
 def as_floats(metrics: Mapping[str, Any]) -> dict[str, float]:

@@ -55,8 +55,8 @@ def test_eval(run, args, message):
 
 @pytest.mark.parametrize("delay", [0.5, 3.0])  # while the env workers start, and while they step
 def test_ctrl_c_ends_eval_in_one_line_with_exit_130(run, tmp_path, delay):
-    process = subprocess.Popen([sys.executable, "-m", "roboil.cli", "eval", str(run), "--episodes", "200", "--envs", "2",
-                                "--out", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    process = subprocess.Popen([sys.executable, "-m", "roboil.cli", "eval", str(run), "--episodes", "200",
+                                "--envs", "2", "--out", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                env={**os.environ, "MUJOCO_GL": "egl"}, start_new_session=True)
     time.sleep(delay)
     os.killpg(process.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole process group

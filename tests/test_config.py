@@ -38,7 +38,8 @@ def test_int_is_accepted_for_float_but_not_the_reverse():
     ("train.batch_size=big", "config key 'train.batch_size' must be int, got 'big'"),
     ("train.lr_schedule=linear", "train.lr_schedule 'linear' is invalid; valid: cosine, constant"),
     ("encoders.lidar={}", "unknown observation 'lidar'"),
-    ("encoders.pixels.crop=0.5", "unknown config key 'encoders.pixels.crop'; valid keys in encoders.pixels: crop_ratio"),
+    ("encoders.pixels.crop=0.5",
+     "unknown config key 'encoders.pixels.crop'; valid keys in encoders.pixels: crop_ratio"),
     ("encoders.pixels.crop_ratio=2", "encoders.pixels.crop_ratio must be in \\(0, 1\\]"),
     ("train.lr=-1", "config key 'train.lr' must be a finite number > 0.0, got -1"),
     ("train.lr=.nan", "config key 'train.lr' must be a finite number > 0.0, got nan"),
@@ -107,3 +108,17 @@ def test_shipped_configs_validate_and_name_recorded_observations(path):
         assert set(config.data.obs_keys or ()) <= set(env.features), f"{path}: obs_keys not among {sorted(env.features)}"
     finally:
         env.close()
+
+
+def test_mapping_values_are_typed_like_any_other():
+    from dataclasses import dataclass, field
+
+    from roboil.config import from_dict
+
+    @dataclass
+    class GroupRates:
+        rates: dict[str, float] = field(default_factory=dict)
+
+    assert from_dict(GroupRates, {"rates": {"backbone": "1e-5", "head": 1}}).rates == {"backbone": 1e-5, "head": 1.0}
+    with pytest.raises(RoboilError, match="config key 'rates.head' must be float, got 'abc'"):
+        from_dict(GroupRates, {"rates": {"head": "abc"}})

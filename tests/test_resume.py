@@ -83,3 +83,21 @@ def test_offline_loop_uses_the_models_parameter_groups(store, tmp_path, monkeypa
     a, b = load_file(untrained / "model.safetensors"), load_file(trained / "model.safetensors")
     assert (a["mlp.0.weight"] == b["mlp.0.weight"]).all()  # same seed, same init, never updated
     assert not (a["mlp.3.weight"] == b["mlp.3.weight"]).all()  # the output layer learned
+
+
+def test_loops_counting_env_steps_checkpoint_when_they_pass_a_multiple(tmp_path):
+    from roboil.train import TrainContext
+
+    context = TrainContext(load_config(CONFIG, ["train.steps=10000", "train.checkpoint_every=5000"]), tmp_path)
+    steps = range(2048, 10241, 2048)  # what a PPO-style loop with 2048-step rollouts counts
+    assert [s for s in steps if context.should_checkpoint(s)] == [6144, 10240]
+
+
+def test_a_state_that_cannot_be_resumed_safely_is_refused_when_saved():
+    import numpy as np
+
+    from roboil.train import check_loadable
+
+    check_loadable({"step_count": 3, "mean": [0.5, 1.0], "weights": {"w": __import__("torch").zeros(2)}})
+    with pytest.raises(RoboilError, match="training state's 'running_mean' \\(ndarray\\) cannot be saved safely"):
+        check_loadable({"running_mean": np.zeros(3)})

@@ -28,7 +28,8 @@ class PixelParams:
     def __post_init__(self):
         for name in ("height", "width"):
             if not 1 <= getattr(self, name) <= 4096:
-                raise roboil.RoboilError(f"obs.pixels.{name} must be between 1 and 4096 pixels, got {getattr(self, name)}")
+                raise roboil.RoboilError(f"obs.pixels.{name} must be between 1 and 4096 pixels, "
+                                         f"got {getattr(self, name)}")
 
 
 @dataclass(frozen=True)
