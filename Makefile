@@ -5,7 +5,7 @@ ROBOIL := $(VENV)/bin/roboil
 export MUJOCO_GL ?= egl
 DEMO := runs/demo
 
-.PHONY: install demo test bench clean
+.PHONY: install browser demo test bench clean
 
 install: $(VENV)/.installed
 
@@ -24,7 +24,13 @@ demo: install
 	$(ROBOIL) eval $(DEMO)/gcbc --episodes 50 --envs 2 --seed 100000 --video
 	@echo "videos: $(DEMO)/gcbc/eval/videos   report: $(DEMO)/gcbc/eval/report.html"
 
-test: install
+# Chromium lets tests/test_report_browser.py play report.html's videos. Best effort: without it that test skips.
+browser:
+	@command -v chromium >/dev/null || ! command -v apt-get >/dev/null || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+		echo "warning: could not install chromium; tests/test_report_browser.py will skip" >&2
+
+test: install browser
 	$(PY) -m pytest -q
 
 bench: install

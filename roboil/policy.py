@@ -12,7 +12,6 @@ from torch import nn
 
 from .actions import ActionTransform
 from .executors import ChunkExecutor, RecedingHorizon
-from .keys import ACTION, ACTION_IS_PAD, FUTURE_PREFIX, NEXT_IS_PAD, NEXT_PREFIX  # noqa: F401 (re-exported)
 from .specs import Feature, TaskSpec
 
 

@@ -27,6 +27,7 @@ from typing import Any, Mapping
 import gymnasium as gym
 import numpy as np
 import torch
+import yaml
 from tqdm import tqdm
 
 from .actions import ActionTransform
@@ -157,8 +158,6 @@ class TrainContext:
             self._resume_from(resume)
 
     def _resume_from(self, checkpoint: Path) -> None:
-        import yaml
-
         state_file = checkpoint / TRAINING_STATE_FILE
         if not state_file.is_file():
             raise RoboilError(f"cannot resume '{self.run_dir}': {state_file} is missing; restore it, or train into a "

@@ -8,7 +8,8 @@ import torch
 
 from roboil.encoders import make_encoder_factory
 from roboil.errors import RoboilError
-from roboil.policy import ACTION, ACTION_IS_PAD, BuildContext, PolicyRunner
+from roboil.keys import ACTION, ACTION_IS_PAD
+from roboil.policy import BuildContext, PolicyRunner
 from roboil.specs import Feature
 from roboil_diffusion import DiffusionConfig, build
 from roboil_diffusion.policy import DiffusionPolicy, edge_fill
