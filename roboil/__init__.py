@@ -7,15 +7,14 @@ torch: the torch-backed names load on first use, so the store, the CLI's help an
 
 from importlib import import_module
 
-from .errors import RoboilError
-from .hookspecs import hookimpl, hookspec
-from .specs import (DISCARD, AlgorithmSpec, ArrayLayout, DeviceSpec, ExecutorSpec, Feature, GoalKeys, NoParams,
-                    ObservationSpec, TaskSpec)
-
 __version__ = "0.1.0"
 
-# name -> module that defines it; imported when first asked for (PEP 562)
+# name -> module that defines it, imported when first asked for (PEP 562): `import roboil` costs nothing, so the
+# CLI can take Ctrl-C from its first instruction and plugins load only what they use
 _LAZY = {
+    **{name: "roboil.specs" for name in ("DISCARD", "AlgorithmSpec", "ArrayLayout", "DeviceSpec", "ExecutorSpec",
+                                         "Feature", "GoalKeys", "NoParams", "ObservationSpec", "TaskSpec")},
+    "RoboilError": "roboil.errors", "hookimpl": "roboil.hookspecs", "hookspec": "roboil.hookspecs",
     "BuildContext": "roboil.policy", "Normalizer": "roboil.policy", "PolicyModel": "roboil.policy",
     "PolicyRunner": "roboil.policy", "TrainContext": "roboil.train", "load_runner": "roboil.checkpoint",
     "ChunkExecutor": "roboil.executors", "ActionTransform": "roboil.actions",
@@ -28,7 +27,4 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'roboil' has no attribute '{name}'")
 
 
-__all__ = [
-    "DISCARD", "AlgorithmSpec", "ArrayLayout", "DeviceSpec", "ExecutorSpec", "Feature", "GoalKeys", "NoParams",
-    "ObservationSpec", "RoboilError", "TaskSpec", "hookimpl", "hookspec", *_LAZY,
-]
+__all__ = list(_LAZY)

@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -64,19 +66,31 @@ def unflatten_stats(flat) -> dict[str, dict[str, np.ndarray]]:
 
 def save_checkpoint(run_dir: Path, step: int, model: PolicyModel, stats, config: Config, meta: dict,
                     training_state: dict) -> Path:
-    """Write ``run_dir/checkpoints/step_N`` and point ``last`` at it once it is complete."""
+    """Write ``run_dir/checkpoints/step_N`` and point ``last`` at it once it is complete.
+
+    The files are written into ``step_N.partial`` and renamed when all are there; a write that fails (a full
+    disk) removes the partial directory, so the previous checkpoint stays the one to resume from.
+    """
     root = run_dir / CHECKPOINTS
     path = root / f"step_{step:08d}"
-    path.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().float().cpu().contiguous() if v.is_floating_point() else v.detach().cpu().contiguous()
-             for k, v in model.state_dict().items()}
-    save_tensors(state, path / MODEL_FILE)
-    save_numpy(flatten_stats(stats), path / STATS_FILE)
-    # json round trip turns tuples into lists so the YAML stays plain
-    (path / CONFIG_FILE).write_text(yaml.safe_dump(json.loads(json.dumps(to_dict(config))), sort_keys=False))
-    (path / META_FILE).write_text(json.dumps({**meta, "step": step}, indent=2))
-    torch.save(training_state, path / TRAINING_STATE_FILE)  # for resuming; read back with weights_only=True
-    _atomic_write_text(root / LAST_FILE, path.name)
+    partial = path.with_name(path.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        state = {k: v.detach().float().cpu().contiguous() if v.is_floating_point() else v.detach().cpu().contiguous()
+                 for k, v in model.state_dict().items()}
+        save_tensors(state, partial / MODEL_FILE)
+        save_numpy(flatten_stats(stats), partial / STATS_FILE)
+        # json round trip turns tuples into lists so the YAML stays plain
+        (partial / CONFIG_FILE).write_text(yaml.safe_dump(json.loads(json.dumps(to_dict(config))), sort_keys=False))
+        (partial / META_FILE).write_text(json.dumps({**meta, "step": step}, indent=2))
+        torch.save(training_state, partial / TRAINING_STATE_FILE)  # for resuming; read back with weights_only=True
+        shutil.rmtree(path, ignore_errors=True)  # a step saved again (the run re-ended at its last step)
+        partial.rename(path)
+        _atomic_write_text(root / LAST_FILE, path.name)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
     return path
 
 
@@ -126,12 +140,27 @@ def build_model(config: Config, features: dict[str, Feature], action_dim: int, s
 def load_policy(path: str | Path, device: str | torch.device = "cpu") -> tuple[PolicyModel, Config, dict]:
     """Rebuild the model of a checkpoint and load its weights; returns (model, config, meta)."""
     ckpt = resolve_checkpoint(path)
-    config = validate(yaml.safe_load((ckpt / CONFIG_FILE).read_text()))
-    meta = json.loads((ckpt / META_FILE).read_text())
-    features = {k: Feature.from_dict(v) for k, v in meta["features"].items()}
-    model = build_model(config, features, meta["action_dim"], unflatten_stats(load_numpy(ckpt / STATS_FILE)))
-    model.load_state_dict(load_tensors(ckpt / MODEL_FILE))
+    config = read_checkpoint_file(ckpt / CONFIG_FILE, lambda p: validate(yaml.safe_load(p.read_text())))
+    meta = read_checkpoint_file(ckpt / META_FILE, lambda p: json.loads(p.read_text()))
+    features, action_dim = read_checkpoint_file(ckpt / META_FILE, lambda _: (
+        {k: Feature.from_dict(v) for k, v in meta["features"].items()}, int(meta["action_dim"])))
+    stats = read_checkpoint_file(ckpt / STATS_FILE, lambda p: unflatten_stats(load_numpy(p)))
+    model = build_model(config, features, action_dim, stats)
+    read_checkpoint_file(ckpt / MODEL_FILE, lambda p: model.load_state_dict(load_tensors(p)))
     return model.to(device).eval(), config, meta
+
+
+def read_checkpoint_file(path: Path, read: Callable[[Path], Any], fix: str = "restore it, or pass another checkpoint"
+                         ) -> Any:
+    """``read(path)``, with a missing or damaged file (truncated, edited, not UTF-8) as one line naming it."""
+    if not path.is_file():
+        raise RoboilError(f"checkpoint file '{path}' is missing; {fix}")
+    try:
+        return read(path)
+    except RoboilError:
+        raise
+    except Exception as exc:
+        raise RoboilError(f"checkpoint file '{path}' is damaged ({type(exc).__name__}); {fix}") from None
 
 
 def load_runner(path: str | Path, executor: dict | None = None, device: str | torch.device = "cpu"

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import sys
+import threading
+
+from .errors import catch_interrupts
+
+if threading.current_thread() is threading.main_thread():  # a Ctrl-C from here on ends in one line, in main()
+    catch_interrupts(raise_them=False)
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import signal  # noqa: E402
+import sys  # noqa: E402
+
+from .errors import RoboilError, interrupted, write_failure  # noqa: E402
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering unless the user chose a GL backend
-
-from .errors import RoboilError  # noqa: E402
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -146,7 +154,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = None
     try:
+        catch_interrupts(raise_them=True)
+        if interrupted():  # while this module was imported
+            raise KeyboardInterrupt
         parser = build_parser()
         args, extra = parser.parse_known_args(argv)
         # overrides may also follow the options (argparse stops collecting positionals at --out)
@@ -154,14 +166,32 @@ def main(argv: list[str] | None = None) -> int:
             args.overrides += extra
         elif extra:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
-        return args.run(args)
+        code = args.run(args)
+        sys.stdout.flush()  # a reader that left (`| head`) shows here, not at exit
+        if interrupted():  # swallowed on the way (see catch_interrupts): the command may not have done it all
+            raise KeyboardInterrupt
+        return code
     except RoboilError as exc:
-        print(f"roboil: error: {exc}", file=sys.stderr)
-        return 2
+        return _error(str(exc))
     except KeyboardInterrupt:
         print("roboil: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `roboil store info ... | head`: the reader left, nothing is wrong
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except Exception as exc:
+        out = getattr(args, "out", None) or getattr(args, "run_dir", None)
+        problem = write_failure(exc, out) if out else None
+        if problem is None:
+            raise
+        return _error(problem)
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # for code that called main() in-process
 
+
+def _error(message: str) -> int:
+    print(f"roboil: error: {message}", file=sys.stderr)
+    return 2
 
 if __name__ == "__main__":
     sys.exit(main())

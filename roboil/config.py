@@ -149,7 +149,10 @@ def read_yaml(path: str | Path) -> dict:
     if not path.is_file():
         raise RoboilError(f"config file '{path}' does not exist; pass one of the YAML files in configs/")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as exc:
+        raise RoboilError(f"config file '{path}' is not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset "
+                          f"{exc.start}); save it as UTF-8") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""

@@ -1,8 +1,101 @@
 """User-facing errors: the CLI prints these as one line and exits with code 2, without a traceback."""
 
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import signal
+from pathlib import Path
+
 
 class RoboilError(Exception):
     """A mistake the user can fix (bad config, missing file, unknown plugin name).
 
     The message names the problem and the fix, in one line.
     """
+
+
+_interrupted = False
+
+
+def catch_interrupts(raise_them: bool) -> None:
+    """Make SIGINT (Ctrl-C) set the flag ``interrupted()`` reads and, with ``raise_them``, raise KeyboardInterrupt
+    as Python's own handler does.
+
+    The flag matters because a C extension being imported (MuJoCo's, inside a plugin) can turn the
+    KeyboardInterrupt into an ImportError that would read as a broken plugin; not raising suits the CLI's own
+    imports, where a KeyboardInterrupt could only end in a traceback.
+    """
+    def handler(signum, frame):
+        global _interrupted
+        _interrupted = True
+        if raise_them:
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, handler)
+
+
+def interrupted() -> bool:
+    return _interrupted
+
+
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+_READ_ONLY = (errno.EROFS,)
+_NO_PERMISSION = (errno.EACCES, errno.EPERM)
+
+
+def write_failure(exc: BaseException, out: str | Path) -> str | None:
+    """One line for an exception that is a failed write under ``out`` (disk full, read-only file system, no
+    permission), whichever library raised it; None for any other exception.
+
+    zarr and the stdlib raise OSError; safetensors, ffmpeg (through our video writer and env workers) only put
+    the system's message in their text; torch.save says ``iostream error`` and OpenCV nothing, so a device
+    with under 1 MiB free counts as full whatever the error says.
+    """
+    codes, denied, texts = set(), False, []
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno is not None:
+            codes.add(exc.errno)
+            # a permission error elsewhere (reading a config, say) is not about --out
+            denied |= exc.errno in _NO_PERMISSION and _is_under(exc.filename, out)
+        texts.append(str(exc))
+        exc = exc.__cause__ or exc.__context__
+    text = " ".join(texts)
+    full = shutil.disk_usage(_existing(out)).free < 1 << 20
+    if full or codes & set(_NO_SPACE) or os.strerror(errno.ENOSPC) in text:
+        return (f"no space left on the device holding '{out}'; free some space or pass another --out (everything "
+                "saved before this write is intact)")
+    if codes & set(_READ_ONLY) or os.strerror(errno.EROFS) in text:
+        return _READ_ONLY_MESSAGE.format(out=out)
+    if denied:
+        return _NO_PERMISSION_MESSAGE.format(out=out)
+    return None
+
+
+_READ_ONLY_MESSAGE = "'{out}' is on a read-only file system; pass an --out you can write to"
+_NO_PERMISSION_MESSAGE = "no permission to write in '{out}'; pass an --out you can write to"
+
+
+def check_writable(out: str | Path) -> None:
+    """Refuse an ``--out`` that cannot be written before any work is done (read-only, no permission)."""
+    where = _existing(out)
+    if os.statvfs(where).f_flag & os.ST_RDONLY:
+        raise RoboilError(_READ_ONLY_MESSAGE.format(out=out))
+    if not os.access(where, os.W_OK):
+        raise RoboilError(_NO_PERMISSION_MESSAGE.format(out=out))
+
+
+def _existing(path: str | Path) -> Path:
+    """``path`` or its nearest ancestor that exists (where a directory to be made would go)."""
+    path = Path(path).absolute()
+    while not path.exists():
+        path = path.parent
+    return path
+
+
+def _is_under(filename, out: str | Path) -> bool:
+    if filename is None:
+        return False
+    path, out = Path(os.fsdecode(filename)).absolute(), Path(out).absolute()
+    return path == out or out in path.parents or path in out.parents  # or a parent --out would be made in

@@ -18,7 +18,7 @@ from importlib.metadata import entry_points
 import pluggy
 
 from . import hookspecs
-from .errors import RoboilError
+from .errors import RoboilError, interrupted
 from .specs import NAME_PATTERN, NORMALIZATIONS, AlgorithmSpec, DeviceSpec, ExecutorSpec, ObservationSpec, TaskSpec
 
 ENTRY_POINT_GROUP = "roboil"
@@ -133,6 +133,8 @@ def load_registry(extra_plugins: tuple = ()) -> Registry:
         try:
             manager.register(ep.load(), name=ep.name)
         except Exception as exc:
+            if interrupted():  # Ctrl-C while its imports ran, not a broken plugin
+                raise KeyboardInterrupt from None
             problems.append(f"plugin '{ep.name}' ({ep.value}) failed to load: {exc!r}")
             continue
         plugins.append(PluginInfo(ep.name, version))

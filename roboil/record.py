@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from .config import from_dict, merge
 from .envs import ObservedEnv
-from .errors import RoboilError
+from .errors import RoboilError, check_writable
 from .keys import ACTION
 from .plugins import registry
 from .specs import DISCARD, ArrayLayout, DeviceSpec, Feature, NoParams
@@ -134,6 +134,7 @@ def record(task: str, actor: str, episodes: int, out: str | Path, seed: int = 0,
     labeler = labeler or actor
     if labeler.startswith(POLICY_PREFIX) and labeler != actor:
         raise RoboilError("a policy cannot label another actor's steps; use --labeler scripted or a device")
+    check_writable(out)
     task_spec = registry().get("task", task)
     observations = merge({k: dict(v) for k, v in task_spec.observations.items()}, obs_overrides or {})
     device_rng = np.random.default_rng(seed)
@@ -168,60 +169,60 @@ def _record_episodes(store: EpisodeStore, env: ObservedEnv, task: str, acting: R
     paced = any(getattr(role.device, "realtime", False) for role in roles)
     viewers = [role.device for role in roles if hasattr(role.device, "render")]
     successes = discarded = recorded = 0
-    bar = tqdm(total=episodes, desc=f"record {task}", disable=not progress, unit="ep")
-    while recorded < episodes:  # a discarded take is retried, from the same seed
-        episode_seed = seed + store.n_episodes
-        device_seed, noise_seed = np.random.SeedSequence(episode_seed).spawn(2)
-        device_rng.bit_generator.state = np.random.PCG64(device_seed).state
-        noise_rng = np.random.default_rng(noise_seed)
-        started = time.time()
-        obs, info = env.reset(seed=episode_seed)
-        for role in roles:
-            role.device.reset()
-        if viewers:  # the new start, before anyone acts on it
-            frame = env.render()
-            for viewer in viewers:
-                viewer.render(frame)
-        steps: dict[str, list] = {key: [] for key in store.features}
-        acted_by: list[str] = []
-        keep = True
-        while True:
-            tick = time.monotonic()
-            action = acting.act(env.raw_obs, obs)
-            label = action if labeling is acting else labeling.act(env.raw_obs, obs)
-            controls = [_control(action), _control(label)]
-            if action is None or label is None or DISCARD in controls:
-                keep = DISCARD not in controls
-                break
-            for key, value in obs.items():
-                steps[key].append(value)
-            steps[ACTION].append(np.asarray(label, dtype=np.float32))
-            acted_by.append(acting.name)
-            executed = np.asarray(action, dtype=np.float32)
-            if action_noise:
-                executed = np.clip(executed + noise_rng.normal(size=executed.shape) * noise_scale, low, high)
-            obs, _, terminated, truncated, info = env.step(executed)
-            if viewers:
+    # the bar is closed before an error or an interrupt prints its line
+    with tqdm(total=episodes, desc=f"record {task}", disable=not progress, unit="ep") as bar:
+        while recorded < episodes:  # a discarded take is retried, from the same seed
+            episode_seed = seed + store.n_episodes
+            device_seed, noise_seed = np.random.SeedSequence(episode_seed).spawn(2)
+            device_rng.bit_generator.state = np.random.PCG64(device_seed).state
+            noise_rng = np.random.default_rng(noise_seed)
+            started = time.time()
+            obs, info = env.reset(seed=episode_seed)
+            for role in roles:
+                role.device.reset()
+            if viewers:  # the new start, before anyone acts on it
                 frame = env.render()
                 for viewer in viewers:
                     viewer.render(frame)
-            if paced:
-                time.sleep(max(0.0, 1.0 / env.task.fps - (time.monotonic() - tick)))
-            if terminated or truncated:
-                break
-        if not keep or not steps[ACTION]:
-            discarded += 1
-            continue
-        success = bool(info.get("is_success", False))
-        successes += success
-        store.add_episode({k: np.stack(v) for k, v in steps.items()}, {
-            "seed": episode_seed, "success": success, "task": task, "source": acting.name,
-            "labeler": labeling.name, "acted_by": run_lengths(acted_by), "length": len(steps[ACTION]),
-            "action_noise": action_noise, "started": started, "finished": time.time(),
-        })
-        recorded += 1
-        bar.update(1)
-    bar.close()
+            steps: dict[str, list] = {key: [] for key in store.features}
+            acted_by: list[str] = []
+            keep = True
+            while True:
+                tick = time.monotonic()
+                action = acting.act(env.raw_obs, obs)
+                label = action if labeling is acting else labeling.act(env.raw_obs, obs)
+                controls = [_control(action), _control(label)]
+                if action is None or label is None or DISCARD in controls:
+                    keep = DISCARD not in controls
+                    break
+                for key, value in obs.items():
+                    steps[key].append(value)
+                steps[ACTION].append(np.asarray(label, dtype=np.float32))
+                acted_by.append(acting.name)
+                executed = np.asarray(action, dtype=np.float32)
+                if action_noise:
+                    executed = np.clip(executed + noise_rng.normal(size=executed.shape) * noise_scale, low, high)
+                obs, _, terminated, truncated, info = env.step(executed)
+                if viewers:
+                    frame = env.render()
+                    for viewer in viewers:
+                        viewer.render(frame)
+                if paced:
+                    time.sleep(max(0.0, 1.0 / env.task.fps - (time.monotonic() - tick)))
+                if terminated or truncated:
+                    break
+            if not keep or not steps[ACTION]:
+                discarded += 1
+                continue
+            success = bool(info.get("is_success", False))
+            successes += success
+            store.add_episode({k: np.stack(v) for k, v in steps.items()}, {
+                "seed": episode_seed, "success": success, "task": task, "source": acting.name,
+                "labeler": labeling.name, "acted_by": run_lengths(acted_by), "length": len(steps[ACTION]),
+                "action_noise": action_noise, "started": started, "finished": time.time(),
+            })
+            recorded += 1
+            bar.update(1)
     return {"store": str(store.path), "recorded": recorded, "discarded": discarded, "successes": successes,
             "total_episodes": store.n_episodes}
 

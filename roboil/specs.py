@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
 
-import numpy as np
+if TYPE_CHECKING:  # annotations only: `import roboil` stays cheap, so Ctrl-C at a command's start has no traceback
+    import numpy as np
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]*$")
 

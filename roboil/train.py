@@ -32,10 +32,10 @@ from tqdm import tqdm
 
 from .actions import ActionTransform
 from .checkpoint import (CONFIG_FILE, META_FILE, TRAINING_STATE_FILE, build_model, latest_checkpoint, pick_device,
-                         save_checkpoint)
+                         read_checkpoint_file, save_checkpoint)
 from .config import Config, to_dict
 from .envs import ObservedEnv
-from .errors import RoboilError
+from .errors import RoboilError, check_writable
 from .keys import ACTION
 from .plugins import registry
 from .policy import PolicyModel
@@ -158,11 +158,8 @@ class TrainContext:
             self._resume_from(resume)
 
     def _resume_from(self, checkpoint: Path) -> None:
-        state_file = checkpoint / TRAINING_STATE_FILE
-        if not state_file.is_file():
-            raise RoboilError(f"cannot resume '{self.run_dir}': {state_file} is missing; restore it, or train into a "
-                              "new --out directory")
-        saved = yaml.safe_load((checkpoint / CONFIG_FILE).read_text())
+        fix = "restore it, or train into a new --out directory"
+        saved = read_checkpoint_file(checkpoint / CONFIG_FILE, lambda p: dict(yaml.safe_load(p.read_text())), fix)
         current = to_dict(self.config)
         frozen = {k: v for k, v in flatten(saved).items() if k.split(".")[0] in FROZEN_ON_RESUME}
         now = {k: v for k, v in flatten(current).items() if k.split(".")[0] in FROZEN_ON_RESUME}
@@ -170,11 +167,8 @@ class TrainContext:
         if changed:
             raise RoboilError(f"cannot resume '{self.run_dir}' with a changed {', '.join(changed)} (the model or its "
                               "data would change); train into a new --out directory")
-        try:
-            state = torch.load(state_file, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise RoboilError(f"cannot resume '{self.run_dir}': {state_file} is damaged ({type(exc).__name__}); "
-                              "train into a new --out directory") from None
+        state = read_checkpoint_file(checkpoint / TRAINING_STATE_FILE,
+                                     lambda p: torch.load(p, map_location="cpu", weights_only=True), fix)
         self.start_step = int(state["step"])
         self._saved = state
         self._trim_metrics(self.start_step)
@@ -182,7 +176,8 @@ class TrainContext:
         before, after = flatten(saved), flatten(current)
         changes = {k: [before.get(k), after.get(k)] for k in sorted(before.keys() | after.keys())
                    if before.get(k) != after.get(k)}
-        previous = json.loads((checkpoint / META_FILE).read_text()).get("resumes", [])
+        previous = read_checkpoint_file(checkpoint / META_FILE, lambda p: json.loads(p.read_text()).get("resumes", []),
+                                        fix)
         self.resumes = previous + [{"step": self.start_step, "changed": changes}]
         print(f"roboil: resumed from step {self.start_step} of {checkpoint}"
               + "".join(f"; {key}: {old} -> {new}" for key, (old, new) in changes.items()), file=sys.stderr)
@@ -407,6 +402,7 @@ def train(config: Config, out_dir: str | Path, progress: bool = True) -> Path:
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise RoboilError(f"--out '{out_dir}' is a file; name a directory for the run")
+    check_writable(out_dir)
     seed_everything(config.train.seed)
     context = TrainContext(config, out_dir, progress)
     spec = registry().get("algorithm", config.algorithm_name)

@@ -29,6 +29,7 @@ def write_mp4(path: Path, frames: list[np.ndarray], fps: float) -> Path:
     raw = b"".join(np.ascontiguousarray(frame, dtype=np.uint8).tobytes() for frame in frames)
     result = subprocess.run(command, input=raw, capture_output=True)
     if result.returncode != 0:
+        path.unlink(missing_ok=True)  # no half-written video left to look played-through
         raise RuntimeError(f"ffmpeg could not write {path}: {result.stderr.decode(errors='replace').strip()}")
     return path
 
@@ -36,5 +37,7 @@ def write_mp4(path: Path, frames: list[np.ndarray], fps: float) -> Path:
 def write_png(path: Path, frame: np.ndarray) -> Path:
     """Write one RGB uint8 frame as a png and return its path."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2BGR))
+    if not cv2.imwrite(str(path), cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2BGR)):
+        path.unlink(missing_ok=True)
+        raise RuntimeError(f"OpenCV could not write {path}")
     return path

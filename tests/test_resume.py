@@ -54,8 +54,8 @@ def test_resume_refuses_a_changed_model_or_data(store, tmp_path):
 
 
 @pytest.mark.parametrize("damage, message", [
-    (lambda ckpt: (ckpt / "training_state.pt").unlink(), "training_state.pt is missing"),
-    (lambda ckpt: (ckpt / "training_state.pt").write_bytes(b"\0" * 10), "training_state.pt is damaged"),
+    (lambda ckpt: (ckpt / "training_state.pt").unlink(), "training_state.pt' is missing"),
+    (lambda ckpt: (ckpt / "training_state.pt").write_bytes(b"\0" * 10), "training_state.pt' is damaged"),
     (lambda ckpt: (ckpt.parent / "last").write_text(""), "names '', not a checkpoint of this run"),
     (lambda ckpt: (ckpt.parent / "last").write_text("../../other/checkpoints/step_00000010"), "not a checkpoint of this run"),
     (lambda ckpt: (ckpt.parent / "last").unlink(), "has no 'last' file"),

@@ -1,0 +1,190 @@
+"""Where writing fails (a read-only --out, a full disk) and where what was written is damaged (checkpoint files),
+every command ends in one line and exit 2, and nothing recorded or trained before is lost. Also: Ctrl-C at a
+command's start, SIGKILL of eval, and output piped into a reader that leaves.
+
+Full and read-only file systems are real: small tmpfs mounts (root with CAP_SYS_ADMIN, as in CI's container);
+elsewhere those tests skip and say why.
+"""
+
+import errno
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from roboil.config import load_config
+from roboil.record import record
+from roboil.store import EpisodeStore
+from roboil.train import train
+from conftest import run_cli
+
+REACH = "configs/fetch_reach/gcbc.yaml"
+
+
+def one_line(result, message: str) -> None:
+    lines = [line for line in result.stderr.splitlines()
+             if line.strip() and not line.startswith(("record ", "train ", "eval "))]  # progress bars
+    assert result.returncode == 2 and lines == [f"roboil: error: {message}"], result.stderr
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    path = tmp_path_factory.mktemp("w") / "reach.zarr"
+    record("fetch-reach", "scripted", 2, path, progress=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def run(store):
+    config = load_config(REACH, [f"data.path={store}", "train.steps=2", "algorithm.hidden_dims=[8]"])
+    return train(config, store.parent / "run", progress=False).parents[1]
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """``mount(read_only=False)`` gives a fresh 4 MiB tmpfs directory, unmounted after the test."""
+    mounted = []
+
+    def mount(read_only: bool = False) -> Path:
+        point = tmp_path / f"mnt{len(mounted)}"
+        point.mkdir()
+        result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size=4m{',ro' if read_only else ''}", "tmpfs",
+                                 str(point)], capture_output=True, text=True)
+        if result.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here (needs root with CAP_SYS_ADMIN): {result.stderr.strip()}")
+        mounted.append(point)
+        return point
+
+    yield mount
+    for point in mounted:
+        subprocess.run(["umount", "-l", str(point)], check=True)
+
+
+def fill(directory: Path) -> Path:
+    """Take every free byte of ``directory``'s file system (writes, so tmpfs really runs out)."""
+    filler = directory / "filler"
+    block = b"\0" * (64 << 10)
+    with open(filler, "wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(block)
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC
+    return filler
+
+
+READ_ONLY = "'{out}' is on a read-only file system; pass an --out you can write to"
+FULL = ("no space left on the device holding '{out}'; free some space or pass another --out (everything saved "
+        "before this write is intact)")
+
+
+def test_read_only_out_is_one_line_for_record_train_and_eval(tmpfs, store, run):
+    mount = tmpfs(read_only=True)
+    out = mount / "s.zarr"
+    one_line(run_cli("record", "--task", "fetch-reach", "--episodes", 1, "--out", out), READ_ONLY.format(out=out))
+    out = mount / "run"
+    one_line(run_cli("train", REACH, f"data.path={store}", "train.steps=2", "--out", out), READ_ONLY.format(out=out))
+    out = mount / "eval"
+    one_line(run_cli("eval", run, "--episodes", 1, "--out", out), READ_ONLY.format(out=out))
+
+
+def test_store_remounted_read_only_refuses_appending_in_one_line(tmpfs):
+    mount = tmpfs()
+    record("fetch-reach", "scripted", 1, mount / "s.zarr", progress=False)
+    subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
+    out = mount / "s.zarr"
+    one_line(run_cli("record", "--task", "fetch-reach", "--episodes", 1, "--out", out), READ_ONLY.format(out=out))
+    assert EpisodeStore.open(out).n_episodes == 1
+
+
+def test_disk_full_while_recording_keeps_every_committed_episode(tmpfs):
+    out = tmpfs() / "s.zarr"
+    record("fetch-reach", "scripted", 2, out, progress=False)
+    filler = fill(out.parent)
+    one_line(run_cli("record", "--task", "fetch-reach", "--episodes", 3, "--out", out), FULL.format(out=out))
+    store = EpisodeStore.open(out)
+    assert store.n_episodes == 2 and store.check(deep=True) == []
+    filler.unlink()  # with space again the same store takes the next episode: nothing was left locked or half-made
+    run_cli("record", "--task", "fetch-reach", "--episodes", 1, "--out", out, check=True)
+    assert EpisodeStore.open(out).n_episodes == 3
+
+
+def test_disk_full_while_checkpointing_keeps_the_previous_checkpoint(tmpfs, store):
+    out = tmpfs() / "run"
+    args = [REACH, f"data.path={store}", "train.checkpoint_every=2", "algorithm.hidden_dims=[64]", "--out", out]
+    run_cli("train", *args, "train.steps=2", check=True)
+    filler = fill(out.parent)
+    one_line(run_cli("train", *args, "train.steps=4"), FULL.format(out=out))
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["last", "step_00000002"]  # no partial one
+    filler.unlink()
+    result = run_cli("train", *args, "train.steps=4", check=True)
+    assert "resumed from step 2" in result.stderr and (out / "checkpoints" / "step_00000004").is_dir()
+
+
+def test_disk_full_during_eval_is_one_line_and_leaves_no_partial_video(tmpfs, run):
+    out = tmpfs() / "eval"
+    fill(out.parent)
+    one_line(run_cli("eval", run, "--episodes", 2, "--video", "--out", out), FULL.format(out=out))
+    assert not [p for p in out.rglob("*") if p.is_file()]
+
+
+def test_config_that_is_not_utf8_is_one_line(tmp_path):
+    config = tmp_path / "latin1.yaml"
+    config.write_bytes("task: fetch-reach  # café\n".encode("latin-1"))
+    one_line(run_cli("train", config, "--out", tmp_path / "run"),
+             f"config file '{config}' is not UTF-8 text (byte 0xe9 at offset 24); save it as UTF-8")
+
+
+@pytest.mark.parametrize("name, damage, problem", [
+    ("model.safetensors", lambda p: p.write_bytes(p.read_bytes()[:100]), "is damaged (SafetensorError)"),
+    ("stats.safetensors", lambda p: p.write_bytes(p.read_bytes()[:-7]), "is damaged (SafetensorError)"),
+    ("meta.json", lambda p: p.write_text("{\"features\": "), "is damaged (JSONDecodeError)"),
+    ("meta.json", lambda p: p.write_text("{}"), "is damaged (KeyError)"),
+    ("meta.json", lambda p: p.unlink(), "is missing"),
+    ("config.yaml", lambda p: p.write_bytes(b"\xff\xfe task"), "is damaged (UnicodeDecodeError)"),
+    ("config.yaml", lambda p: p.write_text("task: [unclosed"), "is damaged (ParserError)"),
+])
+def test_damaged_checkpoint_file_is_one_line_in_eval(run, tmp_path, name, damage, problem):
+    copy = shutil.copytree(run, tmp_path / "run")
+    checkpoint = copy / "checkpoints" / (copy / "checkpoints" / "last").read_text()
+    damage(checkpoint / name)
+    one_line(run_cli("eval", copy, "--episodes", 1),
+             f"checkpoint file '{checkpoint / name}' {problem}; restore it, or pass another checkpoint")
+
+
+def launch(*args) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "roboil.cli", *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+# From 0.15 s: earlier, the interpreter itself is still starting (its own traceback, before any roboil code runs).
+@pytest.mark.parametrize("delay", [0.15, 0.4, 0.8, 1.5])
+def test_ctrl_c_at_the_start_of_record_is_one_line_and_exit_130(tmp_path, delay):
+    process = launch("record", "--task", "fetch-reach", "--episodes", 20, "--out", tmp_path / "s.zarr")
+    time.sleep(delay)
+    os.killpg(process.pid, signal.SIGINT)  # as a terminal's Ctrl-C
+    _, stderr = process.communicate(timeout=60)
+    lines = [line for line in stderr.splitlines() if line.strip() and not line.startswith("record ")]
+    assert process.returncode == 130 and lines == ["roboil: interrupted"], stderr
+    if (tmp_path / "s.zarr").exists():
+        assert EpisodeStore.open(tmp_path / "s.zarr").check(deep=True) == []
+
+
+def test_sigkill_of_eval_leaves_no_worker_and_no_traceback(run, tmp_path):
+    process = launch("eval", run, "--episodes", 500, "--envs", 2, "--out", tmp_path)
+    time.sleep(4)  # the env workers are stepping
+    os.kill(process.pid, signal.SIGKILL)  # the main process only: its workers see their pipes close
+    _, stderr = process.communicate(timeout=60)  # returns once every worker has exited (they share stderr)
+    lines = [line for line in stderr.splitlines() if line.strip() and not line.startswith("eval ")]
+    assert process.returncode == -signal.SIGKILL and lines == [], stderr
+
+
+def test_output_piped_into_a_reader_that_left_is_not_an_error(store):
+    result = subprocess.run(f"{sys.executable} -m roboil.cli store info {store} | true", shell=True,
+                            capture_output=True, text=True)
+    assert result.stderr == "", result.stderr
