@@ -9,7 +9,7 @@ import signal
 import threading
 import traceback
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import gymnasium as gym
 import numpy as np
@@ -96,8 +96,8 @@ class EnvPool:
     """``n`` environments from ``make_env``, each in its own worker process (spawned: MuJoCo's GL contexts do not
     survive a fork).
 
-    A step sends each env it names its action, then sleeps on their pipes until all have answered; envs left out
-    do nothing, so envs that have played their last episode no longer cost a core. Replies are a step's
+    A step is submitted (each env named gets its action) and collected later, so the caller can work while envs
+    step; envs left out do nothing, so envs that have played their last episode no longer cost a core. Replies are a step's
     ``(obs, reward, terminated, truncated, info)`` pickled: tens of microseconds for a policy's few arrays, next
     to milliseconds of physics.
     """
@@ -133,10 +133,13 @@ class EnvPool:
         self._send("reset", seeds)
         return {index: self._receive(index) for index in seeds}
 
-    def step(self, actions: Mapping[int, np.ndarray]) -> dict[int, tuple]:
-        """Step env i with ``actions[i]``; returns each one's ``(obs, reward, terminated, truncated, info)``."""
+    def submit(self, actions: Mapping[int, np.ndarray]) -> None:
+        """Start a step of env i with ``actions[i]``; :meth:`collect` waits for its result."""
         self._send("step", actions)
-        return {index: self._receive(index) for index in actions}
+
+    def collect(self, envs: Iterable[int]) -> dict[int, tuple]:
+        """Wait for the submitted steps of ``envs``: each one's ``(obs, reward, terminated, truncated, info)``."""
+        return {index: self._receive(index) for index in envs}
 
     def _send(self, command: str, data: Mapping[int, Any]) -> None:
         for index, value in data.items():

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from .checkpoint import load_runner
 from .envs import EnvPool, ObservedEnv
-from .errors import RoboilError
+from .errors import RoboilError, check_writable
 from .plugins import registry
 
 EVAL_FILE = "eval.json"
@@ -52,6 +52,7 @@ def evaluate(run_dir: str | Path, episodes: int | None = None, envs: int | None 
         raise RoboilError(f"--seed must be >= 0, got {seed}")
     if out_dir is not None and Path(out_dir).exists() and not Path(out_dir).is_dir():
         raise RoboilError(f"--out '{out_dir}' is a file; name a directory for the report")
+    check_writable(out_dir if out_dir is not None else Path(run_dir) / "eval")
     runner, config, meta = load_runner(run_dir, executor, device)
     episodes = config.eval.episodes if episodes is None else episodes
     envs = config.eval.envs if envs is None else envs
@@ -77,43 +78,59 @@ def evaluate(run_dir: str | Path, episodes: int | None = None, envs: int | None 
     hook = registry().hook
     results: list[dict] = []
     pool = EnvPool(make_env, n_envs)
+    bar = tqdm(total=episodes, desc=f"eval {config.task}", disable=not progress, unit="ep")
     started = time.time()
     try:
         runner.reset(n_envs)
         playing = {i: seeds[i] for i in range(n_envs)}  # env index -> the seed of the episode it plays
-        latest = pool.reset(playing)  # env index -> its latest observation (the final one once it has stopped)
         returns, lengths = [0.0] * n_envs, [0] * n_envs
         next_episode = n_envs
-        bar = tqdm(total=episodes, desc=f"eval {config.task}", disable=not progress, unit="ep")
+
+        def act(observations: dict[int, dict]) -> None:
+            envs = list(observations)
+            actions = runner.act({k: np.stack([observations[i][k] for i in envs]) for k in keys}, envs)
+            pool.submit(dict(zip(envs, actions)))
+
+        # Two groups of envs take turns: the policy acts for one while the other steps, so on K cores the envs are
+        # not idle while the policy runs. Fixed groups, served in a fixed order: the policy sees the same batches in
+        # the same order on every run, so results do not depend on timing (nor, for a sampling policy, its RNG).
+        groups = [group for group in (list(range(0, n_envs, 2)), list(range(1, n_envs, 2))) if group]
+        first = pool.reset(playing)
+        for group in groups:
+            act({i: first[i] for i in group})
         while playing:
-            # every env's row, as the runner keeps one history per env; stopped envs' actions go unused
-            actions = runner.act({k: np.stack([latest[i][k] for i in range(n_envs)]) for k in keys})
-            restart = {}
-            for i, (obs, reward, terminated, truncated, info) in pool.step({i: actions[i] for i in playing}).items():
-                latest[i] = obs
-                returns[i] += reward
-                lengths[i] += 1
-                if not (terminated or truncated):
+            for group in groups:
+                stepping = [i for i in group if i in playing]
+                if not stepping:
                     continue
-                result = {"seed": playing[i], "success": bool(info["is_success"]), "return": float(returns[i]),
-                          "length": lengths[i], **{name: float(info[name]) for name in task.episode_metrics}}
-                if "video" in info:
-                    result["video"], result["final_frame"] = info["video"], info["final_frame"]
-                results.append(result)
-                hook.on_eval_episode_end(result=result, run_dir=run_dir, config=config)
-                bar.update(1)
-                returns[i], lengths[i] = 0.0, 0
-                runner.reset_env(i)
-                if next_episode < episodes:
-                    playing[i] = restart[i] = seeds[next_episode]
-                    next_episode += 1
-                else:
-                    del playing[i]
-            if restart:
-                latest.update(pool.reset(restart))
+                latest, restart = {}, {}
+                for i, (obs, reward, terminated, truncated, info) in pool.collect(stepping).items():
+                    returns[i] += reward
+                    lengths[i] += 1
+                    if not (terminated or truncated):
+                        latest[i] = obs
+                        continue
+                    result = {"seed": playing[i], "success": bool(info["is_success"]), "return": float(returns[i]),
+                              "length": lengths[i], **{name: float(info[name]) for name in task.episode_metrics}}
+                    if "video" in info:
+                        result["video"], result["final_frame"] = info["video"], info["final_frame"]
+                    results.append(result)
+                    hook.on_eval_episode_end(result=result, run_dir=run_dir, config=config)
+                    bar.update(1)
+                    returns[i], lengths[i] = 0.0, 0
+                    runner.reset_env(i)
+                    if next_episode < episodes:
+                        playing[i] = restart[i] = seeds[next_episode]
+                        next_episode += 1
+                    else:
+                        del playing[i]
+                if restart:
+                    latest.update(pool.reset(restart))
+                if latest:
+                    act(dict(sorted(latest.items())))
         seconds = time.time() - started  # not counting the workers' shutdown
-        bar.close()
     finally:
+        bar.close()  # before an error or an interrupt prints its line
         pool.close()
         torch.set_num_threads(threads)
     return write_report(results, config.task, task.episode_metrics, out_dir, seconds, run_dir)

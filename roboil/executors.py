@@ -19,9 +19,10 @@ from .specs import ExecutorSpec
 class ChunkExecutor:
     """Per-environment state between a policy's chunks and the steps that execute them.
 
-    Each step the runner asks :meth:`needs_chunk` which environments want a prediction, hands each of them a
-    chunk with :meth:`add_chunk` (``chunk[0]`` is the action for the current step), then takes one action per
-    environment from :meth:`step`, which advances time.
+    Each step of some environments (``envs``, indices; evaluation steps each env as soon as it is ready, not all
+    in lockstep) the runner asks :meth:`needs_chunk` which of them want a prediction, hands each of those a chunk
+    with :meth:`add_chunk` (``chunk[0]`` is the action for the current step), then takes one action per env of
+    ``envs`` from :meth:`step`, which advances their time.
     """
 
     def reset(self, n_envs: int) -> None:
@@ -30,13 +31,13 @@ class ChunkExecutor:
     def reset_env(self, index: int) -> None:
         raise NotImplementedError
 
-    def needs_chunk(self) -> list[int]:
+    def needs_chunk(self, envs: list[int]) -> list[int]:
         raise NotImplementedError
 
     def add_chunk(self, index: int, chunk: np.ndarray) -> None:
         raise NotImplementedError
 
-    def step(self) -> np.ndarray:
+    def step(self, envs: list[int]) -> np.ndarray:
         raise NotImplementedError
 
 
@@ -62,8 +63,8 @@ class RecedingHorizon(ChunkExecutor):
     def reset_env(self, index: int) -> None:
         self.queues[index] = []
 
-    def needs_chunk(self) -> list[int]:
-        return [i for i, queue in enumerate(self.queues) if not queue]
+    def needs_chunk(self, envs: list[int]) -> list[int]:
+        return [i for i in envs if not self.queues[i]]
 
     def add_chunk(self, index: int, chunk: np.ndarray) -> None:
         if len(chunk) < self.n_action_steps:
@@ -71,8 +72,8 @@ class RecedingHorizon(ChunkExecutor):
                               "actions from the current step; use a smaller value")
         self.queues[index] = list(chunk[: self.n_action_steps])
 
-    def step(self) -> np.ndarray:
-        return np.stack([queue.pop(0) for queue in self.queues])
+    def step(self, envs: list[int]) -> np.ndarray:
+        return np.stack([self.queues[i].pop(0) for i in envs])
 
 
 @dataclass(frozen=True)
@@ -100,16 +101,16 @@ class TemporalEnsemble(ChunkExecutor):
     def reset_env(self, index: int) -> None:
         self.chunks[index], self.time[index] = [], 0
 
-    def needs_chunk(self) -> list[int]:
-        return list(range(len(self.chunks)))
+    def needs_chunk(self, envs: list[int]) -> list[int]:
+        return list(envs)
 
     def add_chunk(self, index: int, chunk: np.ndarray) -> None:
         self.chunks[index].append((self.time[index], np.asarray(chunk)))
 
-    def step(self) -> np.ndarray:
+    def step(self, envs: list[int]) -> np.ndarray:
         actions = []
-        for index, chunks in enumerate(self.chunks):
-            now = self.time[index]
+        for index in envs:
+            chunks, now = self.chunks[index], self.time[index]
             live = [(start, chunk) for start, chunk in chunks if now - start < len(chunk)]  # oldest first
             predictions = np.stack([chunk[now - start] for start, chunk in live])
             weights = np.exp(-self.coefficient * np.arange(len(live)))

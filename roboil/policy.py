@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -138,15 +138,18 @@ class PolicyRunner:
         self.model.reset_env(index)
 
     @torch.no_grad()
-    def act(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
-        """Take ``{key: (B, *shape)}`` for the current step and return ``(B, action_dim)`` actions."""
+    def act(self, obs: Mapping[str, np.ndarray], envs: Sequence[int] | None = None) -> np.ndarray:
+        """Take ``{key: (B, *shape)}`` for the current step of ``envs`` (row b is env ``envs[b]``; default: all
+        of them, in order) and return their ``(B, action_dim)`` actions."""
+        envs = list(range(len(self._history))) if envs is None else list(envs)
         n_obs = self.model.n_obs_steps
-        for i, history in enumerate(self._history):
-            step = {key: value[i] for key, value in obs.items()}
+        for row, i in enumerate(envs):
+            history = self._history[i]
+            step = {key: value[row] for key, value in obs.items()}
             if not history:  # pad the start of an episode with its first observation
                 history.extend([step] * (n_obs - 1))
             history.append(step)
-        need = self.executor.needs_chunk()
+        need = self.executor.needs_chunk(envs)
         if need:
             window = {
                 key: torch.as_tensor(np.stack([np.stack([h[key] for h in self._history[i]]) for i in need]))
@@ -156,4 +159,4 @@ class PolicyRunner:
             chunks = self.model.predict_action(window).float().cpu().numpy()
             for row, i in enumerate(need):
                 self.executor.add_chunk(i, chunks[row, n_obs - 1:])  # from the current step on
-        return self.transform.decode(self.executor.step(), obs)
+        return self.transform.decode(self.executor.step(envs), obs)

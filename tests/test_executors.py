@@ -67,6 +67,20 @@ def test_receding_horizon_executes_n_actions_then_replans():
     assert runner.model.calls == 3
 
 
+@pytest.mark.parametrize("executor", [RecedingHorizon(n_action_steps=2), TemporalEnsemble(coefficient=0.0)])
+def test_envs_stepped_out_of_lockstep_keep_their_own_time(executor):
+    """Evaluation acts for whichever envs are ready: stepping env 1 alone must not advance env 0."""
+    runner = PolicyRunner(ScriptedChunks(), executor)
+    runner.reset(2)
+    one = lambda envs: runner.act({"x": np.zeros((len(envs), 1))}, envs)[:, 0].tolist()  # noqa: E731
+    assert one([0, 1]) == [1, 1]  # one prediction for both
+    if isinstance(executor, RecedingHorizon):
+        assert one([1]) == [2] and one([1]) == [10] and one([0]) == [2]  # env 0 resumes its own queue
+    else:  # env 1 is two steps in (chunks 1 and 10 overlap at its step 1); env 0 is at its step 1 with chunk 100
+        assert one([1]) == [(2 + 10) / 2] and one([0]) == [(2 + 100) / 2]
+    assert runner.model.calls == 3 if isinstance(executor, TemporalEnsemble) else 2
+
+
 def test_executors_are_chosen_by_name_with_typed_params():
     reg = load_registry()
     assert {"queue", "ensemble"} <= set(reg.names("executor"))
@@ -88,14 +102,14 @@ class LastActionOnly:
     def reset_env(self, index):
         self.chunks[index] = None
 
-    def needs_chunk(self):
-        return list(range(len(self.chunks)))
+    def needs_chunk(self, envs):
+        return list(envs)
 
     def add_chunk(self, index, chunk):
         self.chunks[index] = chunk
 
-    def step(self):
-        return np.stack([chunk[-1] for chunk in self.chunks])
+    def step(self, envs):
+        return np.stack([self.chunks[i][-1] for i in envs])
 
 
 class LastActionPlugin:
