@@ -101,6 +101,8 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     if not root.exists():
         return None
     if not last.is_file():
+        if not any(CHECKPOINT_NAME.match(p.name) for p in root.iterdir()):
+            return None  # the first checkpoint never completed (killed, or the disk was full): nothing to resume
         raise RoboilError(f"'{root}' has no '{LAST_FILE}' file naming the newest checkpoint; write the name of a "
                           f"step_N directory into it, or use a new run directory")
     name = last.read_text().strip()
@@ -141,13 +143,16 @@ def load_policy(path: str | Path, device: str | torch.device = "cpu") -> tuple[P
     """Rebuild the model of a checkpoint and load its weights; returns (model, config, meta)."""
     ckpt = resolve_checkpoint(path)
     config = read_checkpoint_file(ckpt / CONFIG_FILE, lambda p: validate(yaml.safe_load(p.read_text())))
-    meta = read_checkpoint_file(ckpt / META_FILE, lambda p: json.loads(p.read_text()))
-    features, action_dim = read_checkpoint_file(ckpt / META_FILE, lambda _: (
-        {k: Feature.from_dict(v) for k, v in meta["features"].items()}, int(meta["action_dim"])))
+    meta, features, action_dim = read_checkpoint_file(ckpt / META_FILE, _read_meta)
     stats = read_checkpoint_file(ckpt / STATS_FILE, lambda p: unflatten_stats(load_numpy(p)))
     model = build_model(config, features, action_dim, stats)
     read_checkpoint_file(ckpt / MODEL_FILE, lambda p: model.load_state_dict(load_tensors(p)))
     return model.to(device).eval(), config, meta
+
+
+def _read_meta(path: Path) -> tuple[dict, dict[str, Feature], int]:
+    meta = json.loads(path.read_text())
+    return meta, {k: Feature.from_dict(v) for k, v in meta["features"].items()}, int(meta["action_dim"])
 
 
 def read_checkpoint_file(path: Path, read: Callable[[Path], Any], fix: str = "restore it, or pass another checkpoint"
@@ -167,7 +172,8 @@ def load_runner(path: str | Path, executor: dict | None = None, device: str | to
                 ) -> tuple[PolicyRunner, Config, dict]:
     """A checkpoint ready to act: its model, the chosen executor (``{"name": ..., **params}``, or params alone
     for the run's ``eval.executor``) and the action transform it was trained with. Returns (runner, config, meta)."""
-    model, config, meta = load_policy(path, pick_device(str(device), "--torch-device"))
+    device = pick_device(str(device), "--torch-device")
+    model, config, meta = load_policy(path, device)
     # params without a name tune the run's own executor; a new name starts from that executor's defaults
     chosen = executor if executor and "name" in executor else {**config.eval.executor, **(executor or {})}
     spec, params = named_section("executor", chosen, "executor")

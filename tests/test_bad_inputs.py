@@ -53,6 +53,11 @@ def test_eval(run, args, message):
         result.stderr
 
 
+def test_torch_device_auto_is_resolved_for_the_runner_too(run, tmp_path):
+    result = run_cli("eval", run, "--episodes", 1, "--torch-device", "auto", "--out", tmp_path)
+    assert result.returncode == 0, result.stderr
+
+
 @pytest.mark.parametrize("delay", [0.5, 3.0])  # while the env workers start, and while they step
 def test_ctrl_c_ends_eval_in_one_line_with_exit_130(run, tmp_path, delay):
     process = subprocess.Popen([sys.executable, "-m", "roboil.cli", "eval", str(run), "--episodes", "200",

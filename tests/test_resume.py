@@ -2,7 +2,6 @@
 refusals for what cannot be resumed safely."""
 
 import json
-import shutil
 
 import pytest
 from safetensors.torch import load_file
@@ -66,6 +65,15 @@ def test_damaged_resume_state_is_a_one_line_error_not_a_restart(store, tmp_path,
     with pytest.raises(RoboilError, match=message):
         train(config(store), tmp_path / "run", progress=False)
     assert (tmp_path / "run" / "metrics.jsonl").read_text().count("\n") == 10  # nothing trained is lost
+
+
+def test_a_first_checkpoint_that_never_completed_starts_the_run_afresh(store, tmp_path):
+    """A kill or a full disk during the first save leaves only ``step_N.partial``: nothing to resume from."""
+    partial = tmp_path / "run" / "checkpoints" / "step_00000010.partial"
+    partial.mkdir(parents=True)
+    checkpoint = train(config(store, "train.steps=10"), tmp_path / "run", progress=False)
+    assert checkpoint.name == "step_00000010" and not partial.exists()
+    assert metrics(tmp_path / "run")[0][0] == 1
 
 
 def test_offline_loop_uses_the_models_parameter_groups(store, tmp_path, monkeypatch):
