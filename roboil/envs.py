@@ -97,9 +97,9 @@ class EnvPool:
     survive a fork).
 
     A step is submitted (each env named gets its action) and collected later, so the caller can work while envs
-    step; envs left out do nothing, so envs that have played their last episode no longer cost a core. Replies are a step's
-    ``(obs, reward, terminated, truncated, info)`` pickled: tens of microseconds for a policy's few arrays, next
-    to milliseconds of physics.
+    step; envs left out do nothing, so envs that have played their last episode no longer cost a core. Replies
+    are a step's ``(obs, reward, terminated, truncated, info)`` pickled: tens of microseconds for a policy's few
+    arrays, next to milliseconds of physics.
     """
 
     def __init__(self, make_env: Callable[[], gym.Env], n: int):

@@ -40,9 +40,10 @@ def interrupted() -> bool:
     return _interrupted
 
 
-_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
-_READ_ONLY = (errno.EROFS,)
-_NO_PERMISSION = (errno.EACCES, errno.EPERM)
+_NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
+_NO_PERMISSION = {errno.EACCES, errno.EPERM}
+_READ_ONLY_MESSAGE = "'{out}' is on a read-only file system; pass an --out you can write to"
+_NO_PERMISSION_MESSAGE = "no permission to write in '{out}'; pass an --out you can write to"
 
 
 def write_failure(exc: BaseException, out: str | Path) -> str | None:
@@ -50,31 +51,29 @@ def write_failure(exc: BaseException, out: str | Path) -> str | None:
     permission), whichever library raised it; None for any other exception.
 
     zarr and the stdlib raise OSError; safetensors, ffmpeg (through our video writer and env workers) only put
-    the system's message in their text; torch.save says ``iostream error`` and OpenCV nothing, so a device
-    with under 1 MiB free counts as full whatever the error says.
+    the system's message in their text; torch.save says ``iostream error`` and OpenCV nothing, so an I/O error
+    on a device with under 1 MiB free counts as disk full whatever its text says.
     """
-    codes, denied, texts = set(), False, []
+    codes, denied, io_error, texts = set(), False, False, []
     while exc is not None:
         if isinstance(exc, OSError) and exc.errno is not None:
             codes.add(exc.errno)
             # a permission error elsewhere (reading a config, say) is not about --out
             denied |= exc.errno in _NO_PERMISSION and _is_under(exc.filename, out)
+        # torch.save's "iostream error"; our video writer's "could not write" (OpenCV, ffmpeg)
+        io_error |= isinstance(exc, OSError) or any(word in str(exc) for word in ("iostream", "could not write"))
         texts.append(str(exc))
         exc = exc.__cause__ or exc.__context__
     text = " ".join(texts)
-    full = shutil.disk_usage(_existing(out)).free < 1 << 20
-    if full or codes & set(_NO_SPACE) or os.strerror(errno.ENOSPC) in text:
+    full = io_error and shutil.disk_usage(_existing(out)).free < 1 << 20
+    if full or codes & _NO_SPACE or os.strerror(errno.ENOSPC) in text:
         return (f"no space left on the device holding '{out}'; free some space or pass another --out (everything "
                 "saved before this write is intact)")
-    if codes & set(_READ_ONLY) or os.strerror(errno.EROFS) in text:
+    if errno.EROFS in codes or os.strerror(errno.EROFS) in text:
         return _READ_ONLY_MESSAGE.format(out=out)
     if denied:
         return _NO_PERMISSION_MESSAGE.format(out=out)
     return None
-
-
-_READ_ONLY_MESSAGE = "'{out}' is on a read-only file system; pass an --out you can write to"
-_NO_PERMISSION_MESSAGE = "no permission to write in '{out}'; pass an --out you can write to"
 
 
 def check_writable(out: str | Path) -> None:

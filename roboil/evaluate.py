@@ -52,12 +52,13 @@ def evaluate(run_dir: str | Path, episodes: int | None = None, envs: int | None 
         raise RoboilError(f"--seed must be >= 0, got {seed}")
     if out_dir is not None and Path(out_dir).exists() and not Path(out_dir).is_dir():
         raise RoboilError(f"--out '{out_dir}' is a file; name a directory for the report")
-    check_writable(out_dir if out_dir is not None else Path(run_dir) / "eval")
+    run_dir = Path(run_dir)
+    out_dir = Path(out_dir) if out_dir else run_dir / "eval"
+    check_writable(out_dir)
     runner, config, meta = load_runner(run_dir, executor, device)
     episodes = config.eval.episodes if episodes is None else episodes
     envs = config.eval.envs if envs is None else envs
     seed = config.eval.seed if seed is None else seed
-    out_dir = Path(out_dir) if out_dir else Path(run_dir) / "eval"
     out_dir.mkdir(parents=True, exist_ok=True)
     task = registry().get("task", config.task)
     seeds = [seed + i for i in range(episodes)]

@@ -2,7 +2,7 @@
 
 Registered through the ``roboil`` entry points like any plugin (``executors = "roboil.executors"``), so a
 third-party executor is chosen the same way: ``roboil eval RUN --executor NAME executor.PARAM=value``.
-Every chunked policy (diffusion, ACT, multi-step BC) can be executed by any of them.
+Any policy that predicts chunks of actions can be executed by any of them.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ class QueueParams:
 
 
 class RecedingHorizon(ChunkExecutor):
-    """Execute the first ``n_action_steps`` actions of a chunk, then predict again (diffusion_policy's way)."""
+    """Execute the first ``n_action_steps`` actions of a chunk, then predict again."""
 
     def __init__(self, n_action_steps: int):
         self.n_action_steps = n_action_steps
@@ -87,7 +87,7 @@ class EnsembleParams:
 
 class TemporalEnsemble(ChunkExecutor):
     """Predict a chunk every step and execute, for each step, the weighted mean of every chunk's prediction of
-    it, the oldest weighted most for a positive coefficient (ACT, Zhao et al. 2023)."""
+    it, the oldest weighted most for a positive coefficient (temporal ensembling)."""
 
     def __init__(self, coefficient: float):
         self.coefficient = coefficient

@@ -70,7 +70,7 @@ def register_executors():
     """Return a list of :class:`roboil.specs.ExecutorSpec`: ways to turn action chunks into one action a step.
 
     Called once when the plugin manager loads; ``roboil eval --executor NAME`` and
-    :func:`roboil.policy.load_runner` pick one. Example::
+    :func:`roboil.checkpoint.load_runner` pick one. Example::
 
         @roboil.hookimpl
         def register_executors():

@@ -151,6 +151,7 @@ class TrainContext:
         self.start_step, self._saved = 0, None
         self.resumes: list[dict] = []
         self._built: tuple | None = None
+        self._state_checked = False
         self._started = time.time()
         self._step_hooked = bool(self.hook.on_train_step_end.get_hookimpls())
         resume = latest_checkpoint(run_dir)
@@ -160,11 +161,10 @@ class TrainContext:
     def _resume_from(self, checkpoint: Path) -> None:
         fix = "restore it, or train into a new --out directory"
         saved = read_checkpoint_file(checkpoint / CONFIG_FILE, lambda p: dict(yaml.safe_load(p.read_text())), fix)
-        current = to_dict(self.config)
-        frozen = {k: v for k, v in flatten(saved).items() if k.split(".")[0] in FROZEN_ON_RESUME}
-        now = {k: v for k, v in flatten(current).items() if k.split(".")[0] in FROZEN_ON_RESUME}
-        changed = sorted(k for k in frozen.keys() | now.keys() if frozen.get(k) != now.get(k))
-        if changed:
+        before, after = flatten(saved), flatten(to_dict(self.config))
+        changes = {k: [before.get(k), after.get(k)] for k in sorted(before.keys() | after.keys())
+                   if before.get(k) != after.get(k)}
+        if changed := [k for k in changes if k.split(".")[0] in FROZEN_ON_RESUME]:
             raise RoboilError(f"cannot resume '{self.run_dir}' with a changed {', '.join(changed)} (the model or its "
                               "data would change); train into a new --out directory")
         state = read_checkpoint_file(checkpoint / TRAINING_STATE_FILE,
@@ -173,9 +173,6 @@ class TrainContext:
         self._saved = state
         self._trim_metrics(self.start_step)
         # allowed changes (train, eval) are kept with the step they took effect at, in every later checkpoint
-        before, after = flatten(saved), flatten(current)
-        changes = {k: [before.get(k), after.get(k)] for k in sorted(before.keys() | after.keys())
-                   if before.get(k) != after.get(k)}
         previous = read_checkpoint_file(checkpoint / META_FILE, lambda p: json.loads(p.read_text()).get("resumes", []),
                                         fix)
         self.resumes = previous + [{"step": self.start_step, "changed": changes}]
@@ -239,10 +236,11 @@ class TrainContext:
         return build_model(self.config, features, action_dim, stats).to(self.device)
 
     def log(self, step: int, metrics: Mapping[str, Any]) -> None:
+        logged = self._crossed(step, self.config.train.log_every, "_logged")
+        values = as_floats(metrics) if self._step_hooked or logged else None  # else no device sync this step
         if self._step_hooked:
-            self.hook.on_train_step_end(step=step, metrics=as_floats(metrics), run_dir=self.run_dir, config=self.config)
-        if self._crossed(step, self.config.train.log_every, "_logged"):
-            values = as_floats(metrics)
+            self.hook.on_train_step_end(step=step, metrics=values, run_dir=self.run_dir, config=self.config)
+        if logged:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             with open(self.run_dir / METRICS_FILE, "a") as f:
                 f.write(json.dumps({"step": step, "time": round(time.time() - self._started, 3), **values}) + "\n")
@@ -273,7 +271,9 @@ class TrainContext:
         if self.config.data.path:
             meta.update(store=str(self.config.data.path), train_episodes=len(self.demonstrations.episodes))
         training_state = {"step": step, "algorithm": dict(state), "random": random_states()}
-        check_loadable(training_state["algorithm"])
+        if not self._state_checked:  # its structure does not change between saves; the check costs a serialization
+            check_loadable(training_state["algorithm"])
+            self._state_checked = True
         path = save_checkpoint(self.run_dir, step, model, stats, self.config, meta, training_state)
         self.hook.on_checkpoint_saved(path=path, step=step, run_dir=self.run_dir, config=self.config)
         return path
@@ -360,7 +360,7 @@ def fit_offline(context: TrainContext) -> Path | None:
                                   weight_decay=config.train.weight_decay, fused=device.type == "cuda")
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, config))
     sampler = data.sampler(model, config.train.seed)
-    step, checkpoint = context.start_step, None
+    step = context.start_step
     state = context.resume()
     if state is not None:
         model.load_state_dict(state["model"])
@@ -369,7 +369,6 @@ def fit_offline(context: TrainContext) -> Path | None:
         if ema is not None:
             ema.load_state_dict(state["ema"])
         sampler.set_state(state["sampler"])
-        checkpoint = latest_checkpoint(context.run_dir)
     batches = prefetch(sampler, config.train.batch_size, device)
     step_fn = torch.compile(model.compute_loss) if config.train.compile else model.compute_loss
     model.train()
@@ -392,8 +391,7 @@ def fit_offline(context: TrainContext) -> Path | None:
                      "scheduler": scheduler.state_dict(), "sampler": sampler_state}
             if ema is not None:
                 state["ema"] = ema.state_dict()
-            checkpoint = context.save_checkpoint(step, ema or model, state)
-    return checkpoint
+            context.save_checkpoint(step, ema or model, state)
 
 
 def train(config: Config, out_dir: str | Path, progress: bool = True) -> Path:

@@ -35,6 +35,27 @@ def plugin_pythonpath(site: Path) -> dict:
 
 
 @pytest.fixture(scope="session")
+def tiny_reach_store(tmp_path_factory):
+    """Two scripted fetch-reach episodes."""
+    from roboil.record import record
+
+    path = tmp_path_factory.mktemp("tiny") / "reach.zarr"
+    record("fetch-reach", "scripted", 2, path, progress=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_reach_run(tiny_reach_store):
+    """A GCBC run trained for 2 steps on ``tiny_reach_store``: a checkpoint to evaluate, not a policy."""
+    from roboil.config import load_config
+    from roboil.train import train
+
+    config = load_config("configs/fetch_reach/gcbc.yaml", [f"data.path={tiny_reach_store}", "train.steps=2",
+                                                           "algorithm.hidden_dims=[8]"])
+    return train(config, tiny_reach_store.parent / "run", progress=False).parents[1]
+
+
+@pytest.fixture(scope="session")
 def hello_plugin_path(tmp_path_factory):
     return install_fixture_plugin("hello_plugin", tmp_path_factory)
 

@@ -9,19 +9,7 @@ import time
 
 import pytest
 
-from roboil.config import load_config
-from roboil.record import record
-from roboil.train import train
 from conftest import run_cli
-
-
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("bad")
-    record("fetch-reach", "scripted", 2, root / "reach.zarr", progress=False)
-    config = load_config("configs/fetch_reach/gcbc.yaml", [f"data.path={root / 'reach.zarr'}", "train.steps=2",
-                                                           "algorithm.hidden_dims=[8]"])
-    return train(config, root / "run", progress=False).parents[1]
 
 
 @pytest.mark.parametrize("args, message", [
@@ -47,20 +35,20 @@ def test_record(tmp_path, args, message):
     (["--executor", "median"], "unknown executor 'median'; valid: ensemble, queue"),
     (["executor.coefficient=0.1"], "unknown config key 'executor.coefficient'; valid keys in executor: n_action_steps"),
 ])
-def test_eval(run, args, message):
-    result = run_cli("eval", run, "--episodes", 1, *args)
+def test_eval(tiny_reach_run, args, message):
+    result = run_cli("eval", tiny_reach_run, "--episodes", 1, *args)
     assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1, \
         result.stderr
 
 
-def test_torch_device_auto_is_resolved_for_the_runner_too(run, tmp_path):
-    result = run_cli("eval", run, "--episodes", 1, "--torch-device", "auto", "--out", tmp_path)
+def test_torch_device_auto_is_resolved_for_the_runner_too(tiny_reach_run, tmp_path):
+    result = run_cli("eval", tiny_reach_run, "--episodes", 1, "--torch-device", "auto", "--out", tmp_path)
     assert result.returncode == 0, result.stderr
 
 
 @pytest.mark.parametrize("delay", [0.5, 3.0])  # while the env workers start, and while they step
-def test_ctrl_c_ends_eval_in_one_line_with_exit_130(run, tmp_path, delay):
-    process = subprocess.Popen([sys.executable, "-m", "roboil.cli", "eval", str(run), "--episodes", "200",
+def test_ctrl_c_ends_eval_in_one_line_with_exit_130(tiny_reach_run, tmp_path, delay):
+    process = subprocess.Popen([sys.executable, "-m", "roboil.cli", "eval", str(tiny_reach_run), "--episodes", "200",
                                 "--envs", "2", "--out", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                env={**os.environ, "MUJOCO_GL": "egl"}, start_new_session=True)
     time.sleep(delay)

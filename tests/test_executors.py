@@ -78,7 +78,7 @@ def test_envs_stepped_out_of_lockstep_keep_their_own_time(executor):
         assert one([1]) == [2] and one([1]) == [10] and one([0]) == [2]  # env 0 resumes its own queue
     else:  # env 1 is two steps in (chunks 1 and 10 overlap at its step 1); env 0 is at its step 1 with chunk 100
         assert one([1]) == [(2 + 10) / 2] and one([0]) == [(2 + 100) / 2]
-    assert runner.model.calls == 3 if isinstance(executor, TemporalEnsemble) else 2
+    assert runner.model.calls == (3 if isinstance(executor, TemporalEnsemble) else 2)
 
 
 def test_executors_are_chosen_by_name_with_typed_params():

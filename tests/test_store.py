@@ -204,13 +204,9 @@ def test_torn_commit_is_ignored_on_read_and_trimmed_on_append(tmp_path):
     assert store.check() == [] and store.notes == []
 
 
-# The writer registers a bare `roboil` package: roboil/__init__ imports torch (seconds per start) and the store
-# needs only errors and specs.
 WRITER = """
-import sys, types
+import sys
 sys.path[:0] = [{root!r}, {tests!r}]
-sys.modules["roboil"] = types.ModuleType("roboil")
-sys.modules["roboil"].__path__ = [{root!r} + "/roboil"]
 from roboil.store import EpisodeStore
 from test_store import make_episode, make_attrs
 store = EpisodeStore.open({path!r}, mode="a")

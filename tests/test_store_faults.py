@@ -19,14 +19,11 @@ from roboil.errors import RoboilError
 from roboil.store import EpisodeStore
 from test_store import ROOT, make_attrs, make_episode, new_store
 
-# A bare `roboil` package: roboil/__init__ imports torch (seconds per start) and the store needs only errors and
-# specs. Modes: hold (open for appending until stdin closes), append WRITER N (N episodes with their own ids,
+# Modes: hold (open for appending until stdin closes), append WRITER N (N episodes with their own ids,
 # reopening per episode and retrying while refused), create (create, then append until killed).
 WORKER = """
-import random, sys, time, types
+import random, sys, time
 sys.path[:0] = [{root!r}, {tests!r}]
-sys.modules["roboil"] = types.ModuleType("roboil")
-sys.modules["roboil"].__path__ = [{root!r} + "/roboil"]
 from roboil.errors import RoboilError
 from roboil.store import EpisodeStore
 from test_store import FEATURES, LAYOUTS, STORE_ATTRS, make_attrs, make_episode
@@ -217,10 +214,8 @@ def test_unreadable_metadata_is_one_line_for_open_info_and_check(tmp_path, capsy
 # ---- noise from zarr's async pipeline --------------------------------------------------------------------------
 
 NOISY_CHECK = """
-import sys, types
+import sys
 sys.path[:0] = [{root!r}]
-sys.modules["roboil"] = types.ModuleType("roboil")
-sys.modules["roboil"].__path__ = [{root!r} + "/roboil"]
 import numpy as np
 from roboil.specs import ArrayLayout, Feature
 from roboil.store import EpisodeStore

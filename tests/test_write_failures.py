@@ -17,10 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from roboil.config import load_config
 from roboil.record import record
 from roboil.store import EpisodeStore
-from roboil.train import train
 from conftest import run_cli
 
 REACH = "configs/fetch_reach/gcbc.yaml"
@@ -30,19 +28,6 @@ def one_line(result, message: str) -> None:
     lines = [line for line in result.stderr.splitlines()
              if line.strip() and not line.startswith(("record ", "train ", "eval "))]  # progress bars
     assert result.returncode == 2 and lines == [f"roboil: error: {message}"], result.stderr
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    path = tmp_path_factory.mktemp("w") / "reach.zarr"
-    record("fetch-reach", "scripted", 2, path, progress=False)
-    return path
-
-
-@pytest.fixture(scope="module")
-def run(store):
-    config = load_config(REACH, [f"data.path={store}", "train.steps=2", "algorithm.hidden_dims=[8]"])
-    return train(config, store.parent / "run", progress=False).parents[1]
 
 
 @pytest.fixture
@@ -83,14 +68,14 @@ FULL = ("no space left on the device holding '{out}'; free some space or pass an
         "before this write is intact)")
 
 
-def test_read_only_out_is_one_line_for_record_train_and_eval(tmpfs, store, run):
+def test_read_only_out_is_one_line_for_record_train_and_eval(tmpfs, tiny_reach_store, tiny_reach_run):
     mount = tmpfs(read_only=True)
     out = mount / "s.zarr"
     one_line(run_cli("record", "--task", "fetch-reach", "--episodes", 1, "--out", out), READ_ONLY.format(out=out))
     out = mount / "run"
-    one_line(run_cli("train", REACH, f"data.path={store}", "train.steps=2", "--out", out), READ_ONLY.format(out=out))
+    one_line(run_cli("train", REACH, f"data.path={tiny_reach_store}", "train.steps=2", "--out", out), READ_ONLY.format(out=out))
     out = mount / "eval"
-    one_line(run_cli("eval", run, "--episodes", 1, "--out", out), READ_ONLY.format(out=out))
+    one_line(run_cli("eval", tiny_reach_run, "--episodes", 1, "--out", out), READ_ONLY.format(out=out))
 
 
 def test_store_remounted_read_only_refuses_appending_in_one_line(tmpfs):
@@ -114,9 +99,9 @@ def test_disk_full_while_recording_keeps_every_committed_episode(tmpfs):
     assert EpisodeStore.open(out).n_episodes == 3
 
 
-def test_disk_full_while_checkpointing_keeps_the_previous_checkpoint(tmpfs, store):
+def test_disk_full_while_checkpointing_keeps_the_previous_checkpoint(tmpfs, tiny_reach_store):
     out = tmpfs() / "run"
-    args = [REACH, f"data.path={store}", "train.checkpoint_every=2", "algorithm.hidden_dims=[64]", "--out", out]
+    args = [REACH, f"data.path={tiny_reach_store}", "train.checkpoint_every=2", "algorithm.hidden_dims=[64]", "--out", out]
     run_cli("train", *args, "train.steps=2", check=True)
     filler = fill(out.parent)
     one_line(run_cli("train", *args, "train.steps=4"), FULL.format(out=out))
@@ -126,10 +111,10 @@ def test_disk_full_while_checkpointing_keeps_the_previous_checkpoint(tmpfs, stor
     assert "resumed from step 2" in result.stderr and (out / "checkpoints" / "step_00000004").is_dir()
 
 
-def test_disk_full_during_eval_is_one_line_and_leaves_no_partial_video(tmpfs, run):
+def test_disk_full_during_eval_is_one_line_and_leaves_no_partial_video(tmpfs, tiny_reach_run):
     out = tmpfs() / "eval"
     fill(out.parent)
-    one_line(run_cli("eval", run, "--episodes", 2, "--video", "--out", out), FULL.format(out=out))
+    one_line(run_cli("eval", tiny_reach_run, "--episodes", 2, "--video", "--out", out), FULL.format(out=out))
     assert not [p for p in out.rglob("*") if p.is_file()]
 
 
@@ -149,8 +134,8 @@ def test_config_that_is_not_utf8_is_one_line(tmp_path):
     ("config.yaml", lambda p: p.write_bytes(b"\xff\xfe task"), "is damaged (UnicodeDecodeError)"),
     ("config.yaml", lambda p: p.write_text("task: [unclosed"), "is damaged (ParserError)"),
 ])
-def test_damaged_checkpoint_file_is_one_line_in_eval(run, tmp_path, name, damage, problem):
-    copy = shutil.copytree(run, tmp_path / "run")
+def test_damaged_checkpoint_file_is_one_line_in_eval(tiny_reach_run, tmp_path, name, damage, problem):
+    copy = shutil.copytree(tiny_reach_run, tmp_path / "run")
     checkpoint = copy / "checkpoints" / (copy / "checkpoints" / "last").read_text()
     damage(checkpoint / name)
     one_line(run_cli("eval", copy, "--episodes", 1),
@@ -175,8 +160,8 @@ def test_ctrl_c_at_the_start_of_record_is_one_line_and_exit_130(tmp_path, delay)
         assert EpisodeStore.open(tmp_path / "s.zarr").check(deep=True) == []
 
 
-def test_sigkill_of_eval_leaves_no_worker_and_no_traceback(run, tmp_path):
-    process = launch("eval", run, "--episodes", 500, "--envs", 2, "--out", tmp_path)
+def test_sigkill_of_eval_leaves_no_worker_and_no_traceback(tiny_reach_run, tmp_path):
+    process = launch("eval", tiny_reach_run, "--episodes", 500, "--envs", 2, "--out", tmp_path)
     time.sleep(4)  # the env workers are stepping
     os.kill(process.pid, signal.SIGKILL)  # the main process only: its workers see their pipes close
     _, stderr = process.communicate(timeout=60)  # returns once every worker has exited (they share stderr)
@@ -184,7 +169,7 @@ def test_sigkill_of_eval_leaves_no_worker_and_no_traceback(run, tmp_path):
     assert process.returncode == -signal.SIGKILL and lines == [], stderr
 
 
-def test_output_piped_into_a_reader_that_left_is_not_an_error(store):
-    result = subprocess.run(f"{sys.executable} -m roboil.cli store info {store} | true", shell=True,
+def test_output_piped_into_a_reader_that_left_is_not_an_error(tiny_reach_store):
+    result = subprocess.run(f"{sys.executable} -m roboil.cli store info {tiny_reach_store} | true", shell=True,
                             capture_output=True, text=True)
     assert result.stderr == "", result.stderr

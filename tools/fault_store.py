@@ -23,17 +23,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import types
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-# roboil/__init__ imports torch (seconds per process start, and the writers are many); the store needs only
-# errors and specs, so register a bare package.
 sys.path.insert(0, str(ROOT))
-sys.modules["roboil"] = types.ModuleType("roboil")
-sys.modules["roboil"].__path__ = [str(ROOT / "roboil")]
 
 from roboil.errors import RoboilError  # noqa: E402
 from roboil.specs import ArrayLayout, Feature  # noqa: E402

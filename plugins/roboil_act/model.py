@@ -41,11 +41,10 @@ class ACTPolicy(PolicyModel):
         # mean/std, as ACT: a chunk's actions are compared in L1, where min/max would let one outlier set the scale
         self.normalizer = Normalizer({ACTION: context.stats[ACTION]}, {ACTION: "meanstd"})
         self.encoder = context.make_encoder(self.obs_keys, token_dim=dim)
-
+        # the CVAE's encoder reads the low-dimensional state (vectors; images would make it a second backbone)
+        self.state_keys = sorted(k for k, f in context.features.items() if len(f.shape) == 1)
+        self.state_encoder = context.make_encoder(self.state_keys) if cfg.use_vae and self.state_keys else None
         if cfg.use_vae:
-            # the CVAE's encoder reads the low-dimensional state (vectors; images would make it a second backbone)
-            self.state_keys = sorted(k for k, f in context.features.items() if len(f.shape) == 1)
-            self.state_encoder = context.make_encoder(self.state_keys) if self.state_keys else None
             self.vae_state = nn.Linear(self.state_encoder.output_dim, dim) if self.state_encoder else None
             self.vae_action = nn.Linear(context.action_dim, dim)
             self.vae_cls = nn.Parameter(torch.zeros(1, 1, dim))
@@ -63,7 +62,7 @@ class ACTPolicy(PolicyModel):
         self.action_head = nn.Linear(dim, context.action_dim)
 
     def parameter_groups(self) -> list[dict]:
-        encoders = [self.encoder] + ([self.state_encoder] if getattr(self, "state_encoder", None) else [])
+        encoders = [self.encoder] + ([self.state_encoder] if self.state_encoder is not None else [])
         encoder_params = {id(p) for e in encoders for p in e.parameters()}
         rest = [p for p in self.parameters() if p.requires_grad and id(p) not in encoder_params]
         observed = [p for e in encoders for p in e.parameters() if p.requires_grad]
