@@ -21,8 +21,9 @@ from .specs import Feature
 class ObservationEncoder(nn.Module):
     """``forward(window) -> (B, T, output_dim)``: each kind's features of its keys, concatenated in a fixed
     order. With ``token_dim``, ``tokens(window) -> (B, T * n_tokens, token_dim)``: each kind's tokens (e.g.
-    the cells of an image feature map) projected to ``token_dim`` plus a learned embedding of the token's
-    slot within a step; the algorithm adds its own embedding of time."""
+    the cells of an image feature map) projected to ``token_dim`` plus an embedding of the token's slot within
+    a step: the fixed one the kind's encoder gives with ``token_positions(token_dim)`` (e.g. 2-D sine
+    embeddings of feature-map cells), else a learned one. The algorithm adds its own embedding of time."""
 
     def __init__(self, features: Mapping[str, Feature], params: Mapping[str, Any],
                  stats: Mapping[str, Mapping[str, np.ndarray]], token_dim: int | None = None):
@@ -54,7 +55,12 @@ class ObservationEncoder(nn.Module):
                     encoder.train(training)
             self.projections = nn.ModuleDict({kind: nn.Linear(widths[kind], token_dim) for kind in kinds})
             self.slot_embeddings = nn.ParameterDict({
-                kind: nn.Parameter(torch.randn(counts[kind], token_dim) * 0.02) for kind in kinds})
+                kind: nn.Parameter(torch.randn(counts[kind], token_dim) * 0.02)
+                for kind in kinds if not hasattr(self.encoders[kind], "token_positions")})
+            for kind in kinds:
+                if kind not in self.slot_embeddings:  # fixed: a buffer, rebuilt from the config, not saved
+                    self.register_buffer(f"positions_{kind}", self.encoders[kind].token_positions(token_dim),
+                                         persistent=False)
             self.n_tokens = sum(counts.values())
 
     def _inputs(self, window: Mapping[str, torch.Tensor], kind: str) -> dict[str, torch.Tensor]:
@@ -73,6 +79,11 @@ class ObservationEncoder(nn.Module):
         encoder = self.encoders[kind]
         return encoder.tokens(inputs) if hasattr(encoder, "tokens") else encoder(inputs).unsqueeze(1)
 
+    def _slots(self, kind: str) -> torch.Tensor:
+        if kind in self.slot_embeddings:
+            return self.slot_embeddings[kind]
+        return getattr(self, f"positions_{kind}")
+
     def forward(self, window: Mapping[str, torch.Tensor]) -> torch.Tensor:
         batch, steps = next(iter(window.values())).shape[:2]
         features = torch.cat([encoder(self._inputs(window, kind)) for kind, encoder in self.encoders.items()], dim=-1)
@@ -83,7 +94,7 @@ class ObservationEncoder(nn.Module):
             raise RuntimeError("this encoder was built without token_dim; use make_encoder(keys, token_dim=D)")
         batch, steps = next(iter(window.values())).shape[:2]
         tokens = torch.cat([
-            self.projections[kind](self._kind_tokens(kind, self._inputs(window, kind))) + self.slot_embeddings[kind]
+            self.projections[kind](self._kind_tokens(kind, self._inputs(window, kind))) + self._slots(kind)
             for kind in self.encoders], dim=1)
         return tokens.reshape(batch, steps * self.n_tokens, self.token_dim)
 

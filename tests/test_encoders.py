@@ -43,6 +43,10 @@ def test_tokens_of_pixels_and_proprio_share_one_width():
     assert encoder.n_tokens == 1 + 4  # one proprio key, a 2x2 feature map
     assert encoder.eval().tokens(window).shape == (2, 3 * 5, 16)
     assert encoder(window).shape == (2, 3, 2 + 8)
+    # the image cells carry the pixels encoder's fixed 2-D sine embeddings; the proprio token a learned one
+    assert list(encoder.slot_embeddings) == ["proprio"]
+    torch.testing.assert_close(encoder.positions_pixels, encoder.encoders["pixels"].token_positions(16))
+    assert "positions_pixels" not in encoder.state_dict()  # rebuilt from the config, not saved
 
 
 def test_normalized_keys_need_statistics():

@@ -1,5 +1,7 @@
 """The shared pixel encoder: ResNet-18 with GroupNorm and a spatial-softmax head."""
 
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -7,7 +9,7 @@ from torch import nn
 from roboil.errors import RoboilError
 from roboil.specs import Feature
 from roboil_pixels import PixelEncoderParams
-from roboil_pixels.vision import PixelEncoder, SpatialSoftmax, crop_images
+from roboil_pixels.vision import PixelEncoder, SpatialSoftmax, crop_images, sine_positions_2d
 
 
 @pytest.fixture(scope="module")
@@ -89,3 +91,19 @@ def test_spatial_softmax_finds_the_peak():
     x = torch.zeros(1, 1, 5, 9)
     x[0, 0, 4, 0] = 1.0  # bottom-left corner
     torch.testing.assert_close(head(x), torch.tensor([[-1.0, 1.0]]), atol=1e-3, rtol=0)
+
+
+def test_sine_positions_against_a_hand_computed_grid():
+    # dim 4: one frequency (1) per half; coordinates (i + 0.5) / n * 2 pi
+    table = sine_positions_2d(1, 2, 5)  # the fifth channel is left over: zero
+    row = [math.sin(math.pi), math.cos(math.pi)]
+    expected = torch.tensor([row + [math.sin(math.pi / 2), math.cos(math.pi / 2), 0.0],
+                             row + [math.sin(3 * math.pi / 2), math.cos(3 * math.pi / 2), 0.0]])
+    torch.testing.assert_close(table, expected)
+    assert len({tuple(r) for r in sine_positions_2d(3, 4, 16).round(decimals=5).tolist()}) == 12  # all distinct
+
+
+def test_token_positions_cover_every_cell_of_every_camera(encoder):
+    positions = encoder.token_positions(32)
+    assert positions.shape == (8, 32)  # as many as tokens: 2x2 cells per camera
+    assert len({tuple(r) for r in positions.round(decimals=5).tolist()}) == 8  # cameras side by side, not reused

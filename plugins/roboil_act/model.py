@@ -2,9 +2,8 @@
 
 Written here (not taken from LeRobot) because LeRobot pins torch < 2.11 and pulls torchvision, which does
 not work with our CPU torch; the observation tokens come from roboil's encoders, so pixels and state work
-alike. Positional information is a learned embedding added once at the input (the encoders' tokens carry a
-learned embedding of their slot, e.g. their feature-map cell), where ACT adds fixed sine embeddings at
-every layer.
+alike. Image feature-map cells carry the pixels encoder's fixed 2-D sine embeddings, the other tokens learned
+ones; they are added once at the input, where ACT adds them again at every attention layer.
 """
 
 from __future__ import annotations

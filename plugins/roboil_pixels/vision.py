@@ -55,6 +55,31 @@ def resnet18_trunk() -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def feature_map_size(pixels: int) -> int:
+    """Cells along one side of the trunk's last map: its five stride-2 layers each give ceil(n / 2)."""
+    for _ in range(5):
+        pixels = (pixels + 1) // 2
+    return pixels
+
+
+def sine_positions_2d(height: int, width: int, dim: int, temperature: float = 10000.0) -> torch.Tensor:
+    """Fixed ``(height * width, dim)`` embeddings of a grid's cells, row-major (DETR, ACT): the first half of
+    the channels encodes the row, the second the column, each as sines and cosines of geometrically spaced
+    frequencies of the coordinate scaled to [0, 2 pi]; channels left over when ``dim`` is not a multiple of 4
+    are zero."""
+    quarter = dim // 4
+    frequencies = temperature ** (-torch.arange(quarter, dtype=torch.float32) / max(quarter, 1))
+
+    def encode(n: int) -> torch.Tensor:  # (n, 2 * quarter)
+        angles = ((torch.arange(n, dtype=torch.float32) + 0.5) / n * 2 * torch.pi)[:, None] * frequencies
+        return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+    rows = encode(height)[:, None, :].expand(height, width, -1)
+    cols = encode(width)[None, :, :].expand(height, width, -1)
+    grid = torch.cat([rows, cols], dim=-1).reshape(height * width, 4 * quarter)
+    return nn.functional.pad(grid, (0, dim - 4 * quarter))
+
+
 class SpatialSoftmax(nn.Module):
     """1x1 conv to K heatmaps, softmax over space, expected (x, y) in [-1, 1] per keypoint, then a linear layer."""
 
@@ -125,6 +150,17 @@ class PixelEncoder(nn.Module):
 
     def forward(self, images: Mapping[str, torch.Tensor]) -> torch.Tensor:
         return torch.cat([backbone(x) for x, backbone in self._inputs(images)], dim=-1)
+
+    def token_positions(self, dim: int) -> torch.Tensor:
+        """2-D sine embeddings of the :meth:`tokens`' cells; the cameras' maps sit side by side, as in ACT."""
+        grids = [(feature_map_size(h), feature_map_size(w)) for h, w in self.crop_sizes]
+        height, width = max(h for h, _ in grids), sum(w for _, w in grids)
+        table = sine_positions_2d(height, width, dim).reshape(height, width, dim)
+        cells, left = [], 0
+        for h, w in grids:
+            cells.append(table[:h, left: left + w].reshape(h * w, dim))
+            left += w
+        return torch.cat(cells)
 
     def tokens(self, images: Mapping[str, torch.Tensor]) -> torch.Tensor:
         trunk_index = 0  # each backbone is (trunk, spatial-softmax head)
