@@ -146,7 +146,12 @@ def load_policy(path: str | Path, device: str | torch.device = "cpu") -> tuple[P
     meta, features, action_dim = read_checkpoint_file(ckpt / META_FILE, _read_meta)
     stats = read_checkpoint_file(ckpt / STATS_FILE, lambda p: unflatten_stats(load_numpy(p)))
     model = build_model(config, features, action_dim, stats)
-    read_checkpoint_file(ckpt / MODEL_FILE, lambda p: model.load_state_dict(load_tensors(p)))
+    weights = read_checkpoint_file(ckpt / MODEL_FILE, load_tensors)
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError:
+        raise RoboilError(f"the weights in '{ckpt / MODEL_FILE}' do not fit the model its config builds (saved by "
+                          "another version of the algorithm's plugin?); train the run again") from None
     return model.to(device).eval(), config, meta
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .errors import RoboilError
 from .plugins import registry
 from .policy import Normalizer
 from .specs import Feature
@@ -59,8 +60,12 @@ class ObservationEncoder(nn.Module):
                 for kind in kinds if not hasattr(self.encoders[kind], "token_positions")})
             for kind in kinds:
                 if kind not in self.slot_embeddings:  # fixed: a buffer, rebuilt from the config, not saved
-                    self.register_buffer(f"positions_{kind}", self.encoders[kind].token_positions(token_dim),
-                                         persistent=False)
+                    positions = self.encoders[kind].token_positions(token_dim)
+                    if tuple(positions.shape) != (counts[kind], token_dim):
+                        raise RoboilError(f"observation plugin '{kind}': token_positions({token_dim}) gave shape "
+                                          f"{tuple(positions.shape)} for {counts[kind]} tokens; it must return "
+                                          f"({counts[kind]}, {token_dim})")
+                    self.register_buffer(f"positions_{kind}", positions, persistent=False)
             self.n_tokens = sum(counts.values())
 
     def _inputs(self, window: Mapping[str, torch.Tensor], kind: str) -> dict[str, torch.Tensor]:

@@ -28,7 +28,8 @@ def test_act_l1_on_demonstrated_chunks_falls(act_run):
     assert metrics[-1]["kl"] >= 0.0
 
 
-@pytest.mark.parametrize("executor", [("queue", "executor.n_action_steps=3"), ("ensemble", "executor.coefficient=0.01")])
+@pytest.mark.parametrize("executor", [("queue", "executor.n_action_steps=3"), ("ensemble", "executor.coefficient=0.01")],
+                         ids=["queue", "ensemble"])
 def test_act_evaluates_with_either_executor(act_run, tmp_path, executor):
     name, param = executor
     run_cli("eval", act_run, "--episodes", 1, "--max-steps", 30, "--executor", name, param, "--out", tmp_path,

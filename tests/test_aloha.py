@@ -1,12 +1,12 @@
-"""The ALOHA tasks: strict success tests on hand-made states (held, touched, dropped, inserted, at the mouth)
-and the scripted experts' success on a few seeds."""
+"""The ALOHA tasks: strict success tests on hand-made states (held, touched, lying across the fingers, held by
+both grippers, inserted, at the mouth, beside, crossed) and the scripted experts' success on a few seeds."""
 
 import mujoco
 import numpy as np
 import pytest
 
-from roboil_aloha.env import START_ARM, AlohaEnv
-from roboil_aloha.expert import BimanualExpert
+from roboil_aloha.env import START_ARM, TOUCH, AlohaEnv, finger_geoms
+from roboil_aloha.expert import BimanualExpert, transfer_cube_phases
 from roboil_aloha.ik import ArmIK, rotation
 from roboil_aloha.tasks import Insertion, TransferCube
 
@@ -20,14 +20,14 @@ def set_body(env, joint: str, xyz, quat=(1.0, 0.0, 0.0, 0.0)):
 
 
 def place_left_gripper(env, xyz, roll=np.pi / 2, finger=0.057):
-    """Put the left grasp point at ``xyz`` (level, rolled so the fingers close along z) with the fingers at
-    slide position ``finger``; returns the fingers' closing axis in the world."""
+    """Put the left grasp point at ``xyz`` (level; rolled a quarter turn the fingers close along z) with the
+    fingers at slide position ``finger``; returns the fingers' closing axis in the world."""
     ik = ArmIK(env.model, "left")
     q, start = START_ARM.copy(), ik.tcp(START_ARM)[0]
     for share in np.linspace(0, 1, 20)[1:]:  # small steps: damped least squares from far away can stall
         q = ik.solve(q, start + share * (np.asarray(xyz) - start), rotation(0.0, 0.0, roll))
     env.data.qpos[env.arm_qpos[0]] = q
-    env.data.qpos[env.finger_qpos[0]], env.data.qpos[env.finger_qpos[0] + 1] = finger, -finger
+    env.data.qpos[env.finger_qpos[0]] = [finger, -finger]
     tcp, rot = ik.tcp(q)
     assert np.allclose(tcp, xyz, atol=1e-3)
     return rot[:, 1]
@@ -42,6 +42,11 @@ def reset_env(task):
     env = AlohaEnv(task)
     env.reset(seed=0)
     return env
+
+
+def touches(env, geom_a: str, geom_b: str) -> bool:
+    scene = env.scene
+    return scene.gap(scene.geom[geom_a], scene.geom[geom_b]) <= TOUCH
 
 
 @pytest.fixture
@@ -71,10 +76,23 @@ def test_cube_held_on_the_table_is_not_a_success(cube_env):
     assert not success_after_forward(cube_env)
 
 
-def run_expert(env, task, seed=0) -> list[bool]:
+def test_cube_lying_across_both_left_fingers_is_not_a_success(cube_env):
+    # level fingers side by side (no roll), nearly closed; the cube dropped onto them comes to rest on both
+    place_left_gripper(cube_env, HELD_AT, roll=0.0, finger=0.03)
+    set_body(cube_env, "red_box_joint", HELD_AT + [0, 0, 0.05])
+    hold = cube_env.joints()
+    for _ in range(50):
+        *_, info = cube_env.step(hold)
+    assert cube_env.data.body("box").xpos[2] > 0.15  # it rests on the gripper
+    assert all(touches(cube_env, "red_box", finger) for finger in finger_geoms("left"))
+    assert not info["is_success"]
+
+
+def run_expert(env, expert, seed=0) -> list[bool]:
     """The expert's episode; the success flag of every step."""
     obs, _ = env.reset(seed=seed)
-    expert, successes = BimanualExpert(task, np.random.default_rng(seed)), []
+    expert.reset()
+    successes = []
     for _ in range(400):
         obs, _, _, _, info = env.step(expert.act(obs))
         successes.append(info["is_success"])
@@ -84,15 +102,24 @@ def run_expert(env, task, seed=0) -> list[bool]:
 def test_cube_held_by_both_grippers_or_lying_on_an_open_finger_is_not_a_success():
     task = TransferCube()
     env = AlohaEnv(task)
-    successes = run_expert(env, task)
-    assert not successes[258]  # the left gripper has closed on the cube, the right has not let go yet
-    assert successes[-1]  # the right gripper has let go
+    obs, _ = env.reset(seed=0)
+    expert = BimanualExpert(task, np.random.default_rng(0))
+    left_closed = sum(phase.steps for phase in transfer_cube_phases()[:6])  # ...then the right gripper opens
+    for _ in range(left_closed):
+        obs, _, _, _, info = env.step(expert.act(obs))
+    assert all(touches(env, "red_box", finger) for finger in finger_geoms("left"))
+    assert any(touches(env, "red_box", finger) for finger in finger_geoms("right"))
+    assert not info["is_success"]
+    for _ in range(400 - left_closed):
+        obs, _, _, _, info = env.step(expert.act(obs))
+    assert info["is_success"]  # the right gripper has let go
     hold_open = env.joints()
     hold_open[6] = 1.0  # the left gripper opens, the arms stay
     for _ in range(40):
         *_, info = env.step(hold_open)
     # the cube now lies on the lower finger of the open (rolled) gripper: off the table, touched, not held
-    assert env.data.body("box").xpos[2] > 0.1 and not info["is_success"]
+    assert env.data.body("box").xpos[2] > 0.1 and touches(env, "red_box", finger_geoms("left")[1])
+    assert not info["is_success"]
 
 
 @pytest.fixture
@@ -104,11 +131,11 @@ SOCKET_AT = np.array([-0.08, 0.5, 0.2])
 
 
 @pytest.mark.parametrize("peg_offset, quat, expected", [
-    ((0.105, 0, 0), (1, 0, 0, 0), True),  # 1.5 cm inside the tube
-    ((0.115, 0, 0), (1, 0, 0, 0), False),  # at the mouth, 0.5 cm in
-    ((0.105, 0.03, 0), (1, 0, 0, 0), False),  # beside the socket
-    ((0.105, 0, 0), (np.cos(np.pi / 8), 0, 0, np.sin(np.pi / 8)), False),  # crossed at 45 degrees
-])
+    ((0.105, 0, 0), (1, 0, 0, 0), True),
+    ((0.115, 0, 0), (1, 0, 0, 0), False),
+    ((0.105, 0.03, 0), (1, 0, 0, 0), False),
+    ((0.105, 0, 0), (np.cos(np.pi / 8), 0, 0, np.sin(np.pi / 8)), False),
+], ids=["1.5 cm inside", "0.5 cm at the mouth", "beside", "crossed at 45 degrees"])
 def test_insertion_success_needs_the_peg_inside_the_tube(insertion_env, peg_offset, quat, expected):
     set_body(insertion_env, "blue_socket_joint", SOCKET_AT)
     set_body(insertion_env, "red_peg_joint", SOCKET_AT + peg_offset, quat)
@@ -120,14 +147,15 @@ def test_insertion_on_the_table_is_not_a_success(insertion_env):
     set_body(insertion_env, "blue_socket_joint", socket)
     set_body(insertion_env, "red_peg_joint", socket + [0.105, 0, 0])
     assert not success_after_forward(insertion_env)
-    assert insertion_env.task.inserted(insertion_env.data)  # only the lift is missing
+    assert insertion_env.task.inserted(insertion_env.scene)  # only the lift is missing
 
 
 @pytest.mark.parametrize("task_class", [TransferCube, Insertion])
-def test_scripted_experts_succeed(task_class):
+def test_scripted_experts_succeed_and_reset_between_episodes(task_class):
     task = task_class()
     env = AlohaEnv(task)
-    results = [run_expert(env, task, seed)[-1] for seed in (3, 17, 101)]
+    expert = BimanualExpert(task, np.random.default_rng(0))  # one expert, reset per episode, as `roboil record`
+    results = [run_expert(env, expert, seed)[-1] for seed in (3, 17, 101)]
     assert all(results), results
 
 
@@ -135,5 +163,7 @@ def test_actions_and_observations_have_the_documented_shapes(cube_env):
     assert cube_env.action_space.shape == (14,)
     obs, _ = cube_env.reset(seed=5)
     assert obs["joints"].shape == (14,) and obs["objects"].shape == (7,)
-    assert np.allclose(obs["joints"][[6, 13]], 1.0)  # grippers start open
+    assert np.allclose(obs["joints"][[6, 13]], 1.0)  # grippers start open, within the fingers' range
+    obs, *_ = cube_env.step(obs["joints"])
+    assert np.allclose(obs["joints"][[6, 13]], 1.0, atol=0.02)
     assert 0.0 <= obs["objects"][0] <= 0.2 and 0.4 <= obs["objects"][1] <= 0.6

@@ -142,6 +142,16 @@ def test_damaged_checkpoint_file_is_one_line_in_eval(tiny_reach_run, tmp_path, n
              f"checkpoint file '{checkpoint / name}' {problem}; restore it, or pass another checkpoint")
 
 
+def test_weights_that_do_not_fit_the_config_are_one_line_in_eval(tiny_reach_run, tmp_path):
+    copy = shutil.copytree(tiny_reach_run, tmp_path / "run")
+    checkpoint = copy / "checkpoints" / (copy / "checkpoints" / "last").read_text()
+    config = checkpoint / "config.yaml"
+    config.write_text(config.read_text().replace("- 8", "- 16"))  # a wider layer than the saved weights
+    one_line(run_cli("eval", copy, "--episodes", 1),
+             f"the weights in '{checkpoint / 'model.safetensors'}' do not fit the model its config builds (saved by "
+             "another version of the algorithm's plugin?); train the run again")
+
+
 def launch(*args) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "roboil.cli", *map(str, args)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)

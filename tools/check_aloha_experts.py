@@ -5,8 +5,11 @@
 """
 
 import argparse
+import os
 import time
 from pathlib import Path
+
+os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering for --video, as the roboil command sets it
 
 import numpy as np
 
@@ -25,15 +28,18 @@ def main():
     ap.add_argument("--video", help="write an mp4 (top camera) of the first episodes here")
     ap.add_argument("--video-episodes", type=int, default=2)
     args = ap.parse_args()
+    if args.episodes < 1:
+        ap.error("--episodes must be at least 1")
 
     task = TASKS[args.task]()
     env = AlohaEnv(task, render_mode="rgb_array")
+    expert = BimanualExpert(task, np.random.default_rng(0))  # reset per episode, as `roboil record` does
     successes, first_success, frames, start = [], [], [], time.time()
     try:
         for i in range(args.episodes):
             seed = args.seed_start + i
             obs, _ = env.reset(seed=seed)
-            expert = BimanualExpert(task, np.random.default_rng(seed))
+            expert.reset()
             record = args.video and i < args.video_episodes
             first = None
             for t in range(EPISODE_STEPS):

@@ -16,49 +16,54 @@ import mujoco
 import numpy as np
 from gymnasium import spaces
 
+from roboil import RoboilError
+
 CONTROL_HZ = 50
 ARMS = ("left", "right")
 ARM_JOINTS = ("waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist_rotate")
-# finger slide positions for gripper openings 0 (closed) and 1 (open), as the ALOHA puppet grippers
-FINGER_CLOSED, FINGER_OPEN = 0.01844, 0.05800
 START_ARM = np.array([0.0, -0.96, 1.16, 0.0, -0.3, 0.0])  # joint angles of both arms at reset
 TABLE_TOP = 0.0  # the table mesh's top face is at z = 0
+TOUCH = 0.001  # geoms closer than this touch (contacts of one physics step come and go between mesh hulls)
 
 
 def assets_dir() -> Path:
     # located without importing gym_aloha: its __init__ registers gym envs we do not use
     spec = importlib.util.find_spec("gym_aloha")
+    if spec is None:
+        raise RoboilError("the ALOHA tasks need the gym-aloha package for their models; pip install gym-aloha==0.1.5")
     return Path(next(iter(spec.submodule_search_locations))) / "assets"
-
-
-def gripper_to_finger(opening):
-    return FINGER_CLOSED + np.asarray(opening) * (FINGER_OPEN - FINGER_CLOSED)
-
-
-def finger_to_gripper(finger):
-    return (np.asarray(finger) - FINGER_CLOSED) / (FINGER_OPEN - FINGER_CLOSED)
-
-
-class Contacts:
-    """Which named geoms touch in the current state."""
-
-    def __init__(self, model: mujoco.MjModel, data: mujoco.MjData):
-        names = [model.geom(i).name for i in range(model.ngeom)]
-        self.pairs = {frozenset((names[c.geom1], names[c.geom2])) for c in data.contact[: data.ncon]}
-
-    def touch(self, a: str, b: str) -> bool:
-        return frozenset((a, b)) in self.pairs
-
-    def touch_any(self, geoms_a, geoms_b) -> bool:
-        return any(self.touch(a, b) for a in geoms_a for b in geoms_b)
-
-
-def arm_geoms(model: mujoco.MjModel, arm: str) -> list[str]:
-    return [model.geom(i).name for i in range(model.ngeom) if model.geom(i).name.startswith(f"vx300s_{arm}/")]
 
 
 def finger_geoms(arm: str) -> tuple[str, str]:
     return (f"vx300s_{arm}/10_left_gripper_finger", f"vx300s_{arm}/10_right_gripper_finger")
+
+
+class Scene:
+    """Geometry queries on an ALOHA model's current state, for success tests; names are resolved once."""
+
+    def __init__(self, model: mujoco.MjModel, data: mujoco.MjData):
+        self.model, self.data = model, data
+        names = [model.geom(i).name for i in range(model.ngeom)]
+        self.geom = {name: i for i, name in enumerate(names)}
+        self.arm_geoms = {arm: {i for i, n in enumerate(names) if n.startswith(f"vx300s_{arm}/")} for arm in ARMS}
+
+    def touching(self, geoms: set[int]) -> set[int]:
+        """Every geom in contact with one of ``geoms`` (not themselves)."""
+        out = set()
+        for contact in self.data.contact[: self.data.ncon]:
+            pair = {contact.geom1, contact.geom2}
+            if pair & geoms:
+                out |= pair - geoms
+        return out
+
+    def gap(self, a: int, b: int) -> float:
+        """Signed distance between two geoms (negative when they overlap), up to 1 cm."""
+        return mujoco.mj_geomDistance(self.model, self.data, a, b, 0.01, None)
+
+    def in_frame(self, body: str, point: np.ndarray) -> np.ndarray:
+        """``point`` (world) in the frame of ``body``."""
+        frame = self.data.body(body)
+        return (np.asarray(point) - frame.xpos) @ frame.xmat.reshape(3, 3)
 
 
 class AlohaEnv(gym.Env):
@@ -74,8 +79,11 @@ class AlohaEnv(gym.Env):
         self.n_substeps = int(round(1.0 / CONTROL_HZ / self.model.opt.timestep))
         joint = lambda name: self.model.joint(name).qposadr[0]
         self.arm_qpos = np.array([[joint(f"vx300s_{arm}/{j}") for j in ARM_JOINTS] for arm in ARMS])
-        self.finger_qpos = np.array([joint(f"vx300s_{arm}/left_finger") for arm in ARMS])
+        # each gripper's two fingers slide in opposite directions; the opening in [0, 1] spans the model's range
+        self.finger_qpos = np.array([[joint(f"vx300s_{arm}/{f}_finger") for f in ("left", "right")] for arm in ARMS])
+        self.finger_range = self.model.joint("vx300s_left/left_finger").range.copy()
         self.object_qpos = {name: joint(name) for name in task.object_joints}
+        self.scene = Scene(self.model, self.data)
 
         arm_low = [self.model.actuator_ctrlrange[i, 0] for i in range(6)]
         arm_high = [self.model.actuator_ctrlrange[i, 1] for i in range(6)]
@@ -90,9 +98,14 @@ class AlohaEnv(gym.Env):
         })
         self._renderer = None
 
+    def finger(self, opening):
+        """The left finger's slide position for a gripper opening (0 closed, 1 open); the right one's is minus it."""
+        low, high = self.finger_range
+        return low + np.clip(opening, 0.0, 1.0) * (high - low)
+
     def joints(self) -> np.ndarray:
-        qpos = self.data.qpos
-        per_arm = [np.r_[qpos[self.arm_qpos[a]], finger_to_gripper(qpos[self.finger_qpos[a]])] for a in range(2)]
+        qpos, (low, high) = self.data.qpos, self.finger_range
+        per_arm = [np.r_[qpos[self.arm_qpos[a]], (qpos[self.finger_qpos[a, 0]] - low) / (high - low)] for a in range(2)]
         return np.concatenate(per_arm).astype(np.float32)
 
     def _obs(self):
@@ -100,16 +113,14 @@ class AlohaEnv(gym.Env):
         return {"joints": self.joints(), "objects": np.concatenate(objects).astype(np.float32)}
 
     def _info(self):
-        return {"is_success": bool(self.task.is_success(self.model, self.data))}
+        return {"is_success": bool(self.task.is_success(self.scene))}
 
     def reset(self, *, seed=None, options=None):
         super().reset(seed=seed)
         mujoco.mj_resetData(self.model, self.data)
         for a in range(2):
             self.data.qpos[self.arm_qpos[a]] = START_ARM
-        start = gripper_to_finger(1.0)
-        self.data.qpos[self.finger_qpos] = start
-        self.data.qpos[self.finger_qpos + 1] = -start
+        self.data.qpos[self.finger_qpos] = self.finger(1.0) * np.array([1.0, -1.0])
         for name, pose in self.task.sample_objects(self.np_random).items():
             self.data.qpos[self.object_qpos[name]: self.object_qpos[name] + 7] = pose
         self._set_ctrl(np.r_[START_ARM, 1.0, START_ARM, 1.0])
@@ -120,7 +131,7 @@ class AlohaEnv(gym.Env):
         action = np.asarray(action, dtype=np.float64)
         for a in range(2):
             arm = action[7 * a: 7 * a + 6]
-            finger = gripper_to_finger(np.clip(action[7 * a + 6], 0.0, 1.0))
+            finger = self.finger(action[7 * a + 6])
             self.data.ctrl[8 * a: 8 * a + 8] = np.r_[arm, finger, -finger]
 
     def step(self, action):

@@ -63,7 +63,7 @@ def _object_poses(objects: np.ndarray, names: tuple[str, ...]) -> dict[str, tupl
 
 class BimanualExpert:
     def __init__(self, task, rng: np.random.Generator):
-        self.task, self.rng = task, rng
+        self.task = task  # the experts are deterministic: rng is part of the interface only
         model = mujoco.MjModel.from_xml_path(str(assets_dir() / task.xml))
         self.ik = (ArmIK(model, "left"), ArmIK(model, "right"))
         self.reset()
@@ -83,7 +83,6 @@ class BimanualExpert:
             xyz, rot = ik.tcp(self.joints[arm])
             pitch = -np.arcsin(np.clip(rot[2, 0], -1, 1))  # START_ARM's grippers point along +-x, tilted
             self.commands.append(Command(xyz, yaw, pitch, 0.0, float(joints[7 * arm + 6])))
-        self.phase_starts = list(self.commands)
 
     def act(self, obs) -> np.ndarray:
         if self.joints is None:
@@ -111,6 +110,11 @@ class BimanualExpert:
         return np.concatenate(action).astype(np.float32)
 
 
+def above_table(xyz: np.ndarray) -> np.ndarray:
+    """``xyz`` raised where needed so the fingertips of a gripper pointing down stay clear of the table."""
+    return np.r_[xyz[:2], max(xyz[2], TIP_CLEARANCE)]
+
+
 def at(xyz, yaw: float, pitch: float, grip: float, roll: float = 0.0) -> Command:
     return Command(np.asarray(xyz, dtype=np.float64), yaw, pitch, roll, grip)
 
@@ -126,10 +130,9 @@ def transfer_cube_phases() -> list[Phase]:
     # which comes in level, rolled a quarter turn so its fingers close on the cube's top and bottom faces
     right_grasp = np.array([0.008, 0.0, 0.012])
     left_grasp = np.array([-0.024, 0.0, 0.0])
-    lowest = lambda xyz: np.r_[xyz[:2], max(xyz[2], TIP_CLEARANCE)]
     return [
         Phase(70, right=lambda p, s: at(cube(p) + right_grasp + [0, 0, 0.10], np.pi, DOWN, 1.0)),
-        Phase(40, right=lambda p, s: at(lowest(cube(p) + right_grasp), np.pi, DOWN, 1.0)),
+        Phase(40, right=lambda p, s: at(above_table(cube(p) + right_grasp), np.pi, DOWN, 1.0)),
         Phase(25, right=grip(0.0)),
         Phase(60, left=lambda p, s: at(meet + left_grasp + [-0.10, 0, 0], 0.0, 0.0, 1.0, roll=np.pi / 2),
               right=lambda p, s: at(meet + right_grasp, np.pi, DOWN, 0.0)),
@@ -145,9 +148,8 @@ def insertion_phases() -> list[Phase]:
     socket_at = np.array([-0.08, 0.5, 0.22])  # where the left arm holds the socket's centre for the insertion
     depth = 0.015  # how far the peg goes in (the socket's pin stops it at 0.02)
     reach = 0.06 + 0.06  # socket centre to peg centre when the peg's end is at the socket's mouth
-    lowest = lambda xyz: np.r_[xyz[:2], max(xyz[2], TIP_CLEARANCE)]
     above = np.array([0.0, 0.0, 0.10])
-    lift = np.array([0.0, 0.0, 0.012])  # grasp points above each object's centre: fingertips clear the table
+    grasp_above = np.array([0.0, 0.0, 0.012])  # grasp points above each object's centre
 
     def hold(name: str, centre, yaw: float):
         """Carry object ``name`` (closed gripper) so its centre goes to ``centre(poses)``; the grasp point's
@@ -163,14 +165,14 @@ def insertion_phases() -> list[Phase]:
     stay = lambda p, s: s
 
     return [
-        Phase(70, left=lambda p, s: at(p["socket"][0] + lift + above, 0.0, DOWN, 1.0),
-              right=lambda p, s: at(p["peg"][0] + lift + above, np.pi, DOWN, 1.0)),
-        Phase(40, left=lambda p, s: at(lowest(p["socket"][0] + lift), 0.0, DOWN, 1.0),
-              right=lambda p, s: at(lowest(p["peg"][0] + lift), np.pi, DOWN, 1.0)),
+        Phase(70, left=lambda p, s: at(p["socket"][0] + grasp_above + above, 0.0, DOWN, 1.0),
+              right=lambda p, s: at(p["peg"][0] + grasp_above + above, np.pi, DOWN, 1.0)),
+        Phase(40, left=lambda p, s: at(above_table(p["socket"][0] + grasp_above), 0.0, DOWN, 1.0),
+              right=lambda p, s: at(above_table(p["peg"][0] + grasp_above), np.pi, DOWN, 1.0)),
         Phase(25, left=grip(0.0), right=grip(0.0)),
         Phase(70, left=hold("socket", lambda p: socket_at, 0.0), right=hold("peg", peg_goal(0.04), np.pi)),
         Phase(15, right=stay),
-        Phase(30, right=hold("peg", peg_goal(0.03), np.pi)),  # corrects what the carrying left
+        Phase(30, right=hold("peg", peg_goal(0.03), np.pi)),  # re-measures the grasp: corrects the offset left by the carrying
         Phase(15, right=stay),
         Phase(60, right=hold("peg", peg_goal(0.0), np.pi)),
     ]

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import mujoco
 import numpy as np
 
-from .env import TABLE_TOP, Contacts, arm_geoms, finger_geoms
+from .env import TABLE_TOP, TOUCH, Scene, finger_geoms
 
 LIFT = 0.03  # an object counts as lifted when its centre is this far above where it rests on the table
 UPRIGHT = np.array([1.0, 0.0, 0.0, 0.0])
@@ -15,13 +14,14 @@ def _rests_at(half_height: float) -> float:
     return TABLE_TOP + half_height
 
 
-def _lifted(data: mujoco.MjData, body: str, half_height: float) -> bool:
-    return data.body(body).xpos[2] > _rests_at(half_height) + LIFT
+def _lifted(scene: Scene, body: str, half_height: float) -> bool:
+    return scene.data.body(body).xpos[2] > _rests_at(half_height) + LIFT
 
 
 class TransferCube:
-    """The right arm picks the cube up and hands it to the left arm. Success: the cube is off the table, held
-    between both fingers of the left gripper, and touches nothing of the right arm."""
+    """The right arm picks the cube up and hands it to the left arm. Success: the cube is off the table, gripped
+    between both fingers of the left gripper (each within ``TOUCH``, the cube's centre between them and in their
+    plane, so a cube lying across the fingers is not gripped) and touches nothing but the left arm."""
 
     xml = "bimanual_viperx_transfer_cube.xml"
     object_joints = ("red_box_joint",)
@@ -37,18 +37,26 @@ class TransferCube:
 
         return transfer_cube_phases()
 
-    def is_success(self, model: mujoco.MjModel, data: mujoco.MjData) -> bool:
-        contacts = Contacts(model, data)
-        cube = ["red_box"]
-        return (_lifted(data, "box", self.cube_half)
-                and not contacts.touch_any(cube, ["table"])
-                and all(contacts.touch("red_box", finger) for finger in finger_geoms("left"))
-                and not contacts.touch_any(cube, arm_geoms(model, "right")))
+    def gripped_by_left(self, scene: Scene) -> bool:
+        cube = scene.geom["red_box"]
+        if any(scene.gap(cube, scene.geom[finger]) > TOUCH for finger in finger_geoms("left")):
+            return False
+        # in the gripper's frame the fingers close along y; its fingers' plane is z = 0
+        centre = scene.in_frame("vx300s_left/gripper_link", scene.data.body("box").xpos)
+        fingers = [scene.in_frame("vx300s_left/gripper_link", scene.data.body(f"vx300s_left/{side}_finger_link").xpos)
+                   for side in ("left", "right")]
+        low, high = sorted(f[1] for f in fingers)
+        return bool(low < centre[1] < high and abs(centre[2]) < self.cube_half)
+
+    def is_success(self, scene: Scene) -> bool:
+        return (_lifted(scene, "box", self.cube_half)
+                and not scene.touching({scene.geom["red_box"]}) - scene.arm_geoms["left"]
+                and self.gripped_by_left(scene))
 
 
 class Insertion:
     """The left arm picks the socket up, the right arm the peg, and they insert the peg into the socket in the
-    air. Success: both are off the table and the peg's end is at least ``DEPTH`` inside the socket's tube,
+    air. Success: both are off the table and the peg's end is at least ``depth`` inside the socket's tube,
     along its axis."""
 
     xml = "bimanual_viperx_insertion.xml"
@@ -60,8 +68,8 @@ class Insertion:
     socket_half_length = 0.06
     socket_inner_half = 0.018  # the tube's inside, across
     peg_half_width = 0.01
-    DEPTH = 0.01
-    ALIGNED = np.cos(np.deg2rad(20))
+    depth = 0.01
+    aligned = np.cos(np.deg2rad(20))  # the largest angle between the peg's axis and the socket's
 
     def sample_objects(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
         peg = rng.uniform([0.1, 0.4], [0.2, 0.6])
@@ -74,24 +82,23 @@ class Insertion:
 
         return insertion_phases()
 
-    def inserted(self, data: mujoco.MjData) -> bool:
-        socket_rot = data.body("socket").xmat.reshape(3, 3)
-        peg_axis = data.body("peg").xmat.reshape(3, 3)[:, 0]
-        if abs(peg_axis @ socket_rot[:, 0]) < self.ALIGNED:
+    def inserted(self, scene: Scene) -> bool:
+        socket_rot = scene.data.body("socket").xmat.reshape(3, 3)
+        peg_axis = scene.data.body("peg").xmat.reshape(3, 3)[:, 0]
+        if abs(peg_axis @ socket_rot[:, 0]) < self.aligned:
             return False
-        ends = data.body("peg").xpos + np.outer([-1, 1], peg_axis) * self.peg_half_length
-        local = (ends - data.body("socket").xpos) @ socket_rot  # both ends in the socket's frame
+        ends = scene.data.body("peg").xpos + np.outer([-1, 1], peg_axis) * self.peg_half_length
+        local = scene.in_frame("socket", ends)  # both ends in the socket's frame
         end = local[np.argmin(np.abs(local[:, 0]))]  # the end nearer the socket's centre
         lateral = self.socket_inner_half - self.peg_half_width + 0.002
-        return bool(abs(end[0]) <= self.socket_half_length - self.DEPTH
+        return bool(abs(end[0]) <= self.socket_half_length - self.depth
                     and abs(end[1]) <= lateral and abs(end[2]) <= lateral)
 
-    def is_success(self, model: mujoco.MjModel, data: mujoco.MjData) -> bool:
-        contacts = Contacts(model, data)
-        socket = [f"socket-{i}" for i in range(1, 5)] + ["pin"]
-        return (_lifted(data, "peg", self.peg_half_height) and _lifted(data, "socket", self.socket_half_height)
-                and not contacts.touch_any(["red_peg"] + socket, ["table"])
-                and self.inserted(data))
+    def is_success(self, scene: Scene) -> bool:
+        objects = {scene.geom[name] for name in ("red_peg", "socket-1", "socket-2", "socket-3", "socket-4", "pin")}
+        return (_lifted(scene, "peg", self.peg_half_height) and _lifted(scene, "socket", self.socket_half_height)
+                and scene.geom["table"] not in scene.touching(objects)
+                and self.inserted(scene))
 
 
 TASKS = {"transfer-cube": TransferCube, "insertion": Insertion}
