@@ -32,10 +32,19 @@ class Command:
     roll: float
     grip: float
 
-    def toward(self, target: "Command", share: float) -> "Command":
+    def toward(self, target: "Command", share: float, heading: Callable[[np.ndarray], float]) -> "Command":
+        """The command ``share`` of the way to ``target``. Yaw moves relative to the arm's heading (the
+        direction from its base to the grasp point): a level gripper turns only with the waist, so a yaw held
+        fixed while the waist turns would have the IK roll the forearm and bend the wrist sideways instead."""
         mix = lambda a, b: a + share * (b - a)
-        return Command(mix(self.xyz, target.xyz), mix(self.yaw, target.yaw), mix(self.pitch, target.pitch),
+        twist = lambda c: wrap(c.yaw - heading(c.xyz))
+        xyz = mix(self.xyz, target.xyz)
+        return Command(xyz, heading(xyz) + mix(twist(self), twist(target)), mix(self.pitch, target.pitch),
                        mix(self.roll, target.roll), mix(self.grip, target.grip))
+
+
+def wrap(angle: float) -> float:
+    return (angle + np.pi) % (2 * np.pi) - np.pi
 
 
 # A phase: its duration in steps and, per arm, the target given the objects' poses and the arm's command
@@ -100,7 +109,7 @@ class BimanualExpert:
             for arm, target in enumerate((phase.left, phase.right)):
                 if target is not None:
                     start = self.phase_starts[arm]
-                    self.commands[arm] = start.toward(target(poses, start), share)
+                    self.commands[arm] = start.toward(target(poses, start), share, self.ik[arm].heading)
         action = []
         for arm in range(2):
             c = self.commands[arm]

@@ -7,7 +7,8 @@ import numpy as np
 
 from .env import ARM_JOINTS
 
-TCP_OFFSET = np.array([0.125, 0.0, 0.0])  # the grasp point between the fingers, in the gripper link's frame
+TCP_OFFSET = np.array([0.125, 0.0, 0.0])
+FOREARM_ROLL_LIMIT = np.pi / 2  # the grasp point between the fingers, in the gripper link's frame
 
 
 def rotation(yaw: float, pitch: float, roll: float = 0.0) -> np.ndarray:
@@ -28,7 +29,19 @@ class ArmIK:
         self.dof_adr = np.array([j.dofadr[0] for j in joints])
         self.low = np.array([j.range[0] for j in joints])
         self.high = np.array([j.range[1] for j in joints])
+        # The forearm may roll half a turn and the wrist turn back by as much: the same grasp on another IK
+        # branch. Demonstrations split between branches give a policy actions far apart for one state, so the
+        # forearm keeps within a quarter turn of its rest pose, and every solution is on one branch.
+        roll = ARM_JOINTS.index("forearm_roll")
+        self.low[roll], self.high[roll] = -FOREARM_ROLL_LIMIT, FOREARM_ROLL_LIMIT
+        self.rest_weights = np.zeros(6)
+        self.rest_weights[roll] = 1e-3
         self.body = model.body(f"vx300s_{arm}/gripper_link").id
+        self.base = model.body(f"vx300s_{arm}").pos[:2].copy()  # a child of the world: its pos is in the world
+
+    def heading(self, xyz: np.ndarray) -> float:
+        """The direction (yaw) from the arm's base to ``xyz``."""
+        return float(np.arctan2(xyz[1] - self.base[1], xyz[0] - self.base[0]))
 
     def _forward(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         self.data.qpos[self.qpos_adr] = q
@@ -54,6 +67,10 @@ class ArmIK:
                 break
             mujoco.mj_jac(self.model, self.data, jacp, jacr, pos, self.body)
             jac = np.r_[jacp[:, self.dof_adr], jacr[:, self.dof_adr]]
-            step = jac.T @ np.linalg.solve(jac @ jac.T + damping ** 2 * np.eye(6), error)
+            # damped least squares, plus a weak pull of the forearm roll back to zero: with the wrist straight the
+            # forearm roll and the wrist rotation turn about one axis, and without it they drift apart in
+            # opposite directions
+            lhs = jac.T @ jac + damping ** 2 * np.eye(6) + np.diag(self.rest_weights)
+            step = np.linalg.solve(lhs, jac.T @ error - self.rest_weights * q)
             q = np.clip(q + step, self.low, self.high)
         return q
