@@ -15,7 +15,7 @@ from typing import Callable
 import mujoco
 import numpy as np
 
-from .env import START_ARM, assets_dir
+from .env import assets_dir
 from .ik import ArmIK, rotation
 
 DOWN = np.pi / 2  # pitch of a gripper pointing straight down
@@ -81,14 +81,15 @@ class BimanualExpert:
         self.phases = self.task.expert_phases()  # fresh: a phase may remember what it measured
         self.t = 0
         self.joints = None  # the last IK solutions, per arm
-        self.commands = None  # per arm: the command now and the one the current phase started from
+        self.commands = None  # per arm: the command now
+        self.phase_starts = None  # per arm: the command the current phase started from
         self.phase_index = -1
 
     def _start(self, obs) -> None:
         joints = np.asarray(obs["joints"], dtype=np.float64)
         self.joints = [joints[0:6].copy(), joints[7:13].copy()]
         self.commands = []
-        for arm, (ik, yaw) in enumerate(zip(self.ik, (0.0, np.pi))):
+        for arm, (ik, yaw) in enumerate(zip(self.ik, (0.0, np.pi))):  # at rest the arms face +x and -x
             xyz, rot = ik.tcp(self.joints[arm])
             pitch = -np.arcsin(np.clip(rot[2, 0], -1, 1))  # START_ARM's grippers point along +-x, tilted
             self.commands.append(Command(xyz, yaw, pitch, 0.0, float(joints[7 * arm + 6])))
