@@ -7,6 +7,8 @@ import pytest
 
 from conftest import run_cli
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def act_run(tmp_path_factory):
@@ -15,7 +17,7 @@ def act_run(tmp_path_factory):
     run_cli("record", "--task", "aloha-transfer-cube", "--episodes", 2, "--out", store, "obs.pixels.cameras=[]",
             check=True)
     run_cli("train", "configs/aloha_transfer_cube/act_state.yaml", f"data.path={store}", "--out", root / "run",
-            "train.steps=300", "train.log_every=20", "train.warmup_steps=20", "train.batch_size=16",
+            "train.steps=400", "train.log_every=20", "train.warmup_steps=20", "train.batch_size=16",
             "algorithm.dim_model=32", "algorithm.dim_feedforward=64", "algorithm.chunk_size=10",
             "algorithm.n_action_steps=5", check=True)
     return root / "run"
@@ -23,8 +25,8 @@ def act_run(tmp_path_factory):
 
 def test_act_l1_on_demonstrated_chunks_falls(act_run):
     metrics = [json.loads(line) for line in (act_run / "metrics.jsonl").read_text().splitlines()]
-    assert metrics[-1]["step"] == 300
-    assert metrics[-1]["l1"] < 0.4 * metrics[0]["l1"], (metrics[0]["l1"], metrics[-1]["l1"])
+    assert metrics[-1]["step"] == 400
+    assert metrics[-1]["l1"] < 0.5 * metrics[0]["l1"], (metrics[0]["l1"], metrics[-1]["l1"])
     assert metrics[-1]["kl"] >= 0.0
 
 
