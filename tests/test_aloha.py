@@ -172,3 +172,11 @@ def test_actions_and_observations_have_the_documented_shapes(cube_env):
     obs, *_ = cube_env.step(obs["joints"])
     assert np.allclose(obs["joints"][[6, 13]], 1.0, atol=0.02)
     assert 0.0 <= obs["objects"][0] <= 0.2 and 0.4 <= obs["objects"][1] <= 0.6
+
+
+def test_a_diverged_simulation_ends_the_episode_as_a_failure(cube_env, tmp_path, monkeypatch):
+    # MuJoCo resets a diverged simulation to the model's defaults and carries on; the episode must not
+    monkeypatch.chdir(tmp_path)  # where MuJoCo writes its MUJOCO_LOG.TXT
+    cube_env.data.qvel[:] = 1e30
+    _, _, terminated, _, info = cube_env.step(cube_env.joints())
+    assert terminated and info == {"is_success": False, "diverged": True}

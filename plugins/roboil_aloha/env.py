@@ -24,6 +24,8 @@ ARM_JOINTS = ("waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wris
 START_ARM = np.array([0.0, -0.96, 1.16, 0.0, -0.3, 0.0])  # joint angles of both arms at reset
 TABLE_TOP = 0.0  # the table mesh's top face is at z = 0
 TOUCH = 0.001  # geoms closer than this touch (contacts of one physics step come and go between mesh hulls)
+# MuJoCo resets a diverged simulation to the model's default state and goes on; these count the divergences
+DIVERGED = (mujoco.mjtWarning.mjWARN_BADQPOS, mujoco.mjtWarning.mjWARN_BADQVEL, mujoco.mjtWarning.mjWARN_BADQACC)
 
 
 def assets_dir() -> Path:
@@ -134,9 +136,15 @@ class AlohaEnv(gym.Env):
             finger = self.finger(action[7 * a + 6])
             self.data.ctrl[8 * a: 8 * a + 8] = np.r_[arm, finger, -finger]
 
+    def _divergences(self) -> int:
+        return sum(self.data.warning[w].number for w in DIVERGED)
+
     def step(self, action):
         self._set_ctrl(np.clip(action, self.action_space.low, self.action_space.high))
+        before = self._divergences()
         mujoco.mj_step(self.model, self.data, nstep=self.n_substeps)
+        if self._divergences() > before:  # the state is the model's default now, not the episode's: it ends, failed
+            return self._obs(), 0.0, True, False, {"is_success": False, "diverged": True}
         info = self._info()
         return self._obs(), float(info["is_success"]), False, False, info
 
