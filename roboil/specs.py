@@ -72,7 +72,9 @@ class ObservationSpec:
       tensor}`` to ``(N, module.output_dim)``; ``params`` is an ``encoder_params`` instance (the training
       config's ``encoders.<kind>`` section). The module may also define ``tokens(obs) -> (N, n_tokens, C)``
       (e.g. the cells of an image feature map) for algorithms that attend over them; without it each sample
-      is one token, its ``forward`` vector.
+      is one token, its ``forward`` vector. With ``tokens`` it may define ``token_positions(dim) -> (n_tokens,
+      dim)``, fixed embeddings of where each token sits (e.g. 2-D sine embeddings of feature-map cells); the
+      core adds them to the projected tokens instead of learned ones.
     """
 
     name: str

@@ -172,7 +172,6 @@ def insertion_phases() -> list[Phase]:
         return target
 
     peg_goal = lambda gap: lambda p: p["socket"][0] + p["socket"][1][:, 0] * (reach - depth + gap)
-    stay = lambda p, s: s
 
     return [
         Phase(70, left=lambda p, s: at(p["socket"][0] + grasp_above + above, 0.0, DOWN, 1.0),
@@ -181,8 +180,8 @@ def insertion_phases() -> list[Phase]:
               right=lambda p, s: at(above_table(p["peg"][0] + grasp_above), np.pi, DOWN, 1.0)),
         Phase(25, left=grip(0.0), right=grip(0.0)),
         Phase(70, left=hold("socket", lambda p: socket_at, 0.0), right=hold("peg", peg_goal(0.04), np.pi)),
-        Phase(15, right=stay),
+        Phase(15),
         Phase(30, right=hold("peg", peg_goal(0.03), np.pi)),  # re-measures the grasp: corrects the offset left by the carrying
-        Phase(15, right=stay),
+        Phase(15),
         Phase(60, right=hold("peg", peg_goal(0.0), np.pi)),
     ]

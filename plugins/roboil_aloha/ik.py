@@ -7,8 +7,7 @@ import numpy as np
 
 from .env import ARM_JOINTS
 
-TCP_OFFSET = np.array([0.125, 0.0, 0.0])
-FOREARM_ROLL_LIMIT = np.pi / 2  # the grasp point between the fingers, in the gripper link's frame
+TCP_OFFSET = np.array([0.125, 0.0, 0.0])  # the grasp point between the fingers, in the gripper link's frame
 
 
 def rotation(yaw: float, pitch: float, roll: float = 0.0) -> np.ndarray:
@@ -30,12 +29,10 @@ class ArmIK:
         self.low = np.array([j.range[0] for j in joints])
         self.high = np.array([j.range[1] for j in joints])
         # The forearm may roll half a turn and the wrist turn back by as much: the same grasp on another IK
-        # branch. Demonstrations split between branches give a policy actions far apart for one state, so the
-        # forearm keeps within a quarter turn of its rest pose, and every solution is on one branch.
-        roll = ARM_JOINTS.index("forearm_roll")
-        self.low[roll], self.high[roll] = -FOREARM_ROLL_LIMIT, FOREARM_ROLL_LIMIT
+        # branch. Demonstrations split between branches give a policy actions far apart for one state, so a weak
+        # pull keeps the forearm roll near its rest pose (see solve), and every solution on one branch.
         self.rest_weights = np.zeros(6)
-        self.rest_weights[roll] = 1e-3
+        self.rest_weights[ARM_JOINTS.index("forearm_roll")] = 1e-3
         self.body = model.body(f"vx300s_{arm}/gripper_link").id
         self.base = model.body(f"vx300s_{arm}").pos[:2].copy()  # a child of the world: its pos is in the world
 
