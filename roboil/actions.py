@@ -1,4 +1,8 @@
-"""The one action transform between what an algorithm learns and what the environment executes.
+"""Actions: how a task's action space is stored and described, and the one action transform between what an
+algorithm learns and what the environment executes.
+
+A continuous (``Box``) space is stored as float32 vectors; a discrete one as one int64 index per step. The space
+itself travels in a checkpoint's ``meta.json`` so a model can be rebuilt for it without making the environment.
 
 Today it is an offset from an observation key shaped like the action (``data.action_relative_to``): training
 data is encoded when it is loaded, the runner decodes each action at the step it is executed, and the
@@ -8,12 +12,49 @@ transform travels in the checkpoint's ``meta.json``, so every consumer of a chec
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Any, Mapping
 
+import gymnasium as gym
 import numpy as np
 
 from .errors import RoboilError
+from .keys import ACTION
 from .specs import Feature
+
+
+def action_feature(space: gym.Space) -> Feature:
+    """The store array for actions of ``space``: float32 vectors for a Box, an int64 index for a Discrete."""
+    if isinstance(space, gym.spaces.Box):
+        return Feature(ACTION, tuple(space.shape), "float32")
+    if isinstance(space, gym.spaces.Discrete):
+        return Feature(ACTION, (), "int64")
+    raise RoboilError(f"action space {space} is not supported; a task's actions must be a Box or a Discrete space")
+
+
+def describe_space(space: gym.Space) -> dict:
+    """A JSON description of a Box or Discrete action space (see :func:`space_from_description`)."""
+    if isinstance(space, gym.spaces.Discrete):
+        return {"type": "discrete", "n": int(space.n), "start": int(space.start)}
+    action_feature(space)  # refuses other spaces
+    return {"type": "box", "low": space.low.tolist(), "high": space.high.tolist()}
+
+
+def space_from_description(description: Mapping[str, Any] | None) -> gym.Space | None:
+    if description is None:  # a checkpoint written before action spaces were recorded
+        return None
+    if description["type"] == "discrete":
+        return gym.spaces.Discrete(description["n"], start=description["start"])
+    return gym.spaces.Box(np.asarray(description["low"], np.float32), np.asarray(description["high"], np.float32))
+
+
+def to_env_action(space: gym.Space, action: Any) -> Any:
+    """What ``env.step`` takes: a Box's float vector, or a Discrete's index from a policy's one-number output."""
+    if isinstance(space, gym.spaces.Discrete):
+        values = np.asarray(action).reshape(-1)
+        if values.size != 1:
+            raise RoboilError(f"a discrete action is one number (the index of the choice), got {values.size}")
+        return np.int64(np.rint(values[0]))
+    return np.asarray(action, dtype=space.dtype)
 
 
 @dataclass(frozen=True)

@@ -10,13 +10,14 @@ import shutil
 from pathlib import Path
 from typing import Any, Callable
 
+import gymnasium as gym
 import numpy as np
 import torch
 import yaml
 from safetensors.numpy import load_file as load_numpy, save_file as save_numpy
 from safetensors.torch import load_file as load_tensors, save_file as save_tensors
 
-from .actions import ActionTransform
+from .actions import ActionTransform, space_from_description
 from .config import Config, named_section, to_dict, validate
 from .errors import RoboilError
 from .plugins import registry
@@ -123,7 +124,8 @@ def resolve_checkpoint(path: str | Path) -> Path:
     return latest
 
 
-def build_model(config: Config, features: dict[str, Feature], action_dim: int, stats) -> PolicyModel:
+def build_model(config: Config, features: dict[str, Feature], action_dim: int, stats,
+                action_space: gym.Space | None = None) -> PolicyModel:
     """Ask the algorithm plugin to build its model for these features (used by training and loading)."""
     from .encoders import make_encoder_factory
 
@@ -132,6 +134,7 @@ def build_model(config: Config, features: dict[str, Feature], action_dim: int, s
     context = BuildContext(
         config=config.algorithm_params, features=features, action_dim=action_dim, stats=stats,
         task=reg.get("task", config.task), make_encoder=make_encoder_factory(features, config.encoder_params, stats),
+        action_space=action_space,
     )
     model = spec.build(context)
     if not isinstance(model, PolicyModel):
@@ -145,7 +148,7 @@ def load_policy(path: str | Path, device: str | torch.device = "cpu") -> tuple[P
     config = read_checkpoint_file(ckpt / CONFIG_FILE, lambda p: validate(yaml.safe_load(p.read_text())))
     meta, features, action_dim = read_checkpoint_file(ckpt / META_FILE, _read_meta)
     stats = read_checkpoint_file(ckpt / STATS_FILE, lambda p: unflatten_stats(load_numpy(p)))
-    model = build_model(config, features, action_dim, stats)
+    model = build_model(config, features, action_dim, stats, space_from_description(meta.get("action_space")))
     weights = read_checkpoint_file(ckpt / MODEL_FILE, load_tensors)
     try:
         model.load_state_dict(weights)

@@ -16,6 +16,7 @@ import signal  # noqa: E402
 import sys  # noqa: E402
 
 from .errors import RoboilError, interrupted, write_failure  # noqa: E402
+from .keys import ACTION  # noqa: E402
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering unless the user chose a GL backend
 
@@ -57,8 +58,12 @@ def cmd_record(args) -> int:
 
 
 def cmd_store(args) -> int:
-    from .store import EpisodeStore
+    from .store import EpisodeStore, copy_without
 
+    if args.store_command == "drop-actions":
+        copy = copy_without(args.path, args.out, [ACTION])
+        print(f"{copy.path}: {copy.n_episodes} episodes, {copy.n_steps} steps, observations only")
+        return 0
     store = EpisodeStore.open(args.path)
     if args.store_command == "info":
         print(json.dumps(store.info(), indent=2, default=str))
@@ -121,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="obs.KIND.PARAM=value (observations), actor.PARAM=value and labeler.PARAM=value (devices)")
     rec.set_defaults(run=cmd_record)
 
-    store = sub.add_parser("store", help="inspect an episode store")
+    store = sub.add_parser("store", help="inspect or copy an episode store")
     store_sub = store.add_subparsers(dest="store_command", required=True, parser_class=ArgumentParser)
     for name, text in (("info", "summarize a store"), ("check", "verify a store's integrity")):
         p = store_sub.add_parser(name, help=text)
@@ -130,6 +135,11 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "check":
             p.add_argument("--quick", action="store_true",
                            help="structure, chunk files and the last episode's checksums only (no full decode)")
+    drop = store_sub.add_parser("drop-actions", help="copy a store without its actions (observation-only "
+                                "demonstrations, for algorithms that learn from states alone)")
+    drop.add_argument("path")
+    drop.add_argument("--out", required=True, help="the new store (the source is not changed)")
+    drop.set_defaults(run=cmd_store)
 
     tr = sub.add_parser("train", help="train a policy from a config")
     tr.add_argument("config")

@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterable, Mapping
 import gymnasium as gym
 import numpy as np
 
+from .actions import to_env_action
 from .config import make_observers
 from .errors import RoboilError
 from .plugins import registry
@@ -73,7 +74,7 @@ class ObservedEnv(gym.Env):
         return self._observe(raw_obs), info
 
     def step(self, action):
-        raw_obs, reward, terminated, truncated, info = self.env.step(np.asarray(action, dtype=self.action_space.dtype))
+        raw_obs, reward, terminated, truncated, info = self.env.step(to_env_action(self.action_space, action))
         if self._frames is not None:
             self._frames.append(self.env.render())
             if terminated or truncated:

@@ -60,7 +60,9 @@ class BuildContext:
     normalized observations and of ``action`` (as learned: offsets under ``data.action_relative_to``).
     ``make_encoder(keys, token_dim=None)`` builds a :class:`roboil.encoders.ObservationEncoder` over those
     keys from the observation plugins: it takes raw observation windows, normalizes them by each kind's rule,
-    and returns one vector per step, or tokens of width ``token_dim`` for attention.
+    and returns one vector per step, or tokens of width ``token_dim`` for attention. ``action_space`` is the
+    task's gymnasium space (a ``Box``, or a ``Discrete`` whose actions a model outputs as one number, the
+    index); None for checkpoints saved before it was recorded.
     """
 
     config: Any
@@ -69,6 +71,7 @@ class BuildContext:
     stats: Mapping[str, Mapping[str, np.ndarray]]
     task: TaskSpec
     make_encoder: Callable[..., nn.Module]
+    action_space: Any = None
 
 
 class PolicyModel(nn.Module):

@@ -13,12 +13,13 @@ from typing import Any, Mapping
 import numpy as np
 from tqdm import tqdm
 
+from .actions import action_feature
 from .config import from_dict, merge
 from .envs import ObservedEnv
 from .errors import RoboilError, check_writable
 from .keys import ACTION
 from .plugins import registry
-from .specs import DISCARD, ArrayLayout, DeviceSpec, Feature, NoParams
+from .specs import DISCARD, ArrayLayout, DeviceSpec, NoParams
 from .store import EpisodeStore
 
 SCRIPTED = "scripted"
@@ -83,8 +84,7 @@ def make_role(name: str, task_spec, env: ObservedEnv, rng: np.random.Generator, 
 
 
 def open_or_create(out: Path, task: str, observations: Mapping, env: ObservedEnv) -> EpisodeStore:
-    action = Feature(ACTION, tuple(env.action_space.shape), "float32")
-    features = {**env.features, ACTION: action}
+    features = {**env.features, ACTION: action_feature(env.action_space)}
     if out.exists():
         store = EpisodeStore.open(out, mode="a")
         if store.attrs.get("task") != task or store.features != features:
@@ -143,6 +143,9 @@ def record(task: str, actor: str, episodes: int, out: str | Path, seed: int = 0,
     try:
         # frames are only rendered when a device asks for them (render), so the render mode costs nothing
         env = ObservedEnv(task, observations, render_mode="rgb_array")
+        if action_noise and action_feature(env.action_space).dtype != "float32":
+            raise RoboilError(f"--action-noise needs continuous actions; task '{task}' has discrete ones: drop the "
+                              "option")
         # roles before the store, so a bad device name or parameter leaves no store behind
         acting = make_role(actor, task_spec, env, device_rng, actor_params or {}, "actor")
         roles.append(acting)
@@ -163,8 +166,9 @@ def record(task: str, actor: str, episodes: int, out: str | Path, seed: int = 0,
 def _record_episodes(store: EpisodeStore, env: ObservedEnv, task: str, acting: Role, labeling: Role,
                      episodes: int, seed: int, device_rng: np.random.Generator, action_noise: float,
                      progress: bool) -> dict:
-    low, high = env.action_space.low, env.action_space.high
-    noise_scale = action_noise * (high - low) / 2
+    action_dtype = store.features[ACTION].dtype
+    low, high = getattr(env.action_space, "low", None), getattr(env.action_space, "high", None)
+    noise_scale = action_noise * (high - low) / 2 if action_noise else 0.0
     roles = list(dict.fromkeys((acting, labeling)))
     paced = any(getattr(role.device, "realtime", False) for role in roles)
     viewers = [role.device for role in roles if hasattr(role.device, "render")]
@@ -186,7 +190,7 @@ def _record_episodes(store: EpisodeStore, env: ObservedEnv, task: str, acting: R
                     viewer.render(frame)
             steps: dict[str, list] = {key: [] for key in store.features}
             acted_by: list[str] = []
-            keep = True
+            keep, terminated = True, False
             while True:
                 tick = time.monotonic()
                 action = acting.act(env.raw_obs, obs)
@@ -197,9 +201,9 @@ def _record_episodes(store: EpisodeStore, env: ObservedEnv, task: str, acting: R
                     break
                 for key, value in obs.items():
                     steps[key].append(value)
-                steps[ACTION].append(np.asarray(label, dtype=np.float32))
+                steps[ACTION].append(np.asarray(label, dtype=action_dtype))
                 acted_by.append(acting.name)
-                executed = np.asarray(action, dtype=np.float32)
+                executed = np.asarray(action, dtype=action_dtype)
                 if action_noise:
                     executed = np.clip(executed + noise_rng.normal(size=executed.shape) * noise_scale, low, high)
                 obs, _, terminated, truncated, info = env.step(executed)
@@ -219,6 +223,7 @@ def _record_episodes(store: EpisodeStore, env: ObservedEnv, task: str, acting: R
             store.add_episode({k: np.stack(v) for k, v in steps.items()}, {
                 "seed": episode_seed, "success": success, "task": task, "source": acting.name,
                 "labeler": labeling.name, "acted_by": run_lengths(acted_by), "length": len(steps[ACTION]),
+                "terminated": bool(terminated),  # ended in a terminal state (not cut by the time limit or a person)
                 "action_noise": action_noise, "started": started, "finished": time.time(),
             })
             recorded += 1

@@ -608,3 +608,26 @@ class EpisodeStore:
             "success_rate": float(np.mean(success)) if success else None,
             "bytes_on_disk": size,
         }
+
+
+def copy_without(source: str | Path, out: str | Path, drop: list[str]) -> EpisodeStore:
+    """A new store at ``out`` holding ``source``'s committed episodes without the arrays ``drop`` (e.g. the
+    actions, for observation-only demonstrations as video or another embodiment would give), with the same
+    chunking, codecs, store attrs and episode attrs; ``source`` is not changed."""
+    src = EpisodeStore.open(source, require_healthy=True)
+    if unknown := [k for k in drop if k not in src.features]:
+        raise RoboilError(f"store '{source}' has no array '{unknown[0]}'; it holds {', '.join(src.features)}")
+    kept = {k: f for k, f in src.features.items() if k not in drop}
+    if not kept:
+        raise RoboilError(f"dropping {', '.join(drop)} leaves store '{source}' without arrays; keep at least one")
+    layouts = {}
+    for key in kept:
+        array = src.array(key)
+        codec = array.compressors[0]
+        layouts[key] = ArrayLayout(time_chunk=array.chunks[0], cname=codec.cname.value, clevel=codec.clevel)
+    attrs = {**src.attrs, "copied_from": str(source), "dropped": [*src.attrs.get("dropped", []), *drop]}
+    with EpisodeStore.create(out, kept, layouts, attrs) as copy:
+        for index, episode_attrs in enumerate(src.episode_attrs()):
+            rows = src.episode(index)
+            copy.add_episode({k: rows[k] for k in kept}, episode_attrs)
+    return copy

@@ -30,7 +30,7 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from .actions import ActionTransform
+from .actions import ActionTransform, describe_space
 from .checkpoint import (CONFIG_FILE, META_FILE, TRAINING_STATE_FILE, build_model, latest_checkpoint, pick_device,
                          read_checkpoint_file, save_checkpoint)
 from .config import Config, to_dict
@@ -50,9 +50,10 @@ FROZEN_ON_RESUME = ("task", "algorithm", "data", "encoders")
 
 class TrainingData:
     """The episodes a run trains on: the arrays (in RAM when they fit, actions encoded by the run's action
-    transform), the features and the statistics."""
+    transform), the features and the statistics. With ``actions=False`` a store of observations only is
+    accepted too (``action_dim`` is then None when it has none); with ``actions=True`` such a store is refused."""
 
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, actions: bool = True):
         path = config.data.path
         if not path:
             raise RoboilError("config key 'data.path' is required: the episode store to train on (data.path=STORE)")
@@ -60,6 +61,11 @@ class TrainingData:
         if store.attrs.get("task") != config.task:
             raise RoboilError(f"store '{path}' was recorded for task '{store.attrs.get('task')}', "
                               f"but the config trains '{config.task}'; set task= or data.path= to match")
+        has_actions = ACTION in store.features
+        if actions and not has_actions:
+            raise RoboilError(f"store '{path}' holds observations only (no actions); algorithm "
+                              f"'{config.algorithm_name}' as configured learns from actions: train on a store "
+                              "recorded with actions, or configure it to learn from states alone")
         attrs = store.episode_attrs()
         keep = [i for i, a in enumerate(attrs) if a.get("success", True) or not config.data.only_success]
         if not keep:
@@ -72,16 +78,19 @@ class TrainingData:
             raise RoboilError(f"data.obs_keys names '{unknown[0]}', not in store '{path}'; valid: {', '.join(obs_keys)}")
         self.store = store
         self.episodes = np.asarray(keep)
+        # whether each kept episode ended in a terminal state (stores recorded before this was kept: not)
+        self.terminated = np.asarray([bool(attrs[i].get("terminated", False)) for i in keep])
         self.features = {k: store.features[k] for k in chosen}
-        self.action_dim = int(np.prod(store.features[ACTION].shape))
+        self.action_dim = int(np.prod(store.features[ACTION].shape)) if has_actions else None
         self.transform = ActionTransform(config.data.action_relative_to)
-        self.transform.check(self.features, store.features[ACTION])
-        keys = [*chosen, ACTION]
+        if has_actions:
+            self.transform.check(self.features, store.features[ACTION])
+        keys = [*chosen, ACTION] if has_actions else list(chosen)
         size = sum(store.array(k).nbytes for k in keys)
         # in RAM, the checksums of every episode are verified too (lazily read stores get the cheap check only)
         self.arrays = (store.load(keys, verify=True) if size <= config.data.cache_max_gb * 2**30
                        else {k: store.array(k) for k in keys})
-        if self.transform.relative_to is not None:
+        if has_actions and self.transform.relative_to is not None:
             # actions are low-dimensional: hold the encoded ones in RAM even when the rest stays on disk
             reference = self.transform.relative_to
             encoded = self.transform.encode(self.arrays[ACTION][:], {reference: self.arrays[reference][:]})
@@ -91,7 +100,7 @@ class TrainingData:
         self.rows = np.concatenate([np.arange(starts[i], ends[i]) for i in keep])
         reg = registry()
         normalized = [k for k in chosen if reg.get("observation", self.features[k].kind).normalization != "none"]
-        self.stats = compute_stats(self.arrays, self.rows, [*normalized, ACTION])
+        self.stats = compute_stats(self.arrays, self.rows, normalized + ([ACTION] if has_actions else []))
 
     def sampler(self, model: PolicyModel, seed: int) -> WindowSampler:
         return WindowSampler(self.arrays, self.store.episode_ends, self.episodes, list(self.features),
@@ -129,11 +138,14 @@ class TrainContext:
 
     - ``config`` (its ``algorithm_params`` typed), ``run_dir``, ``device``, ``autocast()`` (bf16 on CUDA when
       ``train.amp``), ``hook`` (the plugin hooks).
-    - ``demonstrations``: the :class:`TrainingData` of ``data.path`` (loaded on first use).
+    - ``demonstrations``: the :class:`TrainingData` of ``data.path`` (loaded on first use);
+      ``load_demonstrations(actions=False)`` also accepts a store of observations only (for algorithms that
+      learn from states alone).
     - ``make_envs(n)``: a vector of ``n`` task environments observed through the observation plugins, with
       the observations the demonstrations were recorded with (the task's defaults without a store);
-      ``observation_features()`` names their arrays.
-    - ``build_policy(features, action_dim, stats)``: the algorithm's own PolicyModel, as checkpoints rebuild it.
+      ``observation_features()`` names their arrays and ``action_space`` is the task's (Box or Discrete).
+    - ``build_policy(features, action_dim, stats)``: the algorithm's own PolicyModel, as checkpoints rebuild it
+      (its BuildContext carries the task's ``action_space``).
     - ``log(step, metrics)``: metrics may stay tensors; they become floats only when written or hooked.
     - ``save_checkpoint(step, model, state)``: weights + statistics + config (what ``roboil eval`` loads)
       and ``state`` (tensors and plain values, given back by ``resume()``) with every random state.
@@ -151,12 +163,15 @@ class TrainContext:
         self.start_step, self._saved = 0, None
         self.resumes: list[dict] = []
         self._built: tuple | None = None
+        self._data: TrainingData | None = None
         self._state_checked = False
         self._started = time.time()
         self._step_hooked = bool(self.hook.on_train_step_end.get_hookimpls())
         resume = latest_checkpoint(run_dir)
         if resume is not None:
             self._resume_from(resume)
+        else:  # a run that stopped before its first checkpoint starts over: its metrics too
+            self._trim_metrics(0)
 
     def _resume_from(self, checkpoint: Path) -> None:
         fix = "restore it, or train into a new --out directory"
@@ -206,14 +221,19 @@ class TrainContext:
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    @cached_property
+    @property
     def demonstrations(self) -> TrainingData:
-        return TrainingData(self.config)
+        return self.load_demonstrations(actions=True)
+
+    def load_demonstrations(self, actions: bool = True) -> TrainingData:
+        if self._data is None or (actions and self._data.action_dim is None):
+            self._data = TrainingData(self.config, actions)
+        return self._data
 
     @property
     def observations(self) -> dict:
         if self.config.data.path:
-            return dict(self.demonstrations.store.attrs.get("observations", {}))
+            return dict(self.load_demonstrations(actions=False).store.attrs.get("observations", {}))
         return {kind: dict(params) for kind, params in registry().get("task", self.config.task).observations.items()}
 
     def make_envs(self, n: int, asynchronous: bool = False, render_mode: str | None = None) -> gym.vector.VectorEnv:
@@ -225,15 +245,23 @@ class TrainContext:
             return gym.vector.AsyncVectorEnv([make] * n, context="spawn", autoreset_mode=manual)
         return gym.vector.SyncVectorEnv([make] * n, autoreset_mode=manual)
 
-    def observation_features(self) -> dict[str, Feature]:
-        """The arrays the environments of :meth:`make_envs` observe (what a policy acting in them reads)."""
+    @cached_property
+    def _env_spaces(self) -> tuple[dict[str, Feature], gym.Space]:
         env = ObservedEnv(self.config.task, self.observations)
         env.close()
-        return dict(env.features)
+        return dict(env.features), env.action_space
+
+    def observation_features(self) -> dict[str, Feature]:
+        """The arrays the environments of :meth:`make_envs` observe (what a policy acting in them reads)."""
+        return dict(self._env_spaces[0])
+
+    @property
+    def action_space(self) -> gym.Space:
+        return self._env_spaces[1]
 
     def build_policy(self, features: Mapping[str, Feature], action_dim: int, stats: Mapping) -> PolicyModel:
         self._built = (dict(features), action_dim, stats)
-        return build_model(self.config, features, action_dim, stats).to(self.device)
+        return build_model(self.config, features, action_dim, stats, self.action_space).to(self.device)
 
     def log(self, step: int, metrics: Mapping[str, Any]) -> None:
         logged = self._crossed(step, self.config.train.log_every, "_logged")
@@ -266,10 +294,11 @@ class TrainContext:
         features, action_dim, stats = self._built
         meta = {"features": {k: f.to_dict() for k, f in features.items()}, "action_dim": action_dim,
                 "task": self.config.task, "observations": self.observations,
+                "action_space": describe_space(self.action_space),
                 "action_transform": ActionTransform(self.config.data.action_relative_to).to_meta(),
                 "train_seconds": round(time.time() - self._started, 1), "resumes": self.resumes}
-        if self.config.data.path:
-            meta.update(store=str(self.config.data.path), train_episodes=len(self.demonstrations.episodes))
+        if self._data is not None:
+            meta.update(store=str(self.config.data.path), train_episodes=len(self._data.episodes))
         training_state = {"step": step, "algorithm": dict(state), "random": random_states()}
         if not self._state_checked:  # its structure does not change between saves; the check costs a serialization
             check_loadable(training_state["algorithm"])
