@@ -1,0 +1,311 @@
+"""What both learners share: the demonstrations as discriminator inputs, the environments and their episodes,
+the discriminator's step and the reward it gives, the BC warm start and the periodic evaluation; then
+``train_gail`` picks the learner.
+
+Resuming is exact: at every checkpoint each environment starts a new episode (the running ones count as cut
+by a time limit, which the learners bootstrap), so the state saved is the whole state.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Mapping
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from roboil import RoboilError
+from roboil.sampler import gather
+
+from .model import GailModel, imitation_reward, mix_rewards
+
+RECENT_EPISODES = 20  # the training return logged is the mean over the last this many episodes
+EVAL_SEED = 10**8  # evaluation episodes start from seeds no training episode uses
+
+
+def episode_seed(seed: int, index: int) -> int:
+    return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
+
+
+def as_tensors(obs: Mapping[str, np.ndarray], device) -> dict[str, torch.Tensor]:
+    return {k: torch.as_tensor(np.asarray(v), device=device) for k, v in obs.items()}
+
+
+class Transitions(dict):
+    """Discriminator inputs: ``obs`` and ``next`` (observation dicts), ``action`` (as the networks read it) and
+    ``absorbing`` ``(N, 2)`` flags; :meth:`sample` draws a batch of rows."""
+
+    @property
+    def size(self) -> int:
+        return len(self["absorbing"])
+
+    def rows(self, index: torch.Tensor) -> "Transitions":
+        pick = lambda v: {k: x[index] for k, x in v.items()} if isinstance(v, dict) else v[index]  # noqa: E731
+        return Transitions({name: pick(value) for name, value in self.items()})
+
+    def sample(self, n: int) -> "Transitions":
+        return self.rows(torch.randint(0, self.size, (n,), device=self["absorbing"].device))
+
+
+def with_absorbing(obs, following, action, terminated: torch.Tensor, absorbing: bool) -> Transitions:
+    """Transitions as the discriminator sees them: a terminal one leads to the absorbing state (its s' flagged),
+    and each adds the absorbing state's own transition (s flagged too; the values under a flag are ignored)."""
+    flags = torch.zeros(len(terminated), 2, device=terminated.device)
+    if absorbing:
+        flags[:, 1] = terminated.float()
+    out = Transitions(obs=obs, next=following, action=action, absorbing=flags)
+    ends = terminated.nonzero()[:, 0] if absorbing else terminated.new_zeros(0, dtype=torch.long)
+    if len(ends) == 0:
+        return out
+    loops = out.rows(ends)
+    loops["absorbing"] = torch.ones_like(loops["absorbing"])
+    return Transitions({name: {k: torch.cat([out[name][k], loops[name][k]]) for k in out[name]}
+                        if isinstance(out[name], dict) else torch.cat([out[name], loops[name]]) for name in out})
+
+
+def expert_transitions(data, model: GailModel, cfg, device) -> Transitions:
+    """The demonstrations' transitions: (s_t, s_t+1) pairs (state-only) or (s_t, a_t); an episode that ended in a
+    terminal state leads to the absorbing state after its last step."""
+    starts = np.concatenate([[0], data.store.episode_ends[:-1]])
+    ends = data.store.episode_ends
+    rows, following, terminal = [], [], []
+    for episode, terminated in zip(data.episodes, data.terminated):
+        lo, hi = int(starts[episode]), int(ends[episode])
+        last = hi - 1 if cfg.state_only else hi  # without actions, the last step has no successor stored
+        steps = np.arange(lo, last)
+        rows.append(steps)
+        following.append(np.minimum(steps + 1, hi - 1))
+        terminal.append(np.zeros(len(steps), bool))
+        if cfg.state_only and terminated and cfg.absorbing:  # (s_T-1, absorbing)
+            rows.append(np.array([hi - 1]))
+            following.append(np.array([hi - 1]))
+            terminal.append(np.array([True]))
+        elif not cfg.state_only and terminated:
+            terminal[-1][-1] = True
+    rows, following, terminal = map(np.concatenate, (rows, following, terminal))
+    if len(rows) == 0:
+        raise RoboilError(f"the demonstrations in '{data.store.path}' hold no transitions (every episode is one "
+                          "step long); record longer episodes")
+    keys = model.discriminator_keys
+    obs = {k: torch.as_tensor(gather(data.arrays[k], rows), device=device) for k in keys}
+    nxt = {k: torch.as_tensor(gather(data.arrays[k], following), device=device) for k in keys}
+    action = (model.from_env(torch.as_tensor(gather(data.arrays["action"], rows), device=device).float())
+              if not cfg.state_only else torch.zeros(len(rows), model.action_size, device=device))
+    return with_absorbing(obs, nxt, action, torch.as_tensor(terminal, device=device), cfg.absorbing)
+
+
+class Episodes:
+    """``n`` environments and their episodes: each episode seeded from (train.seed, its index), finished ones
+    restarted at once, the task returns of finished episodes kept."""
+
+    def __init__(self, context, n: int, seed: int, started: int = 0, recent=()):
+        self.envs = context.make_envs(n)
+        self.n, self.seed, self.started = n, seed, started
+        self.returns = np.zeros(n)
+        self.recent = deque(recent, maxlen=RECENT_EPISODES)
+        self.obs: dict[str, np.ndarray] = {}
+
+    def _next_seeds(self, count: int) -> list[int]:
+        seeds = [episode_seed(self.seed, self.started + i) for i in range(count)]
+        self.started += count
+        return seeds
+
+    def restart(self) -> None:
+        """Every environment begins a new episode (at the start and after each checkpoint)."""
+        self.obs, _ = self.envs.reset(seed=self._next_seeds(self.n))
+        self.returns[:] = 0.0
+
+    def step(self, actions: np.ndarray):
+        """Step every environment; returns the true next observations (before restarts), task rewards and the
+        terminated and truncated flags. ``self.obs`` then holds what the policy acts on next."""
+        following, reward, terminated, truncated, _ = self.envs.step(actions)
+        self.returns += reward
+        done = terminated | truncated
+        if done.any():
+            self.recent.extend(self.returns[done].tolist())
+            self.returns[done] = 0.0
+            seeds = iter(self._next_seeds(int(done.sum())))
+            self.obs, _ = self.envs.reset(seed=[next(seeds) if d else None for d in done],
+                                          options={"reset_mask": done})
+        else:
+            self.obs = following
+        return following, reward, terminated, truncated
+
+    def state(self) -> dict:
+        return {"started": self.started, "recent": list(self.recent)}
+
+    def close(self) -> None:
+        self.envs.close()
+
+
+class Discriminating:
+    """The discriminator's optimizer and step, the imitation reward and its mix with the task reward."""
+
+    def __init__(self, model: GailModel, cfg, expert: Transitions, batch_size: int, steps: int):
+        self.model, self.cfg, self.expert = model, cfg, expert
+        self.batch_size, self.total_steps = batch_size, steps
+        self.optimizer = torch.optim.Adam(model.discriminator_params(), lr=cfg.discriminator_lr)
+        self.owed = 0.0  # fractional discriminator steps carried between policy updates
+
+    def imitation_weight(self, step: int) -> float:
+        cfg = self.cfg
+        if cfg.imitation_weight_final is None:
+            return cfg.imitation_weight
+        progress = min(1.0, step / self.total_steps)
+        return cfg.imitation_weight + (cfg.imitation_weight_final - cfg.imitation_weight) * progress
+
+    def update(self, policy: Transitions) -> dict[str, torch.Tensor]:
+        """The steps owed for one policy update (``discriminator_ratio`` of them, fractions carried over)."""
+        self.owed += self.cfg.discriminator_ratio
+        metrics: dict[str, torch.Tensor] = {}
+        while self.owed >= 1.0:
+            self.owed -= 1.0
+            metrics = self.step(self.expert.sample(self.batch_size), policy.sample(self.batch_size))
+        return metrics
+
+    def step(self, expert: Transitions, policy: Transitions) -> dict[str, torch.Tensor]:
+        """Logistic loss (expert 1, policy 0), plus the penalty on the gradient norm's distance from 1 at points
+        between the two batches (taken on the head's input: the encoded features)."""
+        disc = self.model.discriminator
+        x_expert = disc.inputs(expert["obs"], expert["next"] if self.cfg.state_only else expert["action"],
+                               expert["absorbing"])
+        x_policy = disc.inputs(policy["obs"], policy["next"] if self.cfg.state_only else policy["action"],
+                               policy["absorbing"])
+        logit_expert, logit_policy = disc.head(x_expert)[:, 0], disc.head(x_policy)[:, 0]
+        loss = (F.binary_cross_entropy_with_logits(logit_expert, torch.ones_like(logit_expert))
+                + F.binary_cross_entropy_with_logits(logit_policy, torch.zeros_like(logit_policy)))
+        metrics = {"discriminator_loss": loss.detach(), "expert_accuracy": (logit_expert > 0).float().mean(),
+                   "policy_accuracy": (logit_policy < 0).float().mean()}
+        if self.cfg.gradient_penalty > 0:
+            mix = torch.rand(len(x_expert), 1, device=x_expert.device)
+            between = (mix * x_expert.detach() + (1 - mix) * x_policy.detach()).requires_grad_(True)
+            grad, = torch.autograd.grad(disc.head(between).sum(), between, create_graph=True)
+            penalty = ((grad.norm(dim=-1) - 1.0) ** 2).mean()
+            loss = loss + self.cfg.gradient_penalty * penalty
+            metrics["gradient_penalty"] = penalty.detach()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return metrics
+
+    @torch.no_grad()
+    def rewards(self, transitions: Transitions, terminated: torch.Tensor, task_reward: torch.Tensor,
+                step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The mixed reward of real transitions (no absorbing rows), and the imitation part alone. A terminal
+        transition also earns the absorbing state's discounted value, r_abs / (1 - gamma), after it."""
+        cfg, disc = self.cfg, self.model.discriminator
+        other = transitions["next"] if cfg.state_only else transitions["action"]
+        imitation = imitation_reward(disc(transitions["obs"], other, transitions["absorbing"]), cfg.reward)
+        if cfg.absorbing:
+            absorbing = imitation_reward(disc.head(disc.absorbing_input())[:, 0], cfg.reward)
+            imitation = imitation + terminated.float() * cfg.gamma * absorbing / (1.0 - cfg.gamma)
+        return mix_rewards(imitation, task_reward, self.imitation_weight(step)), imitation
+
+    def state(self) -> dict:
+        return {"optimizer": self.optimizer.state_dict(), "owed": self.owed}
+
+    def load(self, state: dict) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.owed = state["owed"]
+
+
+def behaviour_clone(model: GailModel, data, steps: int, batch_size: int, lr: float, device) -> float:
+    """Warm start: fit the policy to the demonstrated actions; returns the last batch's loss."""
+    obs_keys = list(data.features)
+    optimizer = torch.optim.Adam([*model.actor_encoder.parameters(), *model.actor.parameters()], lr=lr)
+    loss = torch.zeros(())
+    for _ in range(steps):
+        rows = data.rows[torch.randint(0, len(data.rows), (batch_size,)).numpy()]
+        obs = {k: torch.as_tensor(gather(data.arrays[k], rows), device=device) for k in obs_keys}
+        target = model.from_env(torch.as_tensor(gather(data.arrays["action"], rows), device=device).float())
+        if model.discrete:
+            loss = F.cross_entropy(model.distribution(obs).logits, target.argmax(-1))
+        else:
+            loss = F.mse_loss(model.deterministic(obs), target)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return float(loss)
+
+
+class Evaluation:
+    """Every ``eval_every`` environment steps: the deterministic policy's mean task return and success rate over
+    ``eval_episodes`` fixed starts (the latest result is logged with every line until the next)."""
+
+    def __init__(self, context, cfg, model: GailModel):
+        self.every, self.model, self.device = cfg.eval_every, model, context.device
+        self.envs = context.make_envs(cfg.eval_episodes) if cfg.eval_every else None
+        self.latest: dict[str, float] = {}
+
+    def maybe(self, before: int, after: int) -> None:
+        if self.envs is None or after // self.every == before // self.every:
+            return
+        n = self.envs.num_envs
+        seeds = [EVAL_SEED + i for i in range(n)]
+        obs, _ = self.envs.reset(seed=seeds)
+        returns, success, live = np.zeros(n), np.zeros(n, bool), np.ones(n, bool)
+        self.model.eval()
+        while live.any():
+            with torch.no_grad():
+                action = self.model.to_env(self.model.deterministic(as_tensors(obs, self.device)))
+            obs, reward, terminated, truncated, info = self.envs.step(action.cpu().numpy())
+            returns += reward * live
+            ended = terminated | truncated
+            success[live & ended] = np.asarray(info["is_success"], bool)[live & ended]
+            live &= ~ended
+            if ended.any():  # finished envs must be reset to step again; their further episodes are not counted
+                obs, _ = self.envs.reset(seed=seeds, options={"reset_mask": ended})
+        self.model.train()
+        self.latest = {"eval_return": float(returns.mean()), "eval_success": float(success.mean()),
+                       "eval_step": float(after)}
+
+    def close(self) -> None:
+        if self.envs is not None:
+            self.envs.close()
+
+
+def train_gail(context) -> None:
+    cfg, train = context.config.algorithm_params, context.config.train
+    data = context.load_demonstrations(actions=cfg.needs_actions)
+    if cfg.demo_replay_fraction > 0 and (cfg.learner != "sac" or cfg.imitation_weight < 1
+                                         or cfg.imitation_weight_final not in (None, 1.0)):
+        raise RoboilError("algorithm.demo_replay_fraction needs learner=sac and pure imitation (imitation_weight 1): "
+                          "stores hold no task rewards to replay")
+    model = context.build_policy(data.features, data.action_dim or 0, data.stats)
+    device = context.device
+    expert = expert_transitions(data, model, cfg, device)
+    discriminating = Discriminating(model, cfg, expert, train.batch_size, train.steps)
+    if cfg.learner == "ppo":
+        from .ppo import PPO as Learner
+    else:
+        from .sac import SAC as Learner
+    learner = Learner(context, model, discriminating, data)
+    state = context.resume()
+    if state is not None:
+        model.load_state_dict(state["model"])
+        discriminating.load(state["discriminator"])
+        learner.load(state["learner"])
+    elif cfg.bc_steps:
+        loss = behaviour_clone(model, data, cfg.bc_steps, train.batch_size, train.lr, device)
+        print(f"roboil: gail warm start: {cfg.bc_steps} BC steps, final loss {loss:.4f}")
+    episodes = Episodes(context, cfg.n_envs, train.seed, **(state["episodes"] if state else {}))
+    evaluation = Evaluation(context, cfg, model)
+    try:
+        episodes.restart()
+        step = context.start_step
+        while step < train.steps:
+            before = step
+            step, metrics = learner.advance(episodes, step)
+            evaluation.maybe(before, step)
+            if episodes.recent:
+                metrics["return"] = float(np.mean(episodes.recent))
+            context.log(step, {**metrics, **evaluation.latest, "imitation_weight": discriminating.imitation_weight(step)})
+            if context.should_checkpoint(step):
+                context.save_checkpoint(step, model, {
+                    "model": model.state_dict(), "discriminator": discriminating.state(),
+                    "learner": learner.state(), "episodes": episodes.state()})
+                episodes.restart()
+    finally:
+        episodes.close()
+        evaluation.close()
