@@ -32,6 +32,34 @@ def as_tensors(obs: Mapping[str, np.ndarray], device) -> dict[str, torch.Tensor]
     return {k: torch.as_tensor(np.asarray(v), device=device) for k, v in obs.items()}
 
 
+def nested(fn, *values):
+    """``fn`` over tensors, or key by key over dicts of them (observations) of the same keys."""
+    if isinstance(values[0], dict):
+        return {k: fn(*(v[k] for v in values)) for k in values[0]}
+    return fn(*values)
+
+
+def cat_batches(*batches: dict) -> dict:
+    """Batches of the same layout (names to tensors or observation dicts), joined row-wise."""
+    return {name: nested(lambda *xs: torch.cat(xs), *(b[name] for b in batches)) for name in batches[0]}
+
+
+def demonstration_steps(data, keep_cut_ends: bool):
+    """Store rows of the demonstrations' transitions: ``(rows, following, terminal)``. The last step of an episode
+    that terminated is kept, as terminal; that of an episode cut by its time limit (its successor is not
+    stored) only with ``keep_cut_ends``."""
+    starts = np.concatenate([[0], data.store.episode_ends[:-1]])
+    ends = data.store.episode_ends
+    rows, following, terminal = [], [], []
+    for episode, terminated in zip(data.episodes, data.terminated):
+        lo, hi = int(starts[episode]), int(ends[episode])
+        steps = np.arange(lo, hi if terminated or keep_cut_ends else hi - 1)
+        rows.append(steps)
+        following.append(np.minimum(steps + 1, hi - 1))
+        terminal.append((steps == hi - 1) & bool(terminated))
+    return tuple(map(np.concatenate, (rows, following, terminal)))
+
+
 class Transitions(dict):
     """Discriminator inputs: ``obs`` and ``next`` (observation dicts), ``action`` (as the networks read it) and
     ``absorbing`` ``(N, 2)`` flags; :meth:`sample` draws a batch of rows."""
@@ -41,8 +69,7 @@ class Transitions(dict):
         return len(self["absorbing"])
 
     def rows(self, index: torch.Tensor) -> "Transitions":
-        pick = lambda v: {k: x[index] for k, x in v.items()} if isinstance(v, dict) else v[index]  # noqa: E731
-        return Transitions({name: pick(value) for name, value in self.items()})
+        return Transitions({name: nested(lambda x: x[index], value) for name, value in self.items()})
 
     def sample(self, n: int) -> "Transitions":
         return self.rows(torch.randint(0, self.size, (n,), device=self["absorbing"].device))
@@ -60,30 +87,16 @@ def with_absorbing(obs, following, action, terminated: torch.Tensor, absorbing: 
         return out
     loops = out.rows(ends)
     loops["absorbing"] = torch.ones_like(loops["absorbing"])
-    return Transitions({name: {k: torch.cat([out[name][k], loops[name][k]]) for k in out[name]}
-                        if isinstance(out[name], dict) else torch.cat([out[name], loops[name]]) for name in out})
+    return Transitions(cat_batches(out, loops))
 
 
 def expert_transitions(data, model: GailModel, cfg, device) -> Transitions:
     """The demonstrations' transitions: (s_t, s_t+1) pairs (state-only) or (s_t, a_t); an episode that ended in a
     terminal state leads to the absorbing state after its last step."""
-    starts = np.concatenate([[0], data.store.episode_ends[:-1]])
-    ends = data.store.episode_ends
-    rows, following, terminal = [], [], []
-    for episode, terminated in zip(data.episodes, data.terminated):
-        lo, hi = int(starts[episode]), int(ends[episode])
-        last = hi - 1 if cfg.state_only else hi  # without actions, the last step has no successor stored
-        steps = np.arange(lo, last)
-        rows.append(steps)
-        following.append(np.minimum(steps + 1, hi - 1))
-        terminal.append(np.zeros(len(steps), bool))
-        if cfg.state_only and terminated and cfg.absorbing:  # (s_T-1, absorbing)
-            rows.append(np.array([hi - 1]))
-            following.append(np.array([hi - 1]))
-            terminal.append(np.array([True]))
-        elif not cfg.state_only and terminated:
-            terminal[-1][-1] = True
-    rows, following, terminal = map(np.concatenate, (rows, following, terminal))
+    # (s, s') needs the stored successor, except where the absorbing state follows a terminal step
+    rows, following, terminal = demonstration_steps(data, keep_cut_ends=not cfg.state_only)
+    if cfg.state_only and not cfg.absorbing:
+        rows, following, terminal = rows[~terminal], following[~terminal], terminal[~terminal]
     if len(rows) == 0:
         raise RoboilError(f"the demonstrations in '{data.store.path}' hold no transitions (every episode is one "
                           "step long); record longer episodes")

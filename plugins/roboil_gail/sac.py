@@ -5,13 +5,12 @@ demonstrations themselves."""
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch.nn import functional as F
 
 from roboil.sampler import gather
 
-from .loop import Episodes, Transitions, as_tensors, with_absorbing
+from .loop import Episodes, Transitions, as_tensors, cat_batches, demonstration_steps, nested, with_absorbing
 
 
 class Replay:
@@ -24,23 +23,17 @@ class Replay:
     def add(self, batch: dict) -> None:
         n = len(batch["action"])
         if not self.data:
-            self.data = {name: ({k: v.new_zeros(self.capacity, *v.shape[1:]) for k, v in value.items()}
-                                if isinstance(value, dict) else value.new_zeros(self.capacity, *value.shape[1:]))
+            self.data = {name: nested(lambda v: v.new_zeros(self.capacity, *v.shape[1:]), value)
                          for name, value in batch.items()}
         rows = (self.position + torch.arange(n)) % self.capacity
         for name, value in batch.items():
-            if isinstance(value, dict):
-                for k, v in value.items():
-                    self.data[name][k][rows] = v
-            else:
-                self.data[name][rows] = value
+            nested(lambda stored, new: stored.__setitem__(rows, new), self.data[name], value)
         self.position = (self.position + n) % self.capacity
         self.size = min(self.capacity, self.size + n)
 
     def sample(self, n: int) -> dict:
         rows = torch.randint(0, self.size, (n,))
-        return {name: ({k: v[rows] for k, v in value.items()} if isinstance(value, dict) else value[rows])
-                for name, value in self.data.items()}
+        return {name: nested(lambda v: v[rows], value) for name, value in self.data.items()}
 
     def state(self) -> dict:
         return {"capacity": self.capacity, "size": self.size, "position": self.position, "data": self.data}
@@ -53,17 +46,7 @@ class Replay:
 def demonstration_replay(data, model, device) -> Replay:
     """The demonstrations as learner transitions (s, a, s'), an episode's terminal step leading nowhere; the
     task reward is not stored in episode stores, so these carry the imitation reward alone."""
-    starts = np.concatenate([[0], data.store.episode_ends[:-1]])
-    ends = data.store.episode_ends
-    rows, following, terminal = [], [], []
-    for episode, terminated in zip(data.episodes, data.terminated):
-        lo, hi = int(starts[episode]), int(ends[episode])
-        last = hi if terminated else hi - 1  # a cut episode's last step has no stored successor
-        steps = np.arange(lo, last)
-        rows.append(steps)
-        following.append(np.minimum(steps + 1, hi - 1))
-        terminal.append(steps == hi - 1)
-    rows, following, terminal = map(np.concatenate, (rows, following, terminal))
+    rows, following, terminal = demonstration_steps(data, keep_cut_ends=False)
     keys = list(data.features)
     replay = Replay(len(rows))
     replay.add({
@@ -120,9 +103,7 @@ class SAC:
         if self.demos is None:
             return self.replay.sample(size)
         n_demo = int(round(size * self.cfg.demo_replay_fraction))
-        agent, demo = self.replay.sample(size - n_demo), self.demos.sample(n_demo)
-        return {name: ({k: torch.cat([v, demo[name][k]]) for k, v in value.items()} if isinstance(value, dict)
-                       else torch.cat([value, demo[name]])) for name, value in agent.items()}
+        return cat_batches(self.replay.sample(size - n_demo), self.demos.sample(n_demo))
 
     def _update(self, step: int) -> dict:
         cfg, model = self.cfg, self.model
