@@ -24,6 +24,11 @@ the commit order keeps what they see consistent. A child forked while the store 
 NFS, Linux implements flock with the server's byte-range locks, shared between clients only when the server
 supports locking and the mount has no ``local_lock=flock``/``nolock``; other network and FUSE filesystems may
 keep locks per machine. There, one writer per store is up to you.
+
+Removing episodes mirrors appending: the commit point shrinks first (the last slot is zeroed, which reads as a
+torn commit, then cut), then the attrs list, then the data arrays; every state between reads as a valid store
+with an uncommitted tail. ``delete_last_episode`` removes one; ``repair`` trims a tail and drops damaged
+episodes from the end, never from the middle.
 """
 
 from __future__ import annotations
@@ -37,6 +42,8 @@ import os
 import secrets
 import shutil
 import zlib
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +61,11 @@ CHECKSUMS = "checksums"  # the episode attr the store writes itself
 # Without this zarr skips writing all-fill chunks (e.g. a black frame), which check() would see as missing.
 _WRITE_ALL = {"write_empty_chunks": True}
 _CHECK_BATCH_BYTES = 32 << 20
+
+
+# A problem line (as check() returns it) and the committed episodes it is confined to; None: the store as a
+# whole (metadata, layout), which dropping episodes cannot mend.
+_Finding = tuple[str, "list[int] | None"]
 
 
 class _Unreadable(Exception):
@@ -153,6 +165,21 @@ def _remove_dead_creations(path: Path) -> None:
         pid = tmp.name[len(prefix):].split("-")[0] if tmp.name.startswith(prefix) else ""
         if pid.isdigit() and not _pid_alive(int(pid)):
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _require_store(path: Path) -> None:
+    """Refuse a path that holds no roboil store of this format, before locking or scanning it."""
+    if not path.exists():
+        raise RoboilError(f"no episode store at '{path}'; check the path or record one with `roboil record`")
+    try:
+        meta = zarr.open_group(path, mode="r", zarr_format=3).attrs.get("roboil")
+    except Exception:  # zarr raises many types for a missing or unparsable root zarr.json
+        meta = None
+    if not isinstance(meta, dict):
+        raise RoboilError(f"'{path}' is not a roboil episode store; point at a directory made by `roboil record`")
+    if meta.get("format") != FORMAT:
+        raise RoboilError(f"store '{path}' has format {meta.get('format')}, this roboil reads {FORMAT}; use a "
+                          "matching roboil version")
 
 
 def _damaged(path: Path, problems: list[str]) -> RoboilError:
@@ -267,17 +294,7 @@ class EpisodeStore:
         path = Path(path)
         if mode not in ("r", "a"):
             raise RoboilError(f"store mode must be 'r' or 'a', not {mode!r}")
-        if not path.exists():
-            raise RoboilError(f"no episode store at '{path}'; check the path or record one with `roboil record`")
-        try:
-            meta = zarr.open_group(path, mode="r", zarr_format=3).attrs.get("roboil")
-        except Exception:  # zarr raises many types for a missing or unparsable root zarr.json
-            meta = None
-        if not isinstance(meta, dict):
-            raise RoboilError(f"'{path}' is not a roboil episode store; point at a directory made by `roboil record`")
-        if meta.get("format") != FORMAT:
-            raise RoboilError(f"store '{path}' has format {meta.get('format')}, this roboil reads {FORMAT}; use a "
-                              "matching roboil version")
+        _require_store(path)
         if mode == "r":
             store = cls(path, "r")
             if require_healthy and (problems := store.check(deep=False)):
@@ -326,23 +343,24 @@ class EpisodeStore:
 
     # ---- committed state -------------------------------------------------------------------------------------
 
-    def _scan(self) -> list[str]:
+    def _scan(self) -> list[_Finding]:
         """Find the committed prefix and its episode attrs from disk; set notes and return problems."""
         problems, self.notes = [], []
         raw = np.zeros(0, np.int64)
         if self._ends_arr.ndim != 1 or self._ends_arr.dtype != np.int64:
-            problems.append(f"meta/episode_ends is {self._ends_arr.ndim}-d {self._ends_arr.dtype}, not 1-d int64")
+            problems.append((f"meta/episode_ends is {self._ends_arr.ndim}-d {self._ends_arr.dtype}, not 1-d int64",
+                             None))
         else:
             try:
                 raw = _read(self._ends_arr, "meta/episode_ends", 0, self._ends_arr.shape[0])
             except _Unreadable as e:
-                problems.append(str(e))
+                problems.append((str(e), None))
         lengths = {k: a.shape[0] for k, a in self._arrays.items()}
         n = _committed(raw, min(lengths.values()))
         self._ends = raw[:n].astype(np.int64)
         listed = self._meta.attrs.get("episodes", [])
         if not isinstance(listed, list):
-            problems.append("meta attrs 'episodes' is not a list")
+            problems.append(("meta attrs 'episodes' is not a list", None))
             listed = []
         self._episode_attrs = list(listed[:n])
         if n < len(raw):
@@ -350,19 +368,25 @@ class EpisodeStore:
             if n == len(raw) - 1 and raw[-1] == 0:
                 self.notes.append(f"episode_ends[{n}] was resized but never written (torn commit)")
             else:
-                problems.append(f"episode_ends[{n}]={raw[n]} is not above the previous end or past the data "
-                                f"(data lengths {lengths})")
+                # Ends that still rise only lack their rows: those episodes are damaged, the ones before intact.
+                # Ends that do not rise leave the boundaries after them unknown: no episode holds the damage.
+                past = raw[n:-1] if raw[-1] == 0 else raw[n:]
+                rising = len(past) and bool(np.all(np.diff(past, prepend=raw[n - 1] if n else 0) > 0))
+                problems.append((f"episode_ends[{n}]={raw[n]} is not above the previous end or past the data "
+                                 f"(data lengths {lengths})", list(range(n, n + len(past))) if rising else None))
         if len(listed) < n:
-            problems.append(f"meta attrs list {len(listed)} episodes but episode_ends commits {n}")
+            problems.append((f"meta attrs list {len(listed)} episodes but episode_ends commits {n}",
+                             list(range(len(listed), n))))
         elif len(listed) > n:
             self.notes.append(f"{len(listed) - n} uncommitted episode attrs past episode {n}")
         for key, length in lengths.items():
             if length > self.n_steps:
                 self.notes.append(f"data/{key} has {length - self.n_steps} uncommitted rows")
-        self._tail = bool(self.notes)
-        return problems + self._attr_problems()
+        self._tail_notes = list(self.notes)
+        self._tail = bool(self._tail_notes)
+        return problems + self._attr_findings()
 
-    def _attr_problems(self) -> list[str]:
+    def _attr_findings(self) -> list[_Finding]:
         """Check each committed episode's attrs; keep its checksums (None when it has none) for verifying."""
         not_dicts, wrong_length, partial, unchecked = [], [], [], []
         self._checksums: list[dict | None] = [None] * self.n_episodes  # also for attrs missing from the list
@@ -381,35 +405,49 @@ class EpisodeStore:
                 partial.append(i)
         problems = []
         if not_dicts:
-            problems.append(f"meta attrs 'episodes' holds entries that are not dicts ({_episodes(not_dicts)})")
+            problems.append((f"meta attrs 'episodes' holds entries that are not dicts ({_episodes(not_dicts)})",
+                             not_dicts))
         if wrong_length:
-            problems.append(f"{_episodes(wrong_length)}: the 'length' attr differs from the episode_ends length")
+            problems.append((f"{_episodes(wrong_length)}: the 'length' attr differs from the episode_ends length",
+                             wrong_length))
         if partial:
-            problems.append(f"{_episodes(partial)}: checksums do not cover exactly the store's arrays")
+            problems.append((f"{_episodes(partial)}: checksums do not cover exactly the store's arrays", partial))
         if unchecked:
             self.notes.append(f"{_episodes(unchecked)} {'has' if len(unchecked) == 1 else 'have'} no checksums "
                               "(recorded by an older roboil)")
         return problems
 
-    def _layout_problems(self, key: str) -> list[str]:
+    def _layout_findings(self, key: str) -> list[_Finding]:
         """Shape, dtype and chunking as created, and every chunk file of the committed rows present."""
         arr, f = self._arrays[key], self.features[key]
         if arr.shape[1:] != f.shape or arr.dtype != np.dtype(f.dtype) or arr.chunks[1:] != f.shape:
-            return [f"data/{key} is {arr.shape[1:]} {arr.dtype} in chunks {arr.chunks}, features say {f.shape} "
-                    f"{f.dtype} (whole rows per chunk)"]
+            return [(f"data/{key} is {arr.shape[1:]} {arr.dtype} in chunks {arr.chunks}, features say {f.shape} "
+                     f"{f.dtype} (whole rows per chunk)", None)]
         zeros, base = (0,) * len(f.shape), f"{self.path}/data/{key}/"  # plain strings: a stat per chunk dominates
-        missing = [i for i in range(math.ceil(self.n_steps / arr.chunks[0]))
+        rows = arr.chunks[0]
+        missing = [i for i in range(math.ceil(self.n_steps / rows))
                    if not os.path.exists(base + arr.metadata.encode_chunk_key((i, *zeros)))]
-        if missing:
-            return [f"data/{key}: {len(missing)} committed chunk files missing (first: time chunk {missing[0]})"]
-        return []
+        if not missing:
+            return []
+        holding = set()  # the episodes with rows in a missing chunk
+        for i in missing:
+            first, last = np.searchsorted(self._ends, [i * rows, min((i + 1) * rows, self.n_steps) - 1], "right")
+            holding.update(range(int(first), int(last) + 1))
+        return [(f"data/{key}: {len(missing)} committed chunk files missing (first: time chunk {missing[0]})",
+                 sorted(holding))]
+
+    def _uncommit(self, keep: int) -> None:
+        """Shrink episode_ends to ``keep`` slots, last first, each zeroed before it is cut: a zero in the final
+        slot reads as a torn commit (a tail), so a kill after any write leaves a valid store, and the boundary
+        chunk keeps zeros, not old ends, past the shape (a later torn append must read its slot as 0)."""
+        for slot in range(self._ends_arr.shape[0] - 1, keep - 1, -1):
+            self._ends_arr[slot] = 0
+            self._ends_arr.resize((slot,))
 
     def _trim(self) -> None:
         """Cut the uncommitted tail, commit point first, so a kill mid-trim still leaves a valid store."""
         n, steps = self.n_episodes, self.n_steps
-        if self._ends_arr.shape[0] > n:
-            self._ends_arr[n:] = 0  # the boundary chunk keeps values past the shape; zero them for later resizes
-            self._ends_arr.resize((n,))
+        self._uncommit(n)
         self._meta.attrs["episodes"] = self._episode_attrs
         for arr in self._arrays.values():
             if arr.shape[0] > steps:
@@ -492,6 +530,68 @@ class EpisodeStore:
         self._checksums.append(entry[CHECKSUMS])
         return index
 
+    def delete_last_episode(self) -> dict:
+        """Remove the last committed episode (e.g. a take the operator rejects after saving) and return its attrs
+        (without checksums). Crash-safe like an append, in reverse: a kill leaves the store with the episode or
+        without it. A reader that opened the store earlier may read the removed rows as fill values: reopen."""
+        if self.mode != "a":
+            raise RoboilError(f"store '{self.path}' is open read-only; open it with mode='a' to delete episodes")
+        if not self.n_episodes:
+            raise RoboilError(f"store '{self.path}' has no episodes to delete; record one first")
+        removed = self.episode_attrs()[-1]
+        try:
+            self._uncommit(self.n_episodes - 1)  # the commit point: from here on the episode is a tail
+        finally:
+            self._scan()  # what is on disk, so after a failed write this object still appends in the right place
+        self._trim()
+        return removed
+
+    @classmethod
+    def repair(cls, path) -> "RepairReport":
+        """For ``roboil store check --repair``: trim an uncommitted tail and drop the trailing run of damaged
+        committed episodes (checked deep: every chunk decoded, every checksum compared), so every episode before
+        the first damaged one is kept byte for byte. Damage with good episodes after it, or not confined to
+        episodes (metadata, layout), is left exactly as found and reported: cutting it would lose good episodes.
+        Takes the writer lock (refused while another writer holds it). A kill midway leaves a valid store
+        holding some of the damaged episodes still: repair again."""
+        path = Path(path)
+        _require_store(path)
+        store = cls._locked(path, _lock(path))
+        try:
+            return store._repair()
+        finally:
+            store.close()
+
+    def _repair(self) -> "RepairReport":
+        findings = self._findings(deep=True)
+        tail = list(self._tail_notes)
+        report = RepairReport(str(self.path), notes=[n for n in self.notes if n not in tail])
+        damaged = sorted({i for _, episodes in findings for i in episodes or ()})
+        listed = max(self.n_episodes, damaged[-1] + 1) if damaged else self.n_episodes  # with ends past the data
+        if whole := [problem for problem, episodes in findings if episodes is None]:
+            report.unrepairable = [problem for problem, _ in findings]
+            report.advice = (f"the damage is not confined to episodes ({whole[0]}), so it is left as found; "
+                             "re-record the store or copy its good episodes to a new store")
+        elif damaged and damaged != list(range(damaged[0], listed)):
+            good_after = sorted(set(range(damaged[0], listed)) - set(damaged))
+            report.unrepairable = [problem for problem, _ in findings]
+            report.advice = (f"damage in {_episodes(damaged)} has good {_episodes(good_after)} after it and "
+                             "repair only cuts damage from the end, so it is left as found; copy the good "
+                             "episodes to a new store")
+        elif damaged or tail:
+            report.trimmed = tail
+            self._remove_partials(chunks=True)
+            if damaged:
+                ends = self._ends_arr[:listed]  # past the committed ones too: episodes whose rows are missing
+                report.dropped, report.reasons = damaged, [problem for problem, _ in findings]
+                report.dropped_steps = int(ends[-1]) - (int(ends[damaged[0] - 1]) if damaged[0] else 0)
+                self._uncommit(damaged[0])
+                self._scan()
+            self._trim()
+            report.unrepairable = self.check(deep=False)  # empty unless this code missed something
+        report.episodes, report.steps = self.n_episodes, self.n_steps
+        return report
+
     # ---- reading ---------------------------------------------------------------------------------------------
 
     def _key(self, key: str) -> zarr.Array:
@@ -558,24 +658,29 @@ class EpisodeStore:
         (a stat each: under a second for 30k image frames) and only the last episode's checksums. Array shapes
         are those seen at open; reopen to check a store another process changed since.
         """
+        return [problem for problem, _ in self._findings(deep)]
+
+    def _findings(self, deep: bool) -> list[_Finding]:
+        """check()'s problems, each with the episodes it is confined to (what repair may drop)."""
         problems = self._scan()
         on_disk = sorted(p.name for p in (self.path / "data").iterdir() if (p / "zarr.json").exists())
         if extra := [k for k in on_disk if k not in self.features]:
-            problems.append(f"data arrays {extra} are not listed in the store features")
+            problems.append((f"data arrays {extra} are not listed in the store features", None))
         first = 0 if deep else max(0, self.n_episodes - 1)
         for key in self.features:
-            if layout := self._layout_problems(key):
+            if layout := self._layout_findings(key):
                 problems += layout
-                if "chunk files missing" not in layout[0]:
+                if layout[0][1] is None:
                     continue  # rows of another shape or type cannot be compared
             problems += self._verify_stored(key, first)
         return problems
 
-    def _verify_stored(self, key: str, first: int) -> list[str]:
+    def _verify_stored(self, key: str, first: int) -> list[_Finding]:
         """Decode ``key``'s rows of episodes ``first``.. in batches of whole episodes (to bound memory on image
-        stores) and compare them with their checksums."""
+        stores) and compare them with their checksums. A batch that fails to decode is read again episode by
+        episode, so the finding names only the episodes that fail (and the others are still verified)."""
         arr, row_bytes = self._arrays[key], math.prod(self.features[key].shape) * self._arrays[key].dtype.itemsize
-        starts = np.concatenate([[0], self._ends[:-1]])
+        starts = np.concatenate([[0], self._ends[:-1]]).astype(np.int64)
         problems, bad = [], []
         batch_first = first
         while batch_first < self.n_episodes:
@@ -587,15 +692,33 @@ class EpisodeStore:
             try:
                 bad += self._mismatched(key, _read(arr, f"data/{key}", lo, hi), episodes, lo)
             except _Unreadable as e:
-                problems.append(f"{e} ({_episodes(list(episodes))})")
+                failing = []
+                for i in episodes:
+                    try:
+                        rows = _read(arr, f"data/{key}", int(starts[i]), int(self._ends[i]))
+                    except _Unreadable:
+                        failing.append(i)
+                    else:
+                        bad += self._mismatched(key, rows, range(i, i + 1), int(starts[i]))
+                failing = failing or list(episodes)  # a batch that fails only as a whole: blame all of it
+                problems.append((f"{e} ({_episodes(failing)})", failing))
             batch_first = last + 1
-        return problems + self._mismatch_problem(key, bad)
+        return problems + [(line, bad) for line in self._mismatch_problem(key, bad)]
 
     def info(self) -> dict:
+        """A summary; per-episode attrs that older stores lack (operator, device, timing) are simply not counted.
+        ``timing`` covers the paced (person-driven) episodes, ``late_episodes`` those recorded below their
+        control rate (None when no episode was paced)."""
         lengths = self.episode_lengths
-        success = [bool(a["success"]) for a in self._episode_attrs
-                   if isinstance(a, dict) and a.get("success") is not None]
+        episodes = [a for a in self._episode_attrs if isinstance(a, dict)]
+        success = [bool(a["success"]) for a in episodes if a.get("success") is not None]
         size = sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(self.path) for f in files)
+
+        def counts(attr: str) -> dict[str, int]:
+            return dict(sorted(Counter(str(a[attr]) for a in episodes if a.get(attr) is not None).items()))
+
+        paced = [i for i, a in enumerate(self._episode_attrs) if isinstance(a, dict) and a.get("paced") is True]
+        late = [i for i in paced if self._episode_attrs[i].get("on_time") is False]
         return {
             "path": str(self.path),
             "episodes": self.n_episodes,
@@ -606,8 +729,52 @@ class EpisodeStore:
             "episode_length": {"mean": float(lengths.mean()), "min": int(lengths.min()), "max": int(lengths.max())}
             if len(lengths) else None,
             "success_rate": float(np.mean(success)) if success else None,
+            "operators": counts("operator"),
+            "devices": counts("device"),
+            "timing": {"paced_episodes": len(paced), "late_episodes": late} if paced else None,
+            "frames": self.n_steps,
             "bytes_on_disk": size,
         }
+
+
+@dataclass
+class RepairReport:
+    """What :meth:`EpisodeStore.repair` did; ``healthy`` is False when damage was left in place."""
+
+    path: str
+    trimmed: list[str] = field(default_factory=list)  # the uncommitted tail cut (the scan's notes on it)
+    dropped: list[int] = field(default_factory=list)  # damaged trailing episodes dropped, by their former index
+    dropped_steps: int = 0  # the rows episode_ends gave them
+    reasons: list[str] = field(default_factory=list)  # the problems that condemned them, as check() words them
+    unrepairable: list[str] = field(default_factory=list)  # problems left as found (the store is unchanged)
+    advice: str = ""  # why they were left and what to do instead
+    episodes: int = 0  # committed episodes now
+    steps: int = 0
+    notes: list[str] = field(default_factory=list)  # findings that are not problems (e.g. no checksums)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.dropped or self.trimmed)
+
+    @property
+    def healthy(self) -> bool:
+        return not self.unrepairable
+
+    def lines(self) -> list[str]:
+        """For the CLI: what was cut, what was left and why, then the store's state in one line."""
+        out = [f"note: {note}" for note in self.notes]
+        if self.trimmed:
+            out.append(f"trimmed an uncommitted tail: {'; '.join(self.trimmed)}")
+        if self.dropped:
+            out.append(f"dropped damaged {_episodes(self.dropped)} ({self.dropped_steps} steps):")
+            out += [f"  {reason}" for reason in self.reasons]
+        out += [f"problem: {problem}" for problem in self.unrepairable]
+        if self.advice:
+            out.append(f"not repairable in place: {self.advice}")
+        state = "OK" if self.healthy else "BROKEN"
+        change = "repaired" if self.changed else "unchanged"
+        out.append(f"{self.path}: {state}, {change} ({self.episodes} episodes, {self.steps} steps)")
+        return out
 
 
 def copy_without(source: str | Path, out: str | Path, drop: list[str]) -> EpisodeStore:

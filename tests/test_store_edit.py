@@ -1,0 +1,368 @@
+"""Editing an episode store: deleting the last episode, repairing a damaged one, and the recording summary.
+
+A kill is simulated two ways: in-process, every zarr write from the k-th on fails (for each k, so every state
+between two writes is visited), and for real, a child process SIGKILLed at a random moment.
+"""
+
+import contextlib
+import itertools
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+from zarr.core.sync import sync as zarr_sync
+from zarr.storage import LocalStore
+
+from roboil.errors import RoboilError
+from roboil.store import EpisodeStore, _settle_zarr_tasks
+from test_store import FEATURES, LAYOUTS, ROOT, STORE_ATTRS, assert_episodes, make_attrs, make_episode, \
+    new_store, tear_commit
+from test_store_faults import set_ends, set_episode_attrs
+
+# new_store(path, 4): lengths 3, 4, 5, 6 (ends 3, 7, 12, 18); one image row per chunk, state in one chunk.
+
+
+class Killed(Exception):
+    """Stands in for SIGKILL: raised instead of a store write."""
+
+
+@contextlib.contextmanager
+def killed_at_write(monkeypatch, k: int):
+    """Every LocalStore write (set or delete) from the k-th on raises :class:`Killed` without writing, as if
+    the process died just before it; yields the list of writes that happened."""
+    done = []
+
+    def wrap(original):
+        async def write(self, key, *args, **kwargs):
+            if len(done) >= k - 1:
+                raise Killed(f"write {k}: {key}")
+            done.append(key)
+            return await original(self, key, *args, **kwargs)
+        return write
+
+    with monkeypatch.context() as m:
+        m.setattr(LocalStore, "set", wrap(LocalStore.set))
+        m.setattr(LocalStore, "delete", wrap(LocalStore.delete))
+        try:
+            yield done
+        finally:
+            zarr_sync(_settle_zarr_tasks())  # writes already under way when "killed" land (or not) now
+
+
+def files(path: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def data_files(path: Path) -> dict[str, bytes]:
+    """The chunk files of the data arrays (not their zarr.json, whose shape changes)."""
+    return {k: v for k, v in files(path).items() if k.startswith("data/") and not k.endswith("zarr.json")}
+
+
+def raw_episode_attrs(path: Path) -> list:
+    return zarr.open_group(path, mode="r")["meta"].attrs["episodes"]
+
+
+def assert_healthy_and_appendable(path: Path, n: int) -> None:
+    """``n`` intact episodes, no problem (an uncommitted tail may remain), and appending trims the tail."""
+    store = EpisodeStore.open(path)
+    assert store.check() == []
+    assert_episodes(store, n)
+    with EpisodeStore.open(path, mode="a") as store:
+        assert store.add_episode(make_episode(n), make_attrs(n)) == n
+    store = EpisodeStore.open(path)
+    assert store.check() == [] and store.notes == []
+    assert_episodes(store, n + 1)
+
+
+# ---- delete_last_episode ---------------------------------------------------------------------------------------
+
+def test_delete_last_removes_exactly_the_last_episode(tmp_path):
+    path = tmp_path / "s"
+    new_store(path, 4).close()
+    before_files, before_attrs = data_files(path), raw_episode_attrs(path)
+    with EpisodeStore.open(path, mode="a") as store:
+        assert store.delete_last_episode() == {**make_attrs(3), "seed": 3}
+        assert store.n_episodes == 3 and store.n_steps == 12 and store.notes == []
+    after = data_files(path)
+    assert set(after) < set(before_files)  # chunks of the kept rows stay, byte for byte; none is rewritten
+    assert all(after[k] == before_files[k] for k in after)
+    assert not any((path / f"data/image/c/{row}/0/0/0").exists() for row in range(12, 18))
+    assert raw_episode_attrs(path) == before_attrs[:3]  # checksums included
+    root = zarr.open_group(path, mode="r")
+    np.testing.assert_array_equal(root["meta/episode_ends"][:], [3, 7, 12])
+    assert all(arr.shape[0] == 12 for _, arr in root["data"].arrays())
+    tear_commit(path)  # an append killed after resizing episode_ends: the slot must read 0, not the old end 18
+    store = EpisodeStore.open(path)
+    assert store.n_episodes == 3 and store.check() == [] and "torn commit" in store.notes[0]
+    assert_healthy_and_appendable(path, 3)  # the new episode 3 is a different (shorter) one: no stale rows
+
+
+def test_delete_down_to_empty_then_refuse_and_append_again(tmp_path):
+    store = new_store(tmp_path / "s", 2)
+    assert store.delete_last_episode()["seed"] == 1
+    assert store.delete_last_episode()["seed"] == 0
+    assert store.n_episodes == 0 and store.n_steps == 0
+    with pytest.raises(RoboilError, match="no episodes to delete") as refused:
+        store.delete_last_episode()
+    assert "\n" not in str(refused.value)
+    store.close()
+    assert EpisodeStore.open(tmp_path / "s").check() == []
+    assert_healthy_and_appendable(tmp_path / "s", 0)
+
+
+def test_delete_refused_read_only(tmp_path):
+    new_store(tmp_path / "s", 2).close()
+    store = EpisodeStore.open(tmp_path / "s")
+    with pytest.raises(RoboilError, match="read-only.*mode='a'") as refused:
+        store.delete_last_episode()
+    assert "\n" not in str(refused.value)
+    assert EpisodeStore.open(tmp_path / "s").n_episodes == 2
+
+
+def test_delete_killed_at_every_write_leaves_the_episode_or_not(tmp_path, monkeypatch):
+    base = tmp_path / "base"
+    new_store(base, 4).close()
+    outcomes = []
+    for k in itertools.count(1):
+        path = tmp_path / f"killed-at-{k}"
+        shutil.copytree(base, path)
+        store = EpisodeStore.open(path, mode="a")
+        with killed_at_write(monkeypatch, k):
+            try:
+                store.delete_last_episode()
+                finished = True
+            except Killed:
+                finished = False
+        reopened = EpisodeStore.open(path)
+        assert reopened.check() == [], k
+        assert reopened.n_episodes in (3, 4), k
+        assert_episodes(reopened, reopened.n_episodes)
+        outcomes.append(reopened.n_episodes)
+        # the object that failed still appends after the episodes that are there (as after a full disk)
+        n = store.n_episodes
+        assert n == reopened.n_episodes and store.add_episode(make_episode(n), make_attrs(n)) == n
+        store.close()
+        assert_healthy_and_appendable(path, n + 1)
+        if finished:
+            break
+    assert k > 8 and outcomes[0] == 4 and outcomes[-1] == 3 and outcomes == sorted(outcomes, reverse=True)
+
+
+DELETER = """
+import sys
+sys.path[:0] = [{root!r}, {tests!r}]
+from roboil.store import EpisodeStore
+from test_store import make_attrs, make_episode
+store = EpisodeStore.open({path!r}, mode="a")
+print("ready", flush=True)
+while True:
+    store.delete_last_episode()
+    i = store.n_episodes
+    store.add_episode(make_episode(i), make_attrs(i))
+"""
+
+
+def test_sigkill_while_deleting_leaves_a_healthy_store(tmp_path):
+    path, n = tmp_path / "s", 6
+    new_store(path, n).close()
+    script = tmp_path / "deleter.py"
+    script.write_text(DELETER.format(root=str(ROOT), tests=str(ROOT / "tests"), path=str(path)))
+    rng = random.Random(0)
+    for _ in range(4):
+        proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE)
+        assert proc.stdout.readline() == b"ready\n"
+        time.sleep(rng.uniform(0.05, 0.3))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        store = EpisodeStore.open(path)
+        assert store.check() == [] and store.n_episodes in (n - 1, n)  # killed after a delete, or not
+        n = store.n_episodes
+        assert_episodes(store, n)
+    assert_healthy_and_appendable(path, n)
+
+
+# ---- repair ----------------------------------------------------------------------------------------------------
+
+def test_repair_of_a_healthy_store_changes_nothing(tmp_path):
+    path = tmp_path / "s"
+    new_store(path, 4).close()
+    before = files(path)
+    report = EpisodeStore.repair(path)
+    assert files(path) == before
+    assert report.healthy and not report.changed and report.dropped == [] and report.trimmed == []
+    assert (report.episodes, report.steps) == (4, 18)
+    assert report.lines() == [f"{path}: OK, unchanged (4 episodes, 18 steps)"]
+
+
+def grow_data_only(path: Path) -> None:
+    """Data rows past the end that nothing commits (a kill right after the first write of an append)."""
+    for _, arr in zarr.open_group(path, mode="r+")["data"].arrays():
+        arr.resize((arr.shape[0] + 3, *arr.shape[1:]))
+        arr[-3:] = 7
+
+
+@pytest.mark.parametrize("tear", [tear_commit, grow_data_only])
+def test_repair_trims_a_torn_tail(tmp_path, tear):
+    path = tmp_path / "s"
+    new_store(path, 4).close()
+    tear(path)
+    before = data_files(path)
+    report = EpisodeStore.repair(path)
+    assert report.healthy and report.changed and report.dropped == [] and report.dropped_steps == 0
+    assert any("uncommitted rows" in t for t in report.trimmed)
+    assert (report.episodes, report.steps) == (4, 18)
+    root = zarr.open_group(path, mode="r")
+    assert root["meta/episode_ends"].shape == (4,) and len(root["meta"].attrs["episodes"]) == 4
+    assert all(arr.shape[0] == 18 for _, arr in root["data"].arrays())
+    after = data_files(path)
+    assert set(after) < set(before) and all(after[k] == before[k] for k in after)  # only tail chunks go
+    assert_healthy_and_appendable(path, 4)
+
+
+def overwrite_rows(path: Path, key: str, lo: int, hi: int) -> None:
+    arr = zarr.open_group(path, mode="r+")[f"data/{key}"]
+    arr[lo:hi] = arr[lo:hi] + 1  # still decodes: only the checksums tell
+
+
+# Each damages the last episode(s) of new_store(path, 4); the value is (damage, episodes dropped, their rows).
+TRAILING_DAMAGE = {
+    "checksum mismatch": (lambda p: overwrite_rows(p, "state", 12, 18), [3], 6),
+    "undecodable chunk": (lambda p: (p / "data/image/c/15/0/0/0").write_bytes(b"garbage"), [3], 6),
+    "wrong length attr": (lambda p: set_episode_attrs(p, lambda e: e[3].update(length=9)), [3], 6),
+    "attrs list short": (lambda p: set_episode_attrs(p, lambda e: e.pop()), [3], 6),
+    "data shorter than ends": (lambda p: zarr.open_group(p, mode="r+")["data/step"].resize((15,)), [3], 6),
+    "missing chunk and mismatch": (lambda p: ((p / "data/image/c/10/0/0/0").unlink(),
+                                              overwrite_rows(p, "step", 12, 18)), [2, 3], 11),
+}
+
+
+@pytest.mark.parametrize("damage", TRAILING_DAMAGE)
+def test_repair_drops_damaged_episodes_at_the_end_and_keeps_the_rest_byte_for_byte(tmp_path, damage):
+    path = tmp_path / "s"
+    new_store(path, 4).close()
+    mutate, dropped, rows = TRAILING_DAMAGE[damage]
+    kept = dropped[0]
+    attrs = raw_episode_attrs(path)[:kept]
+    mutate(path)
+    damaged = data_files(path)
+    problems = EpisodeStore.open(path).check()
+    assert problems
+    report = EpisodeStore.repair(path)
+    assert report.healthy and report.changed and report.dropped == dropped and report.dropped_steps == rows
+    assert report.reasons == problems and report.unrepairable == [] and report.advice == ""
+    assert (report.episodes, report.steps) == (kept, [0, 3, 7, 12][kept])
+    assert report.lines()[-1] == f"{path}: OK, repaired ({kept} episodes, {report.steps} steps)"
+    assert all(line.count("\n") == 0 for line in report.lines())
+    after = data_files(path)
+    assert all(after[k] == damaged[k] for k in after)  # no chunk rewritten: kept rows are byte for byte
+    assert raw_episode_attrs(path) == attrs
+    assert_healthy_and_appendable(path, kept)
+
+
+MIDDLE_DAMAGE = {
+    "checksum mismatch in episode 1": (lambda p: overwrite_rows(p, "image", 3, 7), "damage in episode 1 has good "
+                                       "episodes 2, 3 after it"),
+    "episodes 1 and 3 damaged": (lambda p: (overwrite_rows(p, "image", 3, 7), overwrite_rows(p, "state", 12, 18)),
+                                 "damage in episodes 1, 3 has good episode 2 after it"),
+    "middle damage and a torn tail": (lambda p: (overwrite_rows(p, "image", 3, 7), tear_commit(p)),
+                                      "damage in episode 1"),
+    "non-monotonic episode_ends": (lambda p: set_ends(p, 2, 5), "not confined to episodes (episode_ends[2]=5"),
+    "array of another shape": (lambda p: zarr.open_group(p, mode="r+")["data/state"].resize((18, 5)),
+                               "not confined to episodes (data/state is (5,)"),
+}
+
+
+@pytest.mark.parametrize("damage", MIDDLE_DAMAGE)
+def test_repair_leaves_damage_with_good_episodes_after_it_as_found(tmp_path, damage):
+    path = tmp_path / "s"
+    new_store(path, 4).close()
+    mutate, advice = MIDDLE_DAMAGE[damage]
+    mutate(path)
+    before = files(path)
+    problems = EpisodeStore.open(path).check()
+    report = EpisodeStore.repair(path)
+    assert files(path) == before
+    assert not report.healthy and not report.changed and report.dropped == [] and report.trimmed == []
+    assert report.unrepairable == problems and advice in report.advice and "copy" in report.advice
+    assert "BROKEN, unchanged" in report.lines()[-1]
+    assert any(line.startswith("not repairable in place: ") for line in report.lines())
+
+
+def test_repair_refused_while_another_writer_holds_the_store(tmp_path):
+    path = tmp_path / "s"
+    with new_store(path, 2):
+        tear_commit(path)
+        before = files(path)
+        with pytest.raises(RoboilError, match="another writer") as refused:
+            EpisodeStore.repair(path)
+        assert "\n" not in str(refused.value) and files(path) == before
+    assert EpisodeStore.repair(path).changed  # and once it is free, the tail goes
+    with pytest.raises(RoboilError, match="no episode store"):
+        EpisodeStore.repair(tmp_path / "missing")
+
+
+def test_repair_killed_at_every_write_makes_nothing_worse(tmp_path, monkeypatch):
+    base = tmp_path / "base"
+    new_store(base, 4).close()
+    overwrite_rows(base, "step", 7, 18)  # episodes 2 and 3
+    tear_commit(base)
+    for k in itertools.count(1):
+        path = tmp_path / f"killed-at-{k}"
+        shutil.copytree(base, path)
+        with killed_at_write(monkeypatch, k):
+            try:
+                EpisodeStore.repair(path)
+                finished = True
+            except Killed:
+                finished = False
+        store = EpisodeStore.open(path)
+        assert store.n_episodes in (2, 3, 4), k
+        assert all("episode 2" in p or "episodes 2, 3" in p or "episode 3" in p for p in store.check()), k
+        assert_episodes(store, 2, exact=False)
+        report = EpisodeStore.repair(path)  # finishes the job
+        assert report.healthy and report.episodes == 2
+        assert_healthy_and_appendable(path, 2)
+        if finished:
+            break
+    assert k > 8
+
+
+# ---- info ------------------------------------------------------------------------------------------------------
+
+def test_info_summarizes_operators_devices_and_timing(tmp_path):
+    takes = [
+        {"operator": "ana", "device": "spacemouse", "paced": True, "on_time": True, "success": True},
+        {"operator": "ana", "device": "keyboard", "paced": True, "on_time": False, "success": False,
+         "achieved_fps": 7.5, "late_ticks": 12, "control_fps": 10.0},
+        {"operator": None, "device": "scripted", "paced": False, "on_time": True, "success": True},
+        {"operator": "bo", "device": "spacemouse", "paced": True, "on_time": False, "success": True},
+        {"seed": 4},  # recorded by an older roboil
+    ]
+    with EpisodeStore.create(tmp_path / "s", FEATURES, LAYOUTS, STORE_ATTRS) as store:
+        for i, attrs in enumerate(takes):
+            store.add_episode(make_episode(i), attrs)
+    info = EpisodeStore.open(tmp_path / "s").info()
+    assert info["operators"] == {"ana": 2, "bo": 1}
+    assert info["devices"] == {"keyboard": 1, "scripted": 1, "spacemouse": 2}
+    assert info["timing"] == {"paced_episodes": 3, "late_episodes": [1, 3]}
+    assert info["success_rate"] == 0.75 and info["frames"] == info["steps"] == 3 + 4 + 5 + 6 + 7
+    assert info["features"]["state"]["shape"] == [4] and info["episodes"] == 5
+
+
+def test_info_of_a_store_without_those_attrs(tmp_path):
+    path = tmp_path / "s"
+    new_store(path, 2).close()
+    set_episode_attrs(path, lambda e: e.__setitem__(1, 5))  # a damaged entry must not crash the summary either
+    info = EpisodeStore.open(path).info()
+    assert info["operators"] == {} and info["devices"] == {} and info["timing"] is None
+    assert info["frames"] == 7 and info["success_rate"] == 1.0
+    assert {"path", "episodes", "steps", "features", "attrs", "episode_length", "bytes_on_disk"} <= set(info)
+    empty = EpisodeStore.create(tmp_path / "e", FEATURES, LAYOUTS, STORE_ATTRS).info()
+    assert empty["operators"] == {} and empty["timing"] is None and empty["frames"] == 0
