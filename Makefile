@@ -5,7 +5,7 @@ ROBOIL := $(VENV)/bin/roboil
 export MUJOCO_GL ?= egl
 DEMO := runs/demo
 
-.PHONY: install browser demo test bench clean
+.PHONY: install browser xvfb demo test bench clean
 
 install: $(VENV)/.installed
 
@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml
 
 demo: install
 	rm -rf $(DEMO)
-	$(ROBOIL) record --task fetch-push --actor scripted --episodes 100 --action-noise 0.2 \
+	$(ROBOIL) record --task fetch-push --episodes 100 --action-noise 0.2 \
 		--out $(DEMO)/fetch_push.zarr
 	$(ROBOIL) train configs/fetch_push/gcbc.yaml data.path=$(DEMO)/fetch_push.zarr --out $(DEMO)/gcbc
 	$(ROBOIL) eval $(DEMO)/gcbc --episodes 50 --envs 2 --seed 100000 --video
@@ -30,7 +30,13 @@ browser:
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
 		echo "warning: could not install chromium; tests/test_report_browser.py will skip" >&2
 
-test: install browser
+# Xvfb, xdotool and ImageMagick let tests/test_teleop_viewer.py drive the real teleop window. Best effort too.
+xvfb:
+	@{ command -v Xvfb && command -v xdotool && command -v import; } >/dev/null || ! command -v apt-get >/dev/null || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq xvfb xdotool imagemagick \
+		>/dev/null; } || echo "warning: could not install xvfb; tests/test_teleop_viewer.py will skip" >&2
+
+test: install browser xvfb
 	$(PY) -m pytest -q
 
 bench: install

@@ -12,12 +12,19 @@ __version__ = "0.1.0"
 # name -> module that defines it, imported when first asked for (PEP 562): `import roboil` costs nothing, so the
 # CLI can take Ctrl-C from its first instruction and plugins load only what they use
 _LAZY = {
-    **{name: "roboil.specs" for name in ("DISCARD", "AlgorithmSpec", "ArrayLayout", "DeviceSpec", "ExecutorSpec",
-                                         "Feature", "GoalKeys", "NoParams", "ObservationSpec", "TaskSpec")},
+    **{name: "roboil.specs" for name in (
+        "AlgorithmSpec", "ArrayLayout", "DeviceContext", "DeviceSpec", "EndEffectorCommand", "ExecutorSpec",
+        "Feature", "GoalKeys", "NoParams", "ObservationSpec", "TaskSpec", "TeleopSpec", "CONTROLS", "START", "SAVE",
+        "DISCARD", "RETRY", "DELETE_LAST", "QUIT", "TAKE_OVER", "HAND_BACK")},
+    **{name: "roboil.sim" for name in ("mujoco_state", "set_mujoco_state", "env_scene", "env_state",
+                                       "restore_env_state")},
     "RoboilError": "roboil.errors", "hookimpl": "roboil.hookspecs", "hookspec": "roboil.hookspecs",
     "BuildContext": "roboil.policy", "Normalizer": "roboil.policy", "PolicyModel": "roboil.policy",
     "PolicyRunner": "roboil.policy", "TrainContext": "roboil.train", "load_runner": "roboil.checkpoint",
     "ChunkExecutor": "roboil.executors", "ActionTransform": "roboil.actions",
+    **{name: "roboil.teleop" for name in (
+        "teleop_spec", "operator_heading", "operator_to_world", "axis_deadzone", "ArmSelection", "RecordedTicks",
+        "RawInput", "open_device_file")},
 }
 
 

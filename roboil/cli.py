@@ -43,18 +43,28 @@ def cmd_record(args) -> int:
     from .record import record
 
     overrides = parse_overrides(args.overrides)
-    if not_mappings := [k for k in ("obs", "actor", "labeler") if not isinstance(overrides.get(k, {}), dict)]:
+    if not_mappings := [k for k in ("obs", "device", "labeler") if not isinstance(overrides.get(k, {}), dict)]:
         key = not_mappings[0]
         raise RoboilError(f"'{key}=...' names no parameter; write {key}.{'KIND.' if key == 'obs' else ''}PARAM=value")
-    unknown = set(overrides) - {"obs", "actor", "labeler"}
+    unknown = set(overrides) - {"obs", "device", "labeler"}
     if unknown:
-        raise RoboilError(f"record takes obs.KIND.PARAM=value, actor.PARAM=value and labeler.PARAM=value overrides, "
+        raise RoboilError(f"record takes obs.KIND.PARAM=value, device.PARAM=value and labeler.PARAM=value overrides, "
                           f"not '{sorted(unknown)[0]}'")
-    summary = record(args.task, args.actor, args.episodes, args.out, args.seed, labeler=args.labeler,
-                     obs_overrides=overrides.get("obs"), actor_params=overrides.get("actor"),
-                     labeler_params=overrides.get("labeler"), action_noise=args.action_noise)
+    summary = record(args.task, args.episodes, args.out, device=args.device, seed=args.seed, policy=args.policy,
+                     labeler=args.labeler, operator=args.operator, obs_overrides=overrides.get("obs"),
+                     device_params=overrides.get("device"), labeler_params=overrides.get("labeler"),
+                     action_noise=args.action_noise, max_steps=args.max_steps, viewer=not args.no_viewer)
     print(json.dumps(summary))
     return 0
+
+
+def cmd_replay(args) -> int:
+    from .replay import replay
+
+    report = replay(args.path, episodes=args.episode, video=args.video, stored_frames=args.stored_frames)
+    for line in report["lines"]:
+        print(line)
+    return 0 if report["reproduced"] == report["replayed"] else 1
 
 
 def cmd_store(args) -> int:
@@ -64,6 +74,11 @@ def cmd_store(args) -> int:
         copy = copy_without(args.path, args.out, [ACTION])
         print(f"{copy.path}: {copy.n_episodes} episodes, {copy.n_steps} steps, observations only")
         return 0
+    if args.store_command == "check" and args.repair:
+        report = EpisodeStore.repair(args.path)
+        for line in report.lines():
+            print(line)
+        return 0 if report.healthy else 1
     store = EpisodeStore.open(args.path)
     if args.store_command == "info":
         print(json.dumps(store.info(), indent=2, default=str))
@@ -111,20 +126,38 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("plugins", help="list plugins and what they register").set_defaults(run=cmd_plugins)
 
-    rec = sub.add_parser("record", help="record demonstrations into an episode store")
+    rec = sub.add_parser("record", help="record demonstrations into an episode store (a person, the task's "
+                         "expert, a replay or a policy drives)")
     rec.add_argument("--task", required=True)
-    rec.add_argument("--actor", default="scripted",
-                     help="who acts: 'scripted' (the task's expert), an input device, or policy:RUN_DIR")
+    rec.add_argument("--device", default=None,
+                     help="who drives: scripted (the task's expert; the default without --policy), replay, or an "
+                     "input device a person holds: keyboard, gamepad, spacemouse, ... (see `roboil plugins`)")
+    rec.add_argument("--policy", default=None, metavar="RUN_DIR",
+                     help="a trained policy drives; with an input --device the person takes over and hands back")
     rec.add_argument("--labeler", default=None,
-                     help="whose action is recorded: 'scripted' or a device (default: the actor)")
-    rec.add_argument("--episodes", type=int, required=True)
+                     help="whose action is recorded, e.g. scripted for DAgger labels (default: whoever drives)")
+    rec.add_argument("--episodes", type=int, default=None,
+                     help="episodes to save (needed unless a person drives: then until they quit)")
     rec.add_argument("--out", required=True, help="episode store path (created, or appended to)")
+    rec.add_argument("--operator", default=None, help="who records, kept with each episode (default: $USER)")
     rec.add_argument("--seed", type=int, default=0, help="the store's episode i is seeded with SEED+i")
     rec.add_argument("--action-noise", type=float, default=0.0,
                      help="execute actions with Gaussian noise (fraction of the action range), record them clean")
+    rec.add_argument("--max-steps", type=int, default=None, help="take length limit (default: the task's own)")
+    rec.add_argument("--no-viewer", action="store_true", help="no window, even when a person drives")
     rec.add_argument("overrides", nargs="*",
-                     help="obs.KIND.PARAM=value (observations), actor.PARAM=value and labeler.PARAM=value (devices)")
+                     help="obs.KIND.PARAM=value (observations), device.PARAM=value and labeler.PARAM=value (devices)")
     rec.set_defaults(run=cmd_record)
+
+    rep = sub.add_parser("replay", help="re-simulate stored episodes from their start states and actions")
+    rep.add_argument("path", help="episode store")
+    rep.add_argument("--episode", type=int, action="append", default=None,
+                     help="episode index (repeat for several; default: all)")
+    rep.add_argument("--video", default=None, metavar="FILE",
+                     help="write the replay as an H.264 mp4 (one episode), or with --stored-frames the stored frames")
+    rep.add_argument("--stored-frames", action="store_true",
+                     help="with --video: the frames stored in the episode (its first camera), not a re-simulation")
+    rep.set_defaults(run=cmd_replay)
 
     store = sub.add_parser("store", help="inspect or copy an episode store")
     store_sub = store.add_subparsers(dest="store_command", required=True, parser_class=ArgumentParser)
@@ -135,6 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "check":
             p.add_argument("--quick", action="store_true",
                            help="structure, chunk files and the last episode's checksums only (no full decode)")
+            p.add_argument("--repair", action="store_true",
+                           help="trim a torn tail and damaged last episodes (every episode before them is kept)")
     drop = store_sub.add_parser("drop-actions", help="copy a store without its actions (observation-only "
                                 "demonstrations, for algorithms that learn from states alone)")
     drop.add_argument("path")

@@ -55,6 +55,7 @@ class ObservedEnv(gym.Env):
         })
         self.action_space = env.action_space
         self.raw_obs: Any = None
+        self.last_obs: dict[str, np.ndarray] = {}
         self.video_dir = Path(video_dir) if video_dir is not None else None
         self.video_seeds = set(video_seeds) if self.video_dir is not None and render_mode == "rgb_array" else set()
         self._seed: int | None = None
@@ -65,7 +66,19 @@ class ObservedEnv(gym.Env):
         out: dict[str, np.ndarray] = {}
         for observer in self.observers:
             out.update(observer(raw_obs))
+        self.last_obs = out
         return out
+
+    def state(self) -> np.ndarray | None:
+        """The task's simulation state (``TaskSpec.get_state``), or None for a task that does not expose it."""
+        return None if self.task.get_state is None else np.asarray(self.task.get_state(self.env), np.float64)
+
+    def restore(self, state) -> dict[str, np.ndarray]:
+        """Put the env, just reset, in a state from :meth:`state` and return its observation."""
+        if self.task.set_state is None:
+            raise RoboilError(f"task '{self.task.name}' cannot restore a stored state (it has no set_state); "
+                              "replay it from its seed")
+        return self._observe(self.task.set_state(self.env, np.asarray(state, np.float64)))
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         raw_obs, info = self.env.reset(seed=seed, options=options)

@@ -1,12 +1,20 @@
-"""The recording loop with roles: an actor drives the task (an input device, the task's scripted expert, or a
-trained policy) and a labeler says which action is recorded (the actor itself, or e.g. the scripted expert
-for DAgger-style corrections). Every finished episode is committed to the episode store with a per-step
-record of who acted; a crash loses at most the episode in progress."""
+"""The recording session: who drives the robot (a person through an input device, the task's scripted expert, a
+replayed episode, or a trained policy that a person may take over from), who labels the recorded action, and
+the takes a person starts, saves, discards, retries and deletes.
+
+Every saved take is committed to the episode store with a per-step record of who acted, its start seed and
+start state, its device and operator, and honest timing: a person-driven session runs at the task's control
+rate, counts the ticks it could not keep and flags an episode recorded below its rate. A crash loses at most the
+take in progress (the store commits an episode in one small write); Ctrl-C asks whether to keep it.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import getpass
+import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -19,77 +27,76 @@ from .envs import ObservedEnv
 from .errors import RoboilError, check_writable
 from .keys import ACTION
 from .plugins import registry
-from .specs import DISCARD, ArrayLayout, DeviceSpec, NoParams
+from .specs import (DELETE_LAST, DISCARD, HAND_BACK, QUIT, RETRY, SAVE, START, TAKE_OVER, ArrayLayout,
+                    DeviceContext, EndEffectorCommand)
 from .store import EpisodeStore
 
-SCRIPTED = "scripted"
-POLICY_PREFIX = "policy:"
 ACTION_LAYOUT = ArrayLayout(time_chunk=1024)
-
-
-def scripted_device(task, env, rng, params):
-    return task.make_expert(rng)
-
-
-def resolve_device(name: str) -> DeviceSpec:
-    """``scripted`` (every task's own expert) or a device registered by a plugin."""
-    if name == SCRIPTED:
-        return DeviceSpec(SCRIPTED, scripted_device, NoParams, "the task's scripted expert")
-    reg = registry()
-    if name not in reg.names("device"):
-        raise RoboilError(f"unknown device '{name}'; valid: {', '.join([SCRIPTED, *reg.names('device')])}, "
-                          f"or {POLICY_PREFIX}RUN_DIR for a trained policy")
-    return reg.get("device", name)
+POLICY = "policy"  # the name a policy acts under in the per-step record
+CONFIRM_SECONDS = 3.0  # a second press of delete-last or quit within this time confirms it
+# a take is flagged as not on time when its achieved rate falls below this share of the task's rate, or more
+# than this share of its ticks ran late
+ON_TIME_RATE, LATE_SHARE = 0.97, 0.02
 
 
 class PolicyDevice:
     """A trained policy as an actor: the recorder feeds it the observations it was trained on."""
 
-    def __init__(self, run_dir: str):
+    def __init__(self, run_dir: str, env: ObservedEnv):
         from .checkpoint import load_runner  # torch loads only when a policy acts
 
-        self.runner, _, self.meta = load_runner(run_dir)
-        self.keys = list(self.meta["features"])
+        self.runner, _, meta = load_runner(run_dir)
+        self.keys = list(meta["features"])
+        if missing := [k for k in self.keys if k not in env.features]:
+            raise RoboilError(f"policy '{run_dir}' reads {', '.join(missing)}, which this recording does not observe; "
+                              "record with the observations it was trained on (obs.KIND.PARAM=value)")
+        self.env = env
 
     def reset(self) -> None:
         self.runner.reset(1)
 
-    def act(self, raw_obs: Any, obs: Mapping[str, np.ndarray]) -> np.ndarray:
+    def act(self, raw_obs: Any) -> np.ndarray:
+        obs = self.env.last_obs
         return self.runner.act({k: obs[k][None] for k in self.keys})[0]
 
 
 @dataclass(eq=False)
 class Role:
-    """Who acts or labels: its name (as recorded per step) and the device behind it."""
+    """Who acts or labels: its name (as recorded per step), its device, and whether a person drives it."""
 
     name: str
     device: Any
-    observed: bool = False  # acts on the observation dict (a policy) rather than the task's raw observation
-
-    def act(self, raw_obs, obs):
-        return self.device.act(raw_obs, obs) if self.observed else self.device.act(raw_obs)
+    interactive: bool = False
 
     def close(self) -> None:
         if hasattr(self.device, "close"):
             self.device.close()
 
 
-def make_role(name: str, task_spec, env: ObservedEnv, rng: np.random.Generator, params: Mapping, where: str) -> Role:
-    if name.startswith(POLICY_PREFIX):
-        if params:
-            raise RoboilError(f"a policy takes no {where}.PARAM=value settings; drop {', '.join(params)}")
-        return Role("policy", PolicyDevice(name[len(POLICY_PREFIX):]), observed=True)
-    spec = resolve_device(name)
-    return Role(spec.name, spec.make_device(task_spec, env, rng, from_dict(spec.config, params, where)))
+def device_spec(name: str):
+    reg = registry()
+    if name not in reg.names("device"):
+        raise RoboilError(f"unknown device '{name}'; valid: {', '.join(reg.names('device'))}")
+    return reg.get("device", name)
+
+
+def make_role(name: str, context: DeviceContext, where: str) -> Role:
+    spec = device_spec(name)
+    params = from_dict(spec.config, context.params, where)
+    return Role(spec.name, spec.make_device(DeviceContext(context.task, context.env, context.rng, params,
+                                                          context.viewer)), spec.interactive)
 
 
 def open_or_create(out: Path, task: str, observations: Mapping, env: ObservedEnv) -> EpisodeStore:
     features = {**env.features, ACTION: action_feature(env.action_space)}
     if out.exists():
         store = EpisodeStore.open(out, mode="a")
-        if store.attrs.get("task") != task or store.features != features:
-            raise RoboilError(f"store '{out}' holds task '{store.attrs.get('task')}' with other arrays; "
-                              "record into a new --out path")
+        theirs = {k: f.to_dict() for k, f in store.features.items()}
+        ours = {k: f.to_dict() for k, f in features.items()}
+        if store.attrs.get("task") != task or theirs != ours:
+            store.close()
+            raise RoboilError(f"store '{out}' holds {_schema(store.attrs.get('task'), theirs)}, this recording "
+                              f"makes {_schema(task, ours)}; record into a new --out path")
         return store
     reg = registry()
     layouts = {ACTION: ACTION_LAYOUT}
@@ -100,6 +107,11 @@ def open_or_create(out: Path, task: str, observations: Mapping, env: ObservedEnv
                 layouts[key] = spec.layout(feature)
     return EpisodeStore.create(out, features, layouts,
                                {"task": task, "fps": env.task.fps, "observations": dict(observations)})
+
+
+def _schema(task, features: dict) -> str:
+    arrays = ", ".join(f"{k} {tuple(f['shape'])} {f['dtype']}" for k, f in sorted(features.items()))
+    return f"task '{task}' with arrays [{arrays}]"
 
 
 def run_lengths(names: list[str]) -> list[list]:
@@ -113,125 +125,400 @@ def run_lengths(names: list[str]) -> list[list]:
     return runs
 
 
-def record(task: str, actor: str, episodes: int, out: str | Path, seed: int = 0, labeler: str | None = None,
-           obs_overrides: Mapping | None = None, actor_params: Mapping | None = None,
-           labeler_params: Mapping | None = None, action_noise: float = 0.0, progress: bool = True) -> dict:
-    """Record ``episodes`` more episodes; the store's episode i is seeded with ``seed + i`` (the environment,
-    the devices' random generators and the action noise alike), so re-running a command that was interrupted
-    continues where it stopped and records what one uninterrupted run would have.
+def acted_mask(attrs: Mapping, name: str) -> np.ndarray:
+    """Per step of an episode, whether ``name`` acted (e.g. the person's corrections in an intervention
+    recording, ``acted_mask(attrs, "keyboard")``), from the episode attrs' run-length ``acted_by``."""
+    return np.concatenate([np.full(count, who == name) for who, count in attrs["acted_by"]])
 
-    ``actor`` executes its actions; ``labeler`` (default: the actor) gives the action that is recorded.
-    ``action_noise`` (DART-style noise injection): the env executes the actor's action plus Gaussian noise
-    with this standard deviation, as a fraction of the action range, while the store records the clean label,
-    so demonstrations also show how to recover from small mistakes. Returns a summary dict.
+
+@dataclass
+class Take:
+    """One attempt at an episode: its start and the steps recorded so far."""
+
+    seed: int
+    state: np.ndarray | None
+    steps: dict[str, list] = field(default_factory=dict)
+    acted_by: list[str] = field(default_factory=list)
+    tick_times: list[float] = field(default_factory=list)
+    late_ticks: int = 0
+    interventions: int = 0
+    started: float = 0.0
+    end: str | None = None  # why recording stopped: "terminated", "time-limit", "device"
+    success: bool = False
+
+    @property
+    def frames(self) -> int:
+        return len(self.acted_by)
+
+
+def record(task: str, episodes: int | None, out: str | Path, device: str | None = None, seed: int = 0,
+           policy: str | None = None, labeler: str | None = None, operator: str | None = None,
+           obs_overrides: Mapping | None = None, device_params: Mapping | None = None,
+           labeler_params: Mapping | None = None, action_noise: float = 0.0, max_steps: int | None = None,
+           viewer: bool = True, progress: bool = True) -> dict:
+    """Record episodes into the store ``out`` (created, or appended to when its task and arrays match).
+
+    - ``device`` drives: ``scripted`` (the default without a policy), ``replay``, or an input device a person
+      holds (``keyboard``, ``gamepad``, ...). With ``policy`` (a run directory) the policy drives and an
+      interactive ``device`` lets the person take over and hand back (HG-DAgger); ``acted_by`` records who drove
+      each step.
+    - ``labeler`` (default: whoever drives) gives the action that is recorded (e.g. ``scripted`` for DAgger).
+    - ``episodes``: how many to save; an interactive session may leave it None (until the person quits).
+    - Take seeds: the store's episode i is seeded ``seed + i``; a discarded take moves on to the next unused
+      seed and a retried one keeps its own, so re-running an interrupted non-interactive command continues where
+      it stopped and records what one uninterrupted run would have.
+    - ``action_noise`` (DART): the env executes the driver's action plus Gaussian noise with this standard
+      deviation, as a fraction of the action range, while the store records the clean label.
+    Returns a summary dict.
     """
-    if episodes < 1:
+    if episodes is not None and episodes < 1:
         raise RoboilError(f"--episodes must be at least 1, got {episodes}")
     if seed < 0:
         raise RoboilError(f"--seed must be >= 0, got {seed}")
     if not np.isfinite(action_noise) or action_noise < 0:
         raise RoboilError(f"--action-noise must be a finite number >= 0, got {action_noise}")
-    labeler = labeler or actor
-    if labeler.startswith(POLICY_PREFIX) and labeler != actor:
-        raise RoboilError("a policy cannot label another actor's steps; use --labeler scripted or a device")
+    if max_steps is not None and max_steps < 1:
+        raise RoboilError(f"--max-steps must be at least 1, got {max_steps}")
+    device = device or (None if policy else "scripted")
+    interactive = device is not None and device_spec(device).interactive
+    if policy and device is not None and not interactive:
+        raise RoboilError(f"--policy with --device {device}: only a device a person holds can take over from a "
+                          "policy (keyboard, gamepad, ...); for labels by the expert use --labeler scripted")
+    if labeler is not None and device_spec(labeler).interactive:
+        raise RoboilError(f"--labeler {labeler}: a person cannot label the steps another actor takes; use "
+                          "--labeler scripted")
+    if episodes is None and not interactive:
+        raise RoboilError("--episodes is needed unless a person drives (an interactive --device ends the session)")
     check_writable(out)
     task_spec = registry().get("task", task)
     observations = merge({k: dict(v) for k, v in task_spec.observations.items()}, obs_overrides or {})
-    device_rng = np.random.default_rng(seed)
-    env = None
-    roles: list[Role] = []
+    rng = np.random.default_rng(seed)
+    env, window, roles = None, None, []
     try:
-        # frames are only rendered when a device asks for them (render), so the render mode costs nothing
-        env = ObservedEnv(task, observations, render_mode="rgb_array")
+        # frames are only rendered when an observation or the viewer asks for them, so this costs nothing
+        env = ObservedEnv(task, observations, render_mode="rgb_array", max_steps=max_steps)
         if action_noise and action_feature(env.action_space).dtype != "float32":
             raise RoboilError(f"--action-noise needs continuous actions; task '{task}' has discrete ones: drop the "
                               "option")
+        if interactive and viewer:
+            window = open_viewer(task_spec, env)
         # roles before the store, so a bad device name or parameter leaves no store behind
-        acting = make_role(actor, task_spec, env, device_rng, actor_params or {}, "actor")
-        roles.append(acting)
-        labeling = acting if labeler == actor else make_role(labeler, task_spec, env, device_rng,
-                                                              labeler_params or {}, "labeler")
-        if labeling is not acting:
-            roles.append(labeling)
+        driver = policy_role = label_role = None
+        if device is not None:
+            driver = make_role(device, DeviceContext(task_spec, env, rng, device_params or {}, window), "device")
+            roles.append(driver)
+        if policy:
+            policy_role = Role(POLICY, PolicyDevice(policy, env))
+            roles.append(policy_role)
+        if labeler is not None and labeler != device:
+            label_role = make_role(labeler, DeviceContext(task_spec, env, rng, labeler_params or {}, None), "labeler")
+            roles.append(label_role)
+        controller = None
+        if any(role.interactive for role in roles):
+            if task_spec.teleop is None:
+                raise RoboilError(f"task '{task}' has no end-effector control for input devices; record it with "
+                                  "--device scripted or --device replay")
+            controller = task_spec.teleop.make_controller(env.env)
         with open_or_create(Path(out), task, observations, env) as store:  # holds the one-writer lock
-            return _record_episodes(store, env, task, acting, labeling, episodes, seed, device_rng, action_noise,
-                                    progress)
+            session = Session(store, env, task, driver, policy_role, label_role, controller, window, rng, seed,
+                              episodes, action_noise, operator or getpass.getuser(), progress)
+            return session.run()
     finally:
         for role in roles:
             role.close()
+        if window is not None:
+            window.close()
         if env is not None:
             env.close()
 
 
-def _record_episodes(store: EpisodeStore, env: ObservedEnv, task: str, acting: Role, labeling: Role,
-                     episodes: int, seed: int, device_rng: np.random.Generator, action_noise: float,
-                     progress: bool) -> dict:
-    action_dtype = store.features[ACTION].dtype
-    low, high = getattr(env.action_space, "low", None), getattr(env.action_space, "high", None)
-    noise_scale = action_noise * (high - low) / 2 if action_noise else 0.0
-    roles = list(dict.fromkeys((acting, labeling)))
-    paced = any(getattr(role.device, "realtime", False) for role in roles)
-    viewers = [role.device for role in roles if hasattr(role.device, "render")]
-    successes = discarded = recorded = 0
-    # the bar is closed before an error or an interrupt prints its line
-    with tqdm(total=episodes, desc=f"record {task}", disable=not progress, unit="ep") as bar:
-        while recorded < episodes:  # a discarded take is retried, from the same seed
-            episode_seed = seed + store.n_episodes
-            device_seed, noise_seed = np.random.SeedSequence(episode_seed).spawn(2)
-            device_rng.bit_generator.state = np.random.PCG64(device_seed).state
-            noise_rng = np.random.default_rng(noise_seed)
-            started = time.time()
-            obs, info = env.reset(seed=episode_seed)
-            for role in roles:
-                role.device.reset()
-            if viewers:  # the new start, before anyone acts on it
-                frame = env.render()
-                for viewer in viewers:
-                    viewer.render(frame)
-            steps: dict[str, list] = {key: [] for key in store.features}
-            acted_by: list[str] = []
-            keep, terminated = True, False
-            while True:
+def open_viewer(task_spec, env: ObservedEnv):
+    if task_spec.scene is None:
+        raise RoboilError(f"task '{task_spec.name}' has no MuJoCo scene for the viewer; record with --no-viewer")
+    from .viewer import Viewer  # GLFW loads only when a window opens
+
+    env.reset(seed=0)  # a scene to size the camera on; every take resets again
+    model, data = task_spec.scene(env.env)
+    return Viewer(model, data, title=f"roboil record: {task_spec.name}")
+
+
+class Session:
+    """The take loop. Each control tick: read the person's controls (or, with no person, start every take and
+    save it when it ends), step the take being recorded, draw the viewer when the tick has time for it, and wait
+    for the next tick (only when a person drives: otherwise as fast as the simulation goes)."""
+
+    def __init__(self, store: EpisodeStore, env: ObservedEnv, task: str, driver: Role | None, policy: Role | None,
+                 labeler: Role | None, controller, viewer, rng: np.random.Generator, seed: int,
+                 episodes: int | None, action_noise: float, operator: str, progress: bool):
+        self.store, self.env, self.task, self.viewer, self.rng = store, env, task, viewer, rng
+        self.driver, self.policy, self.labeler, self.controller = driver, policy, labeler, controller
+        self.person = driver if driver is not None and driver.interactive else None
+        self.in_control = policy if policy is not None else driver  # who drives now
+        self.seed, self.episodes, self.operator = seed, episodes, operator
+        self.fps = env.task.fps
+        self.action_dtype = store.features[ACTION].dtype
+        self.action_noise = action_noise
+        low, high = getattr(env.action_space, "low", None), getattr(env.action_space, "high", None)
+        self.noise_scale = action_noise * (high - low) / 2 if action_noise else 0.0
+        self.take: Take | None = None
+        self.recording = False
+        self.saved = self.discarded = self.deleted = self.successes = 0
+        self.last_seed: int | None = None
+        self.last_result = "-"
+        self.confirm: tuple[str, float] | None = None  # a control waiting for its second press
+        self.recent_ticks: list[float] = []
+        self.progress = tqdm(total=episodes, desc=f"record {task}", disable=not progress, unit="ep")
+        self.done = False
+        # the viewer draws the scene on its own thread: the simulation changes only while holding its lock
+        self.scene_lock = viewer.lock if viewer is not None else contextlib.nullcontext()
+
+    # ---- the loop ----------------------------------------------------------------------------------------
+
+    def run(self) -> dict:
+        interrupted = False
+        try:
+            self.new_take(retry=False)
+            next_tick = time.monotonic()
+            while not self.done:
                 tick = time.monotonic()
-                action = acting.act(env.raw_obs, obs)
-                label = action if labeling is acting else labeling.act(env.raw_obs, obs)
-                controls = [_control(action), _control(label)]
-                if action is None or label is None or DISCARD in controls:
-                    keep = DISCARD not in controls
+                if self.viewer is not None:
+                    self.viewer.poll()
+                    if self.viewer.closed:
+                        self.drop_take("window closed")
+                        break
+                for control in self.controls():
+                    self.handle(control)
+                    if self.done:
+                        break
+                if self.done:
                     break
-                for key, value in obs.items():
-                    steps[key].append(value)
-                steps[ACTION].append(np.asarray(label, dtype=action_dtype))
-                acted_by.append(acting.name)
-                executed = np.asarray(action, dtype=action_dtype)
-                if action_noise:
-                    executed = np.clip(executed + noise_rng.normal(size=executed.shape) * noise_scale, low, high)
-                obs, _, terminated, truncated, info = env.step(executed)
-                if viewers:
-                    frame = env.render()
-                    for viewer in viewers:
-                        viewer.render(frame)
-                if paced:
-                    time.sleep(max(0.0, 1.0 / env.task.fps - (time.monotonic() - tick)))
-                if terminated or truncated:
-                    break
-            if not keep or not steps[ACTION]:
-                discarded += 1
-                continue
-            success = bool(info.get("is_success", False))
-            successes += success
-            store.add_episode({k: np.stack(v) for k, v in steps.items()}, {
-                "seed": episode_seed, "success": success, "task": task, "source": acting.name,
-                "labeler": labeling.name, "acted_by": run_lengths(acted_by), "length": len(steps[ACTION]),
-                "terminated": bool(terminated),  # ended in a terminal state (not cut by the time limit or a person)
-                "action_noise": action_noise, "started": started, "finished": time.time(),
-            })
-            recorded += 1
-            bar.update(1)
-    return {"store": str(store.path), "recorded": recorded, "discarded": discarded, "successes": successes,
-            "total_episodes": store.n_episodes}
+                if self.recording:
+                    with self.scene_lock:
+                        self.step(tick)
+                if self.person is None:
+                    continue
+                if self.viewer is not None:
+                    self.viewer.show(self.status(), self.help())
+                next_tick += 1.0 / self.fps
+                now = time.monotonic()
+                if now > next_tick:  # this tick overran its slot: counted, and the next starts now (no burst)
+                    if self.recording and self.take is not None:
+                        self.take.late_ticks += 1
+                    next_tick = now
+                else:
+                    time.sleep(next_tick - now)
+        except KeyboardInterrupt:
+            interrupted = True
+            self.ask_to_keep()
+            raise
+        finally:
+            self.progress.close()
+            if not interrupted and self.take is not None and self.take.frames and self.person is not None:
+                print(f"the take in progress ({self.take.frames} frames) was not saved", file=sys.stderr)
+        return self.summary()
 
+    def controls(self) -> list[str]:
+        if self.episodes is not None and self.saved >= self.episodes:
+            return [QUIT]
+        if self.person is not None:
+            return list(self.person.device.controls())
+        if not self.recording:
+            return [SAVE] if self.take is not None and self.take.end is not None else [START]
+        return []
 
-def _control(value) -> str | None:
-    """A device's control word (``DISCARD``) or None for an action."""
-    return value if isinstance(value, str) else None
+    def handle(self, control: str) -> None:
+        now = time.monotonic()
+        confirmed = self.confirm is not None and self.confirm[0] == control and now - self.confirm[1] < CONFIRM_SECONDS
+        self.confirm = None
+        take = self.take
+        if control == START and not self.recording and take is not None and take.end is None:
+            self.recording = True
+            take.started = time.time()
+        elif control == SAVE and take is not None and take.frames:
+            self.save()
+        elif control in (DISCARD, RETRY) and take is not None and (take.frames or control == RETRY):
+            self.drop_take("discarded" if control == DISCARD else "retry")
+            self.new_take(retry=control == RETRY)
+        elif control == DELETE_LAST and not self.recording:
+            if not self.store.n_episodes:
+                self.last_result = "no episode to delete"
+            elif confirmed:
+                attrs = self.store.delete_last_episode()
+                self.deleted += 1
+                self.saved = max(0, self.saved - 1)
+                self.progress.update(-1)
+                self.last_result = f"deleted episode {self.store.n_episodes} (seed {attrs.get('seed')})"
+            else:
+                self.confirm = (control, now)
+                self.last_result = f"press delete again to delete episode {self.store.n_episodes - 1}"
+        elif control == QUIT:
+            if self.recording and take is not None and take.frames and self.person is not None and not confirmed:
+                self.confirm = (control, now)
+                self.last_result = "press quit again to drop this take (save keeps it)"
+            else:
+                self.done = True
+        elif control == TAKE_OVER and self.policy is not None and self.in_control is self.policy:
+            self.in_control = self.driver
+            if take is not None and self.recording:
+                take.interventions += 1
+        elif control == HAND_BACK and self.policy is not None and self.in_control is not self.policy:
+            self.in_control = self.policy
+
+    def new_take(self, retry: bool) -> None:
+        """Reset the env to the next take's start (the same one on retry) and show it; recording waits for START."""
+        if retry and self.take is not None:
+            seed, state = self.take.seed, self.take.state
+        else:
+            seed = self.seed + self.store.n_episodes
+            if self.last_seed is not None:
+                seed = max(seed, self.last_seed + 1)
+            state = None
+            starts = getattr(self.driver.device, "start", None) if self.driver is not None else None
+            if starts is not None:
+                seed, state = starts(self.saved)
+        self.last_seed = seed
+        device_seed, self.noise_seed = np.random.SeedSequence(seed).spawn(2)
+        self.rng.bit_generator.state = np.random.PCG64(device_seed).state
+        self.noise_rng = np.random.default_rng(self.noise_seed)
+        with self.scene_lock:
+            self.env.reset(seed=seed)
+            if state is not None:
+                self.env.restore(state)
+            else:
+                state = self.env.state()
+        for role in (self.driver, self.policy, self.labeler):
+            if role is not None:
+                role.device.reset()
+        if self.controller is not None:
+            self.controller.reset()
+        self.in_control = self.policy if self.policy is not None else self.driver
+        self.take = Take(seed, state, steps={key: [] for key in self.store.features})
+        self.recording = False
+
+    def step(self, tick: float) -> None:
+        take, env = self.take, self.env
+        acting = self.in_control
+        action = self.to_action(acting.device.act(env.raw_obs))
+        label = action if self.labeler is None else self.to_action(self.labeler.device.act(env.raw_obs))
+        if isinstance(action, str) or isinstance(label, str) or action is None or label is None:
+            # a device ended the take: None keeps it, DISCARD drops it
+            if DISCARD in (action, label) or not take.frames:
+                self.discarded += not take.frames  # drop_take counts a take with frames
+                self.drop_take("discarded")
+                self.new_take(retry=False)
+            else:
+                take.end = "device"
+                self.recording = False
+            return
+        take.tick_times.append(tick)
+        for key, value in env.last_obs.items():
+            take.steps[key].append(value)
+        take.steps[ACTION].append(np.asarray(label, dtype=self.action_dtype))
+        take.acted_by.append(acting.name)
+        executed = np.asarray(action, dtype=self.action_dtype)
+        if self.action_noise:
+            executed = np.clip(executed + self.noise_rng.normal(size=executed.shape) * self.noise_scale,
+                               env.action_space.low, env.action_space.high)
+        _, _, terminated, truncated, info = env.step(executed)
+        take.success = bool(info.get("is_success", False))
+        if terminated or truncated:
+            take.end = "terminated" if terminated else "time-limit"
+            self.recording = False
+            self.last_result = f"take ended ({take.end}, {'success' if take.success else 'no success'})"
+
+    def to_action(self, output):
+        if isinstance(output, EndEffectorCommand):
+            return self.controller(output)
+        return output
+
+    # ---- ends of takes -----------------------------------------------------------------------------------
+
+    def save(self, next_take: bool = True) -> None:
+        take = self.take
+        self.recording = False
+        times = np.asarray(take.tick_times)
+        paced = self.person is not None
+        achieved = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else None
+        on_time = (not paced or achieved is None
+                   or (achieved >= ON_TIME_RATE * self.fps and take.late_ticks <= LATE_SHARE * take.frames))
+        driver_name = self.driver.name if self.driver is not None else POLICY
+        attrs = {
+            "seed": take.seed, "start_state": take.state.tolist() if take.state is not None else None,
+            "success": take.success, "task": self.task, "device": driver_name, "operator": self.operator,
+            "source": self.policy.name if self.policy is not None else driver_name,
+            "labeler": self.labeler.name if self.labeler is not None else driver_name,
+            "acted_by": run_lengths(take.acted_by), "interventions": take.interventions, "length": take.frames,
+            "terminated": take.end == "terminated",  # ended in a terminal state (not cut by a limit or a person)
+            "end": take.end or "saved", "action_noise": self.action_noise,
+            "started": take.started, "finished": time.time(), "control_fps": self.fps, "paced": paced,
+            "achieved_fps": achieved if paced else None, "late_ticks": take.late_ticks if paced else None,
+            "on_time": bool(on_time),
+        }
+        index = self.store.add_episode({k: np.stack(v) for k, v in take.steps.items()}, attrs)
+        self.saved += 1
+        self.successes += take.success
+        self.progress.update(1)
+        timing = "" if on_time else f", below its rate ({achieved:.1f} of {self.fps:g} fps, flagged)"
+        self.last_result = f"saved episode {index} ({'success' if take.success else 'no success'}{timing})"
+        if self.person is not None or not next_take:
+            print(self.last_result, file=sys.stderr)
+        self.take = None
+        if next_take and (self.episodes is None or self.saved < self.episodes):
+            self.new_take(retry=False)
+
+    def drop_take(self, why: str) -> None:
+        """Stop recording the take; its frames are dropped when the next take starts."""
+        if self.take is not None and self.take.frames:
+            self.discarded += 1
+            self.last_result = f"{why}: dropped {self.take.frames} frames"
+        self.recording = False
+
+    def ask_to_keep(self) -> None:
+        """After Ctrl-C: a take with frames is kept only if the person says so (no terminal: not kept)."""
+        take = self.take
+        if take is None or not take.frames:
+            return
+        keep = False
+        if sys.stdin is not None and sys.stdin.isatty():
+            try:
+                answer = input(f"\nkeep the take in progress ({take.frames} frames) as episode "
+                               f"{self.store.n_episodes}? [y/N] ")
+                keep = answer.strip().lower() in ("y", "yes")
+            except (KeyboardInterrupt, EOFError):
+                keep = False
+        if keep:
+            take.end = "interrupted"
+            self.save(next_take=False)
+        else:
+            print(f"the take in progress ({take.frames} frames) was not saved", file=sys.stderr)
+        self.take = None
+
+    # ---- what the person sees ----------------------------------------------------------------------------
+
+    def status(self) -> list[tuple[str, str]]:
+        take = self.take
+        if take is not None and take.tick_times:
+            recent = np.asarray(take.tick_times[-int(self.fps) - 1:])
+            rate = f"{(len(recent) - 1) / (recent[-1] - recent[0]):.1f} / {self.fps:g} Hz" if len(recent) > 1 \
+                and recent[-1] > recent[0] else f"- / {self.fps:g} Hz"
+        else:
+            rate = f"- / {self.fps:g} Hz"
+        state = "RECORDING" if self.recording else ("ended: save, discard or retry" if take and take.end
+                                                    else "paused: start to record")
+        lines = [("episode", f"{self.store.n_episodes} (seed {take.seed if take else '-'})"), ("state", state),
+                 ("frames", str(take.frames if take else 0)), ("control rate", rate),
+                 ("late ticks", str(take.late_ticks if take else 0)), ("last", self.last_result),
+                 ("in control", self.in_control.name if self.in_control is not None else "-"),
+                 ("saved", f"{self.saved} this session, {self.successes} successful")]
+        device_status = getattr(self.person.device, "status", None) if self.person is not None else None
+        if device_status is not None:
+            lines.append(("device", device_status()))
+        return lines
+
+    def help(self) -> list[tuple[str, str]]:
+        device_help = getattr(self.person.device, "help", None) if self.person is not None else None
+        return device_help() if device_help is not None else []
+
+    def summary(self) -> dict:
+        return {"store": str(self.store.path), "recorded": self.saved, "discarded": self.discarded,
+                "deleted": self.deleted, "successes": self.successes, "total_episodes": self.store.n_episodes}

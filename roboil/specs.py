@@ -103,6 +103,61 @@ class GoalKeys:
     achieved: str
 
 
+# Session controls: what a person asks of ``roboil record`` through an interactive device (Device.controls()).
+START = "start"  # start recording a take from the start shown
+SAVE = "save"  # commit the take as an episode
+DISCARD = "discard"  # drop the take and move on to a new start; also what act() returns to drop it
+RETRY = "retry"  # drop the take and go back to the same start
+DELETE_LAST = "delete-last"  # delete the last saved episode (asks for a second press)
+QUIT = "quit"  # end the session (asks for a second press while a take is being recorded)
+TAKE_OVER = "take-over"  # intervention mode: the person drives instead of the policy
+HAND_BACK = "hand-back"  # intervention mode: the policy drives again
+CONTROLS = (START, SAVE, DISCARD, RETRY, DELETE_LAST, QUIT, TAKE_OVER, HAND_BACK)
+
+
+@dataclass(frozen=True)
+class EndEffectorCommand:
+    """What an input device asks of the robot at one control tick, in end-effector space (world frame).
+
+    Devices produce these; the task's :class:`TeleopSpec` controller turns them into its action space, so every
+    device drives every task that has one.
+
+    - ``translation``: (x, y, z) velocity, each in [-1, 1], as a fraction of the task's top speed.
+    - ``rotation``: (x, y, z) angular velocity about the world axes, each in [-1, 1], as a fraction of the
+      task's top angular speed (ignored by tasks whose ``TeleopSpec.rotation`` is False).
+    - ``gripper``: the gripper's target opening, -1 closed to 1 open (a position, not a rate).
+    - ``arm``: index into ``TeleopSpec.arms`` of the arm these commands drive; the others hold still.
+    """
+
+    translation: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    rotation: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    gripper: float = 1.0
+    arm: int = 0
+
+
+class Controller(Protocol):
+    """A task's end-effector controller for one environment: ``reset()`` after each ``env.reset`` (or state
+    restore), then ``command -> action`` in the task's action space, once per control tick."""
+
+    def reset(self) -> None: ...
+
+    def __call__(self, command: EndEffectorCommand) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class TeleopSpec:
+    """How end-effector commands drive a task (``TaskSpec.teleop``).
+
+    ``make_controller(env)`` returns a :class:`Controller` for ``env``, the task's own gymnasium env (as
+    ``make_env`` made it, maybe wrapped: use ``env.unwrapped``). ``arms`` names the arms a device can switch
+    between (``("left", "right")`` for a bimanual robot); ``rotation`` says whether commands rotate the gripper.
+    """
+
+    make_controller: Callable[[Any], Controller]
+    arms: tuple[str, ...] = ("arm",)
+    rotation: bool = False
+
+
 @dataclass(frozen=True)
 class TaskSpec:
     """A simulated task.
@@ -110,10 +165,16 @@ class TaskSpec:
     - ``make_env(render_mode)`` returns a gymnasium env whose ``info`` carries ``is_success`` at every step, with
       no time limit of its own: the core applies one, ``max_episode_steps`` (``roboil eval --max-steps``
       replaces it), so a task's other wrappers are kept whatever the limit.
-    - ``make_expert(rng)`` returns a scripted :class:`Expert` for ``roboil record --actor scripted``.
+    - ``make_expert(rng)`` returns a scripted :class:`Expert` for ``roboil record --device scripted``.
     - ``observations``: the default observation kinds and their params, e.g. ``{"proprio": {}}``.
     - ``goal``: which observation arrays are goals, for goal-conditioned algorithms (None if not a goal task).
     - ``episode_metrics``: extra float ``info`` entries reported at episode end (e.g. ``coverage``).
+    - ``get_state(env) -> 1-d float64 array``: everything ``env.reset`` randomized and the simulation's state
+      (for MuJoCo, :func:`roboil.sim.mujoco_state` plus e.g. the goal); ``set_state(env, state) -> raw_obs`` puts
+      a freshly reset env in that state and returns its observation. The recorder stores each episode's start
+      state, and replay re-simulates from it. ``env`` is the task's own env, as for ``TeleopSpec``.
+    - ``scene(env) -> (mujoco.MjModel, mujoco.MjData)``: the MuJoCo scene the teleop viewer shows.
+    - ``teleop``: how input devices drive the task (None: only the scripted expert, replay and policies can).
     """
 
     name: str
@@ -124,40 +185,63 @@ class TaskSpec:
     episode_metrics: tuple[str, ...] = ()
     max_episode_steps: int | None = None
     fps: float = 25.0
+    get_state: Callable[[Any], np.ndarray] | None = None
+    set_state: Callable[[Any, np.ndarray], Any] | None = None
+    scene: Callable[[Any], tuple[Any, Any]] | None = None
+    teleop: TeleopSpec | None = None
     summary: str = ""
-
-
-DISCARD = "discard"  # what a device's act() returns to end the episode without keeping it
 
 
 class Device(Protocol):
     """Acts (or labels) in ``roboil record``.
 
-    - ``reset()`` at the start of each episode; ``act(raw_obs)`` returns an action, ``None`` to end the episode
-      and keep it, or :data:`DISCARD` to end it and drop it.
+    - ``reset()`` at the start of each take; ``act(raw_obs)`` returns an action in the task's action space, an
+      :class:`EndEffectorCommand` (the task's teleop controller makes it an action), ``None`` to end the
+      episode and keep it, or :data:`DISCARD` to end it and drop it.
+    - Optional ``controls() -> list[str]``: the session controls (:data:`CONTROLS`) asked for since the last
+      call; the session calls it once per control tick, recording or not. Devices whose spec is
+      ``interactive`` have it.
+    - Optional ``start(take) -> (seed, state or None)``: where take ``take`` (0-based, counted over the
+      session's saved episodes) starts, instead of the session's seed (e.g. replaying a stored episode).
+    - Optional ``status() -> str``: one line for the viewer's overlay (e.g. the arm driven, its gripper).
+    - Optional ``help() -> list[(keys, what they do)]``: the viewer shows it.
     - Optional ``close()``: called once when recording ends, however it ends.
-    - Optional ``render(frame)``: called after every step with the scene as an RGB uint8 ``(H, W, 3)`` frame
-      (the recorder then renders the task), e.g. for a viewer window.
-    - Optional ``realtime = True``: the recorder paces steps at the task's ``fps`` (a person is in the loop).
     """
 
     def reset(self) -> None: ...
 
-    def act(self, raw_obs: Any) -> np.ndarray | None | str: ...
+    def act(self, raw_obs: Any) -> np.ndarray | EndEffectorCommand | None | str: ...
+
+
+@dataclass(frozen=True)
+class DeviceContext:
+    """What a device is made from: the task, its live env (a :class:`roboil.envs.ObservedEnv`; the task's own
+    env is ``env.env``), a random generator re-seeded with each take's seed (recordings are reproducible and
+    resumable), the ``params`` instance from ``device.PARAM=value`` (or ``labeler.PARAM=value``), and the
+    viewer window when the session shows one (``keys()``/``pressed()`` give the keyboard; None when headless)."""
+
+    task: TaskSpec
+    env: Any
+    rng: np.random.Generator
+    params: Any
+    viewer: Any = None
 
 
 @dataclass(frozen=True)
 class DeviceSpec:
-    """An input device for ``roboil record --actor NAME`` (or ``--labeler NAME``).
+    """An input device for ``roboil record --device NAME`` (or ``--labeler NAME``).
 
-    ``make_device(task, env, rng, params)`` returns a :class:`Device`; ``params`` is a ``config`` instance from
-    ``actor.<param>=value`` (or ``labeler.<param>=value``) on the command line. ``rng`` is re-seeded with the
-    episode's seed before each episode, so recordings are reproducible and resumable.
+    ``make_device(context)`` returns a :class:`Device` for a :class:`DeviceContext`; ``config`` is the dataclass
+    of its parameters. ``interactive``: a person drives it, so the session shows the viewer (unless
+    ``--no-viewer``), runs in real time at the task's rate and waits for the person's controls to start and
+    save takes. A device that cannot work here (a library, the hardware or a display missing) raises a
+    :class:`roboil.errors.RoboilError` saying what to install or set.
     """
 
     name: str
-    make_device: Callable[[TaskSpec, Any, np.random.Generator, Any], Device]
+    make_device: Callable[[DeviceContext], Device]
     config: type = NoParams
+    interactive: bool = False
     summary: str = ""
 
 

@@ -40,7 +40,7 @@ def tiny_reach_store(tmp_path_factory):
     from roboil.record import record
 
     path = tmp_path_factory.mktemp("tiny") / "reach.zarr"
-    record("fetch-reach", "scripted", 2, path, progress=False)
+    record("fetch-reach", 2, path, progress=False)
     return path
 
 

@@ -18,7 +18,7 @@ from conftest import run_cli
     (["obs.pixels.height=-5"], "obs.pixels.height must be between 1 and 4096 pixels, got -5"),
     (["--seed", "-5"], "--seed must be >= 0, got -5"),
     (["--action-noise", "nan"], "--action-noise must be a finite number >= 0, got nan"),
-    (["--actor", "wiimote"], "unknown device 'wiimote'; valid: scripted"),
+    (["--device", "wiimote"], "unknown device 'wiimote'; valid: "),
 ])
 def test_record(tmp_path, args, message):
     result = run_cli("record", "--task", "fetch-reach", "--episodes", 1, "--out", tmp_path / "s.zarr", *args)

@@ -16,7 +16,7 @@ CONFIG = "configs/fetch_reach/gcbc.yaml"
 @pytest.fixture(scope="module")
 def reach_store(tmp_path_factory):
     path = tmp_path_factory.mktemp("data") / "reach.zarr"
-    run_cli("record", "--task", "fetch-reach", "--actor", "scripted", "--episodes", 30, "--out", path,
+    run_cli("record", "--task", "fetch-reach", "--episodes", 30, "--out", path,
             "--seed", 0, check=True)
     return path
 

@@ -7,7 +7,7 @@ import pytest
 from roboil.checkpoint import load_runner
 from roboil.config import load_config
 from roboil.errors import RoboilError
-from roboil.record import record
+from roboil.record import acted_mask, record
 from roboil.store import EpisodeStore
 from roboil.train import train
 from roboil_fetch.experts import ReachExpert
@@ -17,7 +17,7 @@ from roboil_fetch.experts import ReachExpert
 def weak_policy(tmp_path_factory):
     """A barely trained reach policy: it acts, but not like the expert."""
     root = tmp_path_factory.mktemp("roles")
-    record("fetch-reach", "scripted", 2, root / "demos.zarr", progress=False)
+    record("fetch-reach", 2, root / "demos.zarr", progress=False)
     config = load_config("configs/fetch_reach/gcbc.yaml", [f"data.path={root / 'demos.zarr'}", "train.steps=3",
                                                            "train.warmup_steps=1", "algorithm.hidden_dims=[16]"])
     return train(config, root / "run", progress=False)
@@ -25,7 +25,7 @@ def weak_policy(tmp_path_factory):
 
 def test_policy_acts_and_expert_labels_with_a_per_step_actor_record(weak_policy, tmp_path):
     path = tmp_path / "dagger.zarr"
-    summary = record("fetch-reach", f"policy:{weak_policy}", 2, path, labeler="scripted", progress=False)
+    summary = record("fetch-reach", 2, path, policy=str(weak_policy), labeler="scripted", progress=False)
     assert summary["recorded"] == 2
     store = EpisodeStore.open(path)
     expert, (runner, _, _) = ReachExpert(np.random.default_rng(0)), load_runner(weak_policy)
@@ -43,21 +43,46 @@ def test_policy_acts_and_expert_labels_with_a_per_step_actor_record(weak_policy,
 
 
 def test_policy_cannot_label_and_bad_roles_leave_no_store(weak_policy, tmp_path):
-    with pytest.raises(RoboilError, match="a policy cannot label another actor's steps"):
-        record("fetch-reach", "scripted", 1, tmp_path / "a.zarr", labeler=f"policy:{weak_policy}", progress=False)
-    with pytest.raises(RoboilError, match="unknown device 'wiimote'; valid: scripted"):
-        record("fetch-reach", f"policy:{weak_policy}", 1, tmp_path / "b.zarr", labeler="wiimote", progress=False)
+    with pytest.raises(RoboilError, match="only a device a person holds can take over from a policy"):
+        record("fetch-reach", 1, tmp_path / "a.zarr", device="scripted", policy=str(weak_policy), progress=False)
+    with pytest.raises(RoboilError, match="unknown device 'wiimote'; valid: "):
+        record("fetch-reach", 1, tmp_path / "b.zarr", policy=str(weak_policy), labeler="wiimote", progress=False)
     assert not (tmp_path / "a.zarr").exists() and not (tmp_path / "b.zarr").exists()
 
 
 def test_noisy_recording_resumed_in_parts_equals_one_run(tmp_path):
-    record("pusht", "scripted", 4, tmp_path / "one.zarr", action_noise=0.05, progress=False,
+    record("pusht", 4, tmp_path / "one.zarr", action_noise=0.05, progress=False,
            obs_overrides={"pixels": {"cameras": []}})
     for _ in range(2):
-        record("pusht", "scripted", 2, tmp_path / "parts.zarr", action_noise=0.05, progress=False,
+        record("pusht", 2, tmp_path / "parts.zarr", action_noise=0.05, progress=False,
                obs_overrides={"pixels": {"cameras": []}})
     one, parts = EpisodeStore.open(tmp_path / "one.zarr"), EpisodeStore.open(tmp_path / "parts.zarr")
     assert one.n_episodes == parts.n_episodes == 4
     for index in range(4):
         a, b = one.episode(index), parts.episode(index)
         assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_intervention_records_who_drove_each_step(weak_policy, tmp_path):
+    """HG-DAgger: the policy drives, the person takes over with a key and hands back with another; the whole
+    episode is recorded with who was in control at every step."""
+    script = tmp_path / "keys.txt"
+    script.write_text("enter wait*3 t up*4 h wait*3 s q")
+    path = tmp_path / "hg.zarr"
+    summary = record("fetch-reach", None, path, device="keyboard", policy=str(weak_policy), viewer=False,
+                     device_params={"script": str(script)}, progress=False)
+    assert summary["recorded"] == 1
+    store = EpisodeStore.open(path)
+    (attrs,) = store.episode_attrs()
+    episode = store.episode(0)
+    # enter and 3 waits: the policy; t and 4 ups: the person; h and 3 waits: the policy again
+    assert attrs["acted_by"] == [["policy", 4], ["keyboard", 5], ["policy", 4]] and attrs["interventions"] == 1
+    person = acted_mask(attrs, "keyboard")
+    assert person.tolist() == [False] * 4 + [True] * 5 + [False] * 4
+    np.testing.assert_array_equal(episode["action"][person][:, :3], [[0, 0, 0]] + [[1, 0, 0]] * 4)
+    runner, _, _ = load_runner(weak_policy)
+    runner.reset(1)
+    keys = ("observation", "achieved_goal", "desired_goal")
+    policy_actions = np.stack([runner.act({k: episode[k][t][None] for k in keys})[0] for t in range(len(person))])
+    np.testing.assert_allclose(episode["action"][~person], policy_actions[~person], atol=1e-5)
+    assert attrs["device"] == "keyboard" and attrs["source"] == "policy"

@@ -21,7 +21,7 @@ CONFIG = "configs/pusht/diffusion_state.yaml"
 @pytest.fixture(scope="module")
 def pusht_store(tmp_path_factory):
     store = tmp_path_factory.mktemp("relative") / "pusht.zarr"
-    record("pusht", "scripted", 2, store, obs_overrides={"pixels": {"cameras": []}}, progress=False)
+    record("pusht", 2, store, obs_overrides={"pixels": {"cameras": []}}, progress=False)
     return store
 
 

@@ -17,7 +17,7 @@ CONFIG = "configs/fetch_reach/gcbc.yaml"
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     path = tmp_path_factory.mktemp("data") / "reach.zarr"
-    record("fetch-reach", "scripted", 3, path, progress=False)
+    record("fetch-reach", 3, path, progress=False)
     return path
 
 

@@ -80,7 +80,7 @@ def test_read_only_out_is_one_line_for_record_train_and_eval(tmpfs, tiny_reach_s
 
 def test_store_remounted_read_only_refuses_appending_in_one_line(tmpfs):
     mount = tmpfs()
-    record("fetch-reach", "scripted", 1, mount / "s.zarr", progress=False)
+    record("fetch-reach", 1, mount / "s.zarr", progress=False)
     subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
     out = mount / "s.zarr"
     one_line(run_cli("record", "--task", "fetch-reach", "--episodes", 1, "--out", out), READ_ONLY.format(out=out))
@@ -89,7 +89,7 @@ def test_store_remounted_read_only_refuses_appending_in_one_line(tmpfs):
 
 def test_disk_full_while_recording_keeps_every_committed_episode(tmpfs):
     out = tmpfs() / "s.zarr"
-    record("fetch-reach", "scripted", 2, out, progress=False)
+    record("fetch-reach", 2, out, progress=False)
     filler = fill(out.parent)
     one_line(run_cli("record", "--task", "fetch-reach", "--episodes", 3, "--out", out), FULL.format(out=out))
     store = EpisodeStore.open(out)

@@ -43,7 +43,7 @@ def main() -> None:
         task, demos, config, record_options = RUNS[name]
         store, run = out / f"{task}-{demos}{'-noisy' if record_options else ''}.zarr", out / name
         if not store.exists():
-            roboil("record", "--task", task, "--actor", "scripted", "--episodes", str(demos), "--out", str(store),
+            roboil("record", "--task", task, "--episodes", str(demos), "--out", str(store),
                    *record_options)
         started = time.time()
         roboil("train", config, f"data.path={store}", *args.overrides, "--out", str(run))

@@ -59,7 +59,7 @@ def committed_checksums(path: Path) -> list[dict] | None:
 def launch(path: Path, args, episodes: int, kill_at: float, observed: list, figures: Counter):
     """Run `roboil record` for ``episodes`` more episodes, SIGKILL its group at ``kill_at`` s unless it ended first;
     extend ``observed`` with what gets committed meanwhile. Returns (exit code, stderr, [(s, episodes seen)])."""
-    cmd = [sys.executable, "-m", "roboil.cli", "record", "--task", args.task, "--actor", "scripted",
+    cmd = [sys.executable, "-m", "roboil.cli", "record", "--task", args.task,
            "--episodes", str(episodes), "--out", str(path), "--seed", str(args.seed)]
     timeline = []
     with tempfile.TemporaryFile() as err:  # a file, not a pipe: tqdm's progress could fill a pipe and block it

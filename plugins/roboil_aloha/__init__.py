@@ -8,14 +8,20 @@ state-only policies) and the cameras ``top``, ``left_wrist`` and ``right_wrist``
 kind (``top`` by default). Success is strict (see ``tasks.py``): the cube held off the table by both left
 fingers and nothing of the right arm; the peg at least 1 cm inside the socket's tube, both off the table.
 The scripted experts follow grasp-point waypoints through each arm's inverse kinematics.
+
+State (``get_state``): the MuJoCo integration state alone; the env keeps nothing else between steps (the objects'
+sampled poses are in ``qpos``, the joint targets in ``ctrl``, the tasks have no step counter). Teleop
+(``teleop.py``): either arm's grasp point moves at up to 0.15 m/s and turns at up to 1 rad/s through its IK.
 """
 
 from __future__ import annotations
 
 import functools
 
+import numpy as np
+
 import roboil
-from roboil import TaskSpec
+from roboil import TaskSpec, TeleopSpec, env_scene, env_state, restore_env_state
 
 EPISODE_STEPS = 400  # 8 s at 50 Hz, as the ACT paper's scripted episodes
 
@@ -34,6 +40,17 @@ def make_expert(task_name: str, rng):
     return BimanualExpert(TASKS[task_name](), rng)
 
 
+def set_state(env, state: np.ndarray):
+    restore_env_state(env, state)  # the whole state is in MuJoCo: no Python-side episode state
+    return env.unwrapped._obs()
+
+
+def make_controller(env):
+    from .teleop import AlohaController
+
+    return AlohaController(env)
+
+
 @roboil.hookimpl
 def register_tasks():
     summaries = {
@@ -47,5 +64,9 @@ def register_tasks():
         observations={"proprio": {}, "pixels": {"cameras": ["top"], "height": 96, "width": 128}},
         max_episode_steps=EPISODE_STEPS,
         fps=50.0,
+        get_state=env_state,
+        set_state=set_state,
+        scene=env_scene,
+        teleop=TeleopSpec(make_controller=make_controller, arms=("left", "right"), rotation=True),
         summary=summary,
     ) for name, summary in summaries.items()]

@@ -1,0 +1,92 @@
+"""``roboil replay``: re-simulate stored episodes from their start states and recorded actions, and say whether
+each replay reproduces the recorded success (and how far its observations drift from the stored ones)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .envs import ObservedEnv
+from .errors import RoboilError
+from .keys import ACTION
+from .store import EpisodeStore
+from .video import write_mp4
+
+
+def replay(path: str | Path, episodes: list[int] | None = None, video: str | Path | None = None,
+           stored_frames: bool = False) -> dict:
+    """Replay ``episodes`` (default: all) of the store at ``path``; returns ``{"replayed", "reproduced",
+    "episodes": [per-episode dicts], "lines": [what to print]}``. With ``video`` (one episode), the replay's
+    frames are written there as an mp4, or with ``stored_frames`` the frames the episode stored."""
+    store = EpisodeStore.open(path, require_healthy=True)
+    if ACTION not in store.features:
+        raise RoboilError(f"store '{path}' holds observations only (no actions), so it cannot be replayed")
+    if not store.n_episodes:
+        raise RoboilError(f"store '{path}' has no episodes to replay")
+    indices = list(range(store.n_episodes)) if episodes is None else episodes
+    if bad := [i for i in indices if not 0 <= i < store.n_episodes]:
+        raise RoboilError(f"episode {bad[0]} is out of range: store '{path}' has episodes 0..{store.n_episodes - 1}")
+    if video is not None and len(indices) != 1:
+        raise RoboilError("--video writes one episode; give one --episode N")
+    if stored_frames and video is None:
+        raise RoboilError("--stored-frames writes the stored frames to --video FILE; give --video")
+    attrs = store.episode_attrs()
+    if stored_frames:
+        return _stored_video(store, indices[0], Path(video))
+    task, observations = store.attrs["task"], store.attrs.get("observations", {"proprio": {}})
+    env = ObservedEnv(task, observations, render_mode="rgb_array" if video else None,
+                      max_steps=int(store.episode_lengths[indices].max()) + 1)
+    results = []
+    try:
+        for index in indices:
+            results.append(_replay_one(env, store.episode(index), attrs[index], index, Path(video) if video else None))
+    finally:
+        env.close()
+    reproduced = sum(r["reproduced"] for r in results)
+    lines = [r["line"] for r in results]
+    lines.append(f"{path}: {reproduced} of {len(results)} replays reproduce the recorded success "
+                 f"({reproduced / len(results):.1%})")
+    return {"replayed": len(results), "reproduced": reproduced, "episodes": results, "lines": lines}
+
+
+def _replay_one(env: ObservedEnv, episode: dict[str, np.ndarray], attrs: dict, index: int,
+                video: Path | None) -> dict:
+    seed, state = attrs.get("seed"), attrs.get("start_state")
+    obs, info = env.reset(seed=seed)
+    if state is not None:
+        obs = env.restore(state)
+    frames = [env.render()] if video else None
+    keys = [k for k in episode if k != ACTION]
+    drift = 0.0
+    success = False
+    for t, action in enumerate(episode[ACTION]):
+        drift = max(drift, *(_deviation(obs[k], episode[k][t]) for k in keys))
+        obs, _, _, _, info = env.step(action)
+        success = bool(info.get("is_success", False))
+        if frames is not None:
+            frames.append(env.render())
+    if frames is not None:
+        write_mp4(video, frames, env.task.fps)
+    recorded = attrs.get("success")
+    reproduced = recorded is not None and success == bool(recorded)
+    start = "its start state" if state is not None else f"seed {seed} (no start state stored)"
+    line = (f"episode {index}: from {start}, recorded {'success' if recorded else 'failure'}, replay "
+            f"{'success' if success else 'failure'}: {'reproduced' if reproduced else 'NOT reproduced'}; "
+            f"observations {'identical' if drift == 0 else f'drift up to {drift:.3g}'}")
+    return {"episode": index, "recorded_success": recorded, "replay_success": success, "reproduced": reproduced,
+            "max_observation_drift": drift, "line": line}
+
+
+def _deviation(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64)))) if np.size(a) else 0.0
+
+
+def _stored_video(store: EpisodeStore, index: int, video: Path) -> dict:
+    cameras = [k for k, f in store.features.items() if f.dtype == "uint8" and len(f.shape) == 3 and f.shape[-1] == 3]
+    if not cameras:
+        raise RoboilError(f"store '{store.path}' stores no camera frames; drop --stored-frames to film a replay")
+    frames = store.episode(index)[cameras[0]]
+    write_mp4(video, list(frames), store.attrs.get("fps", 25.0))
+    line = f"episode {index}: wrote its {len(frames)} stored '{cameras[0]}' frames to {video}"
+    return {"replayed": 0, "reproduced": 0, "episodes": [], "lines": [line]}

@@ -1,0 +1,59 @@
+"""MuJoCo state helpers for task plugins' ``get_state``/``set_state``/``scene`` (see
+:class:`roboil.specs.TaskSpec`). MuJoCo is imported on first use, so a plugin that names these at import time
+costs no command that never simulates."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import mujoco
+
+
+def state_kind() -> int:
+    """Time, qpos, qvel, act, plugin and user inputs (ctrl, applied forces, mocap, ...) and the warm start of the
+    constraint solver: what mj_step reads, so a run restored from it steps exactly as the original did."""
+    import mujoco
+
+    return mujoco.mjtState.mjSTATE_INTEGRATION
+
+
+def mujoco_state(model: mujoco.MjModel, data: mujoco.MjData) -> np.ndarray:
+    """The full integration state of ``data`` as a flat float64 array."""
+    import mujoco
+
+    state = np.empty(mujoco.mj_stateSize(model, state_kind()))
+    mujoco.mj_getState(model, data, state, state_kind())
+    return state
+
+
+def set_mujoco_state(model: mujoco.MjModel, data: mujoco.MjData, state: np.ndarray) -> None:
+    """Restore a state from :func:`mujoco_state` and recompute everything derived from it (positions of bodies,
+    sensors), as ``mj_forward`` does, so observations read from ``data`` match the restored state."""
+    import mujoco
+
+    state = np.asarray(state, dtype=np.float64)
+    expected = mujoco.mj_stateSize(model, state_kind())
+    if state.shape != (expected,):
+        raise ValueError(f"a MuJoCo state of this model has {expected} numbers, got shape {state.shape}")
+    mujoco.mj_setState(model, data, state, state_kind())
+    mujoco.mj_forward(model, data)
+
+
+def env_scene(env) -> tuple[mujoco.MjModel, mujoco.MjData]:
+    """The MuJoCo model and data of a gymnasium env that keeps them as ``model`` and ``data`` (gymnasium's
+    MujocoEnv does, and so do our own scenes): a ``TaskSpec.scene`` for such tasks."""
+    base = env.unwrapped
+    return base.model, base.data
+
+
+def env_state(env) -> np.ndarray:
+    """:func:`mujoco_state` of such an env: a ``TaskSpec.get_state`` for tasks whose whole state is in MuJoCo."""
+    return mujoco_state(*env_scene(env))
+
+
+def restore_env_state(env, state: np.ndarray) -> None:
+    """:func:`set_mujoco_state` of such an env (a task's ``set_state`` then returns its observation)."""
+    set_mujoco_state(*env_scene(env), state)
