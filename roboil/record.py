@@ -30,9 +30,11 @@ from .plugins import registry
 from .specs import (DELETE_LAST, DISCARD, HAND_BACK, QUIT, RETRY, SAVE, START, TAKE_OVER, ArrayLayout,
                     DeviceContext, EndEffectorCommand)
 from .store import EpisodeStore
+from .teleop import teleop_spec
 
 ACTION_LAYOUT = ArrayLayout(time_chunk=1024)
 POLICY = "policy"  # the name a policy acts under in the per-step record
+MAX_EMPTY_TAKES = 3  # takes in a row that devices end before their first step: a setup mistake, not a recording
 CONFIRM_SECONDS = 3.0  # a second press of delete-last or quit within this time confirms it
 # a take is flagged as not on time when its achieved rate falls below this share of the task's rate, or more
 # than this share of its ticks ran late
@@ -46,6 +48,9 @@ class PolicyDevice:
         from .checkpoint import load_runner  # torch loads only when a policy acts
 
         self.runner, _, meta = load_runner(run_dir)
+        if (trained := meta.get("task")) not in (None, env.task.name):
+            raise RoboilError(f"policy '{run_dir}' was trained on task '{trained}', not '{env.task.name}'; record "
+                              f"with --task {trained} or another policy")
         self.keys = list(meta["features"])
         if missing := [k for k in self.keys if k not in env.features]:
             raise RoboilError(f"policy '{run_dir}' reads {', '.join(missing)}, which this recording does not observe; "
@@ -213,15 +218,14 @@ def record(task: str, episodes: int | None, out: str | Path, device: str | None 
         if labeler is not None and labeler != device:
             label_role = make_role(labeler, DeviceContext(task_spec, env, rng, labeler_params or {}, None), "labeler")
             roles.append(label_role)
-        controller = None
-        if any(role.interactive for role in roles):
-            if task_spec.teleop is None:
-                raise RoboilError(f"task '{task}' has no end-effector control for input devices; record it with "
-                                  "--device scripted or --device replay")
-            controller = task_spec.teleop.make_controller(env.env)
+            if hasattr(label_role.device, "start"):
+                raise RoboilError(f"--labeler {labeler} decides where takes start, which only the driver may; use it "
+                                  "as --device")
+        # made for every task that has one: any device may answer with end-effector commands
+        controller = task_spec.teleop.make_controller(env.env) if task_spec.teleop is not None else None
         with open_or_create(Path(out), task, observations, env) as store:  # holds the one-writer lock
             session = Session(store, env, task, driver, policy_role, label_role, controller, window, rng, seed,
-                              episodes, action_noise, operator or getpass.getuser(), progress)
+                              episodes, action_noise, operator or _user(), progress)
             return session.run()
     finally:
         for role in roles:
@@ -232,9 +236,17 @@ def record(task: str, episodes: int | None, out: str | Path, device: str | None 
             env.close()
 
 
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # a container's uid with no passwd entry and no $USER
+        return "unknown"
+
+
 def open_viewer(task_spec, env: ObservedEnv):
     if task_spec.scene is None:
-        raise RoboilError(f"task '{task_spec.name}' has no MuJoCo scene for the viewer; record with --no-viewer")
+        raise RoboilError(f"task '{task_spec.name}' has no MuJoCo scene for the viewer; record it with --no-viewer "
+                          "and a key script (device.script=FILE), or with --device scripted")
     from .viewer import Viewer  # GLFW loads only when a window opens
 
     env.reset(seed=0)  # a scene to size the camera on; every take resets again
@@ -244,8 +256,8 @@ def open_viewer(task_spec, env: ObservedEnv):
 
 class Session:
     """The take loop. Each control tick: read the person's controls (or, with no person, start every take and
-    save it when it ends), step the take being recorded, draw the viewer when the tick has time for it, and wait
-    for the next tick (only when a person drives: otherwise as fast as the simulation goes)."""
+    save it when it ends), step the take being recorded, update the viewer's overlay (it draws on its own
+    thread), and wait for the next tick (only when a person drives: otherwise as fast as the simulation goes)."""
 
     def __init__(self, store: EpisodeStore, env: ObservedEnv, task: str, driver: Role | None, policy: Role | None,
                  labeler: Role | None, controller, viewer, rng: np.random.Generator, seed: int,
@@ -261,12 +273,14 @@ class Session:
         low, high = getattr(env.action_space, "low", None), getattr(env.action_space, "high", None)
         self.noise_scale = action_noise * (high - low) / 2 if action_noise else 0.0
         self.take: Take | None = None
+        self.last_action: np.ndarray | None = None  # the last action executed (before noise)
         self.recording = False
-        self.saved = self.discarded = self.deleted = self.successes = 0
-        self.last_seed: int | None = None
+        self.saved = self.discarded = self.deleted = self.successes = self.empty_takes = 0
+        # a new session continues after the store's highest start seed: an earlier session's discards moved it on
+        seeds = [a.get("seed") for a in store.episode_attrs() if isinstance(a.get("seed"), int)]
+        self.last_seed: int | None = max(seeds) if seeds else None
         self.last_result = "-"
         self.confirm: tuple[str, float] | None = None  # a control waiting for its second press
-        self.recent_ticks: list[float] = []
         self.progress = tqdm(total=episodes, desc=f"record {task}", disable=not progress, unit="ep")
         self.done = False
         # the viewer draws the scene on its own thread: the simulation changes only while holding its lock
@@ -284,7 +298,13 @@ class Session:
                 if self.viewer is not None:
                     self.viewer.poll()
                     if self.viewer.closed:
-                        self.drop_take("window closed")
+                        if self.take is not None and self.take.frames:
+                            self.drop_take("window closed")
+                            print(self.last_result, file=sys.stderr)
+                        self.take = None
+                        if failure := getattr(self.viewer, "failure", None):
+                            raise RoboilError(f"{failure}; the episodes saved are kept: try again, or record "
+                                              "with --no-viewer and a key script")
                         break
                 for control in self.controls():
                     self.handle(control)
@@ -309,6 +329,7 @@ class Session:
                     time.sleep(next_tick - now)
         except KeyboardInterrupt:
             interrupted = True
+            self.progress.close()  # before the question, not through it
             self.ask_to_keep()
             raise
         finally:
@@ -336,33 +357,45 @@ class Session:
             take.started = time.time()
         elif control == SAVE and take is not None and take.frames:
             self.save()
-        elif control in (DISCARD, RETRY) and take is not None and (take.frames or control == RETRY):
+        elif control in (DISCARD, RETRY) and take is not None:  # a discard before any frame skips a bad start
             self.drop_take("discarded" if control == DISCARD else "retry")
             self.new_take(retry=control == RETRY)
-        elif control == DELETE_LAST and not self.recording:
-            if not self.store.n_episodes:
+        elif control == DELETE_LAST:
+            if self.recording:
+                self.last_result = "stop the take first (save or discard), then delete"
+            elif not self.store.n_episodes:
                 self.last_result = "no episode to delete"
             elif confirmed:
                 attrs = self.store.delete_last_episode()
                 self.deleted += 1
-                self.saved = max(0, self.saved - 1)
-                self.progress.update(-1)
+                if self.saved:  # one of this session's: it no longer counts toward --episodes
+                    self.saved -= 1
+                    self.successes -= bool(attrs.get("success"))
+                    self.progress.update(-1)
                 self.last_result = f"deleted episode {self.store.n_episodes} (seed {attrs.get('seed')})"
             else:
                 self.confirm = (control, now)
                 self.last_result = f"press delete again to delete episode {self.store.n_episodes - 1}"
         elif control == QUIT:
-            if self.recording and take is not None and take.frames and self.person is not None and not confirmed:
+            if take is not None and take.frames and self.person is not None and not confirmed:
                 self.confirm = (control, now)
-                self.last_result = "press quit again to drop this take (save keeps it)"
+                self.last_result = "press quit again to drop this unsaved take (save keeps it)"
             else:
                 self.done = True
         elif control == TAKE_OVER and self.policy is not None and self.in_control is self.policy:
             self.in_control = self.driver
+            # the person starts from where the robot is: the controller re-reads the measured state, the device's
+            # grippers take the policy's last command (a held object stays held)
+            self.controller.reset()
+            grippers = getattr(self.controller, "grippers", None)
+            take_over = getattr(self.driver.device, "take_over", None)
+            if grippers is not None and take_over is not None and self.last_action is not None:
+                take_over(grippers(self.last_action))
             if take is not None and self.recording:
                 take.interventions += 1
         elif control == HAND_BACK and self.policy is not None and self.in_control is not self.policy:
             self.in_control = self.policy
+            self.policy.device.reset()  # its queued chunk and observation history predate the correction
 
     def new_take(self, retry: bool) -> None:
         """Reset the env to the next take's start (the same one on retry) and show it; recording waits for START."""
@@ -377,9 +410,9 @@ class Session:
             if starts is not None:
                 seed, state = starts(self.saved)
         self.last_seed = seed
-        device_seed, self.noise_seed = np.random.SeedSequence(seed).spawn(2)
+        device_seed, noise_seed = np.random.SeedSequence(seed).spawn(2)
         self.rng.bit_generator.state = np.random.PCG64(device_seed).state
-        self.noise_rng = np.random.default_rng(self.noise_seed)
+        self.noise_rng = np.random.default_rng(noise_seed)
         with self.scene_lock:
             self.env.reset(seed=seed)
             if state is not None:
@@ -400,9 +433,13 @@ class Session:
         acting = self.in_control
         action = self.to_action(acting.device.act(env.raw_obs))
         label = action if self.labeler is None else self.to_action(self.labeler.device.act(env.raw_obs))
-        if isinstance(action, str) or isinstance(label, str) or action is None or label is None:
-            # a device ended the take: None keeps it, DISCARD drops it
-            if DISCARD in (action, label) or not take.frames:
+        ends = [out for out in (action, label) if out is None or isinstance(out, str)]
+        if ends:  # a device ended the take: None keeps it, DISCARD drops it
+            if DISCARD in ends or not take.frames:
+                self.empty_takes += not take.frames
+                if self.empty_takes >= MAX_EMPTY_TAKES:
+                    raise RoboilError(f"the devices ended {MAX_EMPTY_TAKES} takes in a row before their first step; "
+                                      "check --device and --labeler (e.g. a replay store without actions)")
                 self.discarded += not take.frames  # drop_take counts a take with frames
                 self.drop_take("discarded")
                 self.new_take(retry=False)
@@ -410,16 +447,20 @@ class Session:
                 take.end = "device"
                 self.recording = False
             return
-        take.tick_times.append(tick)
-        for key, value in env.last_obs.items():
-            take.steps[key].append(value)
-        take.steps[ACTION].append(np.asarray(label, dtype=self.action_dtype))
-        take.acted_by.append(acting.name)
+        self.empty_takes = 0
+        observed = env.last_obs
         executed = np.asarray(action, dtype=self.action_dtype)
+        self.last_action = executed
         if self.action_noise:
             executed = np.clip(executed + self.noise_rng.normal(size=executed.shape) * self.noise_scale,
                                env.action_space.low, env.action_space.high)
         _, _, terminated, truncated, info = env.step(executed)
+        # the step's row, appended in one place: an interrupt leaves the take's lists the same length
+        take.tick_times.append(tick)
+        for key, value in observed.items():
+            take.steps[key].append(value)
+        take.steps[ACTION].append(np.asarray(label, dtype=self.action_dtype))
+        take.acted_by.append(acting.name)
         take.success = bool(info.get("is_success", False))
         if terminated or truncated:
             take.end = "terminated" if terminated else "time-limit"
@@ -428,19 +469,21 @@ class Session:
 
     def to_action(self, output):
         if isinstance(output, EndEffectorCommand):
+            if self.controller is None:
+                teleop_spec(self.env.task)  # the one-line error: the task has no end-effector control
             return self.controller(output)
         return output
 
     # ---- ends of takes -----------------------------------------------------------------------------------
 
     def save(self, next_take: bool = True) -> None:
-        take = self.take
+        take, self.take = self.take, None  # detached first: an interrupt from here on cannot offer it again
         self.recording = False
         times = np.asarray(take.tick_times)
         paced = self.person is not None
         achieved = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else None
-        on_time = (not paced or achieved is None
-                   or (achieved >= ON_TIME_RATE * self.fps and take.late_ticks <= LATE_SHARE * take.frames))
+        on_time = None if not paced else (achieved is None or (achieved >= ON_TIME_RATE * self.fps
+                                                                and take.late_ticks <= LATE_SHARE * take.frames))
         driver_name = self.driver.name if self.driver is not None else POLICY
         attrs = {
             "seed": take.seed, "start_state": take.state.tolist() if take.state is not None else None,
@@ -450,19 +493,20 @@ class Session:
             "acted_by": run_lengths(take.acted_by), "interventions": take.interventions, "length": take.frames,
             "terminated": take.end == "terminated",  # ended in a terminal state (not cut by a limit or a person)
             "end": take.end or "saved", "action_noise": self.action_noise,
+            # the recorded actions are labels, not what was executed (a labeler, or noise): replay cannot redo it
+            "relabeled": self.labeler is not None or bool(self.action_noise),
             "started": take.started, "finished": time.time(), "control_fps": self.fps, "paced": paced,
             "achieved_fps": achieved if paced else None, "late_ticks": take.late_ticks if paced else None,
-            "on_time": bool(on_time),
+            "on_time": on_time,  # None: not paced (the steps' timing is the simulation's)
         }
         index = self.store.add_episode({k: np.stack(v) for k, v in take.steps.items()}, attrs)
         self.saved += 1
         self.successes += take.success
         self.progress.update(1)
-        timing = "" if on_time else f", below its rate ({achieved:.1f} of {self.fps:g} fps, flagged)"
+        timing = "" if on_time is not False else f", below its rate ({achieved:.1f} of {self.fps:g} fps, flagged)"
         self.last_result = f"saved episode {index} ({'success' if take.success else 'no success'}{timing})"
         if self.person is not None or not next_take:
             print(self.last_result, file=sys.stderr)
-        self.take = None
         if next_take and (self.episodes is None or self.saved < self.episodes):
             self.new_take(retry=False)
 
@@ -487,7 +531,7 @@ class Session:
             except (KeyboardInterrupt, EOFError):
                 keep = False
         if keep:
-            take.end = "interrupted"
+            take.end = take.end or "interrupted"
             self.save(next_take=False)
         else:
             print(f"the take in progress ({take.frames} frames) was not saved", file=sys.stderr)

@@ -37,14 +37,21 @@ def replay(path: str | Path, episodes: list[int] | None = None, video: str | Pat
     task, observations = store.attrs["task"], store.attrs.get("observations", {"proprio": {}})
     env = ObservedEnv(task, observations, render_mode="rgb_array" if video else None,
                       max_steps=int(store.episode_lengths[indices].max()) + 1)
-    results = []
+    results, lines = [], []
     try:
         for index in indices:
+            if attrs[index].get("relabeled") or attrs[index].get("action_noise"):
+                lines.append(f"episode {index}: its actions are labels (by {attrs[index].get('labeler')}, noise "
+                             f"{attrs[index].get('action_noise', 0)}), not what was executed: not replayable")
+                continue
             results.append(_replay_one(env, store.episode(index), attrs[index], index, Path(video) if video else None))
+            lines.append(results[-1]["line"])
     finally:
         env.close()
+    if not results:
+        raise RoboilError(f"none of the episodes asked for in '{path}' can be replayed (they store labels, not the "
+                          "actions executed)")
     reproduced = sum(r["reproduced"] for r in results)
-    lines = [r["line"] for r in results]
     lines.append(f"{path}: {reproduced} of {len(results)} replays reproduce the recorded success "
                  f"({reproduced / len(results):.1%})")
     return {"replayed": len(results), "reproduced": reproduced, "episodes": results, "lines": lines}

@@ -137,7 +137,9 @@ class EndEffectorCommand:
 
 class Controller(Protocol):
     """A task's end-effector controller for one environment: ``reset()`` after each ``env.reset`` (or state
-    restore), then ``command -> action`` in the task's action space, once per control tick."""
+    restore) and when a person takes over (it re-reads where the robot is), then ``command -> action`` in the
+    task's action space, once per control tick. Optional ``grippers(action)``: the opening (-1 closed .. 1 open)
+    each arm's gripper is commanded to by an action, so a person taking over keeps what the policy held."""
 
     def reset(self) -> None: ...
 
@@ -205,6 +207,8 @@ class Device(Protocol):
       session's saved episodes) starts, instead of the session's seed (e.g. replaying a stored episode).
     - Optional ``status() -> str``: one line for the viewer's overlay (e.g. the arm driven, its gripper).
     - Optional ``help() -> list[(keys, what they do)]``: the viewer shows it.
+    - Optional ``take_over(grippers)``: a person takes over from a policy whose last action commanded these
+      gripper openings (:meth:`Controller.grippers`); the device's gripper targets follow them.
     - Optional ``close()``: called once when recording ends, however it ends.
     """
 
@@ -218,7 +222,8 @@ class DeviceContext:
     """What a device is made from: the task, its live env (a :class:`roboil.envs.ObservedEnv`; the task's own
     env is ``env.env``), a random generator re-seeded with each take's seed (recordings are reproducible and
     resumable), the ``params`` instance from ``device.PARAM=value`` (or ``labeler.PARAM=value``), and the
-    viewer window when the session shows one (``keys()``/``pressed()`` give the keyboard; None when headless)."""
+    viewer window when the session shows one (``held()``/``pressed()`` give the keyboard, ``heading()`` the camera's
+    direction; None when headless)."""
 
     task: TaskSpec
     env: Any

@@ -80,6 +80,11 @@ class ArmSelection:
         keeps the hand they were using)."""
         self.grippers = [OPEN] * len(self.names)
 
+    def follow(self, grippers: Sequence[float]) -> None:
+        """Take each arm's gripper target from a command another driver gave (e.g. the policy a person takes over
+        from), so a held object stays held."""
+        self.grippers = [OPEN if g >= 0 else CLOSED for g in grippers]
+
     def toggle_gripper(self) -> None:
         self.grippers[self.arm] = CLOSED if self.grippers[self.arm] == OPEN else OPEN
 

@@ -75,6 +75,9 @@ class Viewer:
         self._text: tuple = ((), ())
         self.lock = threading.RLock()  # the session may reset the scene while stepping it
         self.frames_drawn = 0
+        self.failure: str | None = None  # why the drawing thread stopped, if it failed
+        self._framebuffer = glfw.get_framebuffer_size(self.window)  # GLFW answers size queries on the main thread
+        glfw.set_framebuffer_size_callback(self.window, self._on_resize)
         glfw.set_key_callback(self.window, self._on_key)
         glfw.set_cursor_pos_callback(self.window, self._on_cursor)
         glfw.set_scroll_callback(self.window, self._on_scroll)
@@ -84,6 +87,9 @@ class Viewer:
         self._thread.start()
 
     # ---- input ---------------------------------------------------------------------------------------------
+
+    def _on_resize(self, window, width, height) -> None:
+        self._framebuffer = (width, height)
 
     def _on_key(self, window, key, scancode, action, mods) -> None:
         if action == self.glfw.PRESS and key in self.codes:
@@ -111,7 +117,8 @@ class Viewer:
 
     @property
     def closed(self) -> bool:
-        return self.window is None or bool(self.glfw.window_should_close(self.window))
+        """The person closed the window, or it failed (``failure`` says why)."""
+        return self.window is None or self.failure is not None or bool(self.glfw.window_should_close(self.window))
 
     def held(self) -> set[str]:
         """The keys down now."""
@@ -147,13 +154,15 @@ class Viewer:
                 started = time.monotonic()
                 self._draw()
                 self._stop.wait(max(0.0, 1.0 / MAX_FPS - (time.monotonic() - started)))
+        except Exception as e:  # noqa: BLE001 - any failure ends the session in one line, not a frozen window
+            self.failure = f"the viewer stopped drawing ({type(e).__name__}: {e})"
         finally:
             self.context.free()
             glfw.make_context_current(None)
 
     def _draw(self) -> None:
         glfw = self.glfw
-        width, height = glfw.get_framebuffer_size(self.window)
+        width, height = self._framebuffer
         viewport = mujoco.MjrRect(0, 0, width, height)
         with self.lock:  # a consistent copy of the scene; rendering it needs no lock
             mujoco.mjv_updateScene(self.model, self.data, self.option, None, self.camera,

@@ -80,6 +80,9 @@ def test_intervention_records_who_drove_each_step(weak_policy, tmp_path):
     person = acted_mask(attrs, "keyboard")
     assert person.tolist() == [False] * 4 + [True] * 5 + [False] * 4
     np.testing.assert_array_equal(episode["action"][person][:, :3], [[0, 0, 0]] + [[1, 0, 0]] * 4)
+    # the person's gripper takes over the policy's last command (a held object stays held)
+    expected_gripper = 1.0 if episode["action"][3, 3] >= 0 else -1.0
+    assert (episode["action"][person][:, 3] == expected_gripper).all()
     runner, _, _ = load_runner(weak_policy)
     runner.reset(1)
     keys = ("observation", "achieved_goal", "desired_goal")

@@ -164,6 +164,9 @@ def test_replay_reproduces_recorded_success_and_re_records_with_other_observatio
         assert store.episode(index)[camera].shape[1:] == (32, 32, 3) and store.episode(index)[camera].std() > 0
     result = run_cli("replay", framed, "--episode", 0, "--video", tmp_path / "stored.mp4", "--stored-frames")
     assert result.returncode == 0 and (tmp_path / "stored.mp4").stat().st_size > 0
+    result = run_cli("replay", path, "--episode", 2, "--video", tmp_path / "replay.mp4")
+    assert result.returncode == 0 and "episode 2: from its start state, recorded success, replay success: " \
+        "reproduced; observations identical" in result.stdout and (tmp_path / "replay.mp4").stat().st_size > 0
     result = run_cli("replay", path, "--episode", 7)
     assert result.returncode == 2 and "episode 7 is out of range" in result.stderr
     # a replay that does not reproduce is reported, with exit code 1
@@ -213,3 +216,76 @@ def test_ctrl_c_asks_whether_to_keep_the_take_in_progress(tmp_path, answer, kept
         assert attrs["end"] == "interrupted" and attrs["length"] > 5 and "saved episode 1" in stderr
     else:
         assert "was not saved" in stderr
+
+
+class StandInViewer:
+    """The viewer as the session and the keyboard use it, without a window: keys per poll, the camera looking
+    along +y, and the window closed by the person after ``close_after`` polls."""
+
+    def __init__(self, ticks, close_after):
+        import threading
+
+        self.ticks, self.close_after, self.polls = ticks, close_after, 0
+        self.lock, self.shown = threading.RLock(), []
+
+    def poll(self):
+        self.polls += 1
+
+    @property
+    def closed(self):
+        return self.polls > self.close_after
+
+    def held(self):
+        return set(self.ticks[self.polls - 1][0]) if self.polls <= len(self.ticks) else set()
+
+    def pressed(self):
+        return list(self.ticks[self.polls - 1][1]) if self.polls <= len(self.ticks) else []
+
+    def heading(self):
+        return np.pi / 2
+
+    def label(self, name):
+        return name
+
+    def show(self, status, help=()):
+        self.shown.append(dict(status))
+
+    def close(self):
+        pass
+
+
+def test_arrows_follow_the_camera_and_closing_the_window_drops_only_the_take_in_progress(tmp_path, monkeypatch,
+                                                                                         capsys):
+    import roboil.record as recording
+
+    ticks = [((), ("enter",)), (("up",), ("up",)), (("up",), ()), ((), ("s",)),  # a take saved
+             ((), ("enter",)), (("left",), ("left",)), (("left",), ())]  # a take the window closes on
+    viewer = StandInViewer(ticks, close_after=len(ticks))
+    monkeypatch.setattr(recording, "open_viewer", lambda task_spec, env: viewer)
+    summary = record("fetch-reach", None, tmp_path / "s.zarr", device="keyboard", progress=False)
+    assert summary["recorded"] == 1 and summary["discarded"] == 1
+    store = EpisodeStore.open(tmp_path / "s.zarr")
+    assert store.n_episodes == 1 and not store.check()
+    # the camera looks along +y: up moves +y, left moves -x
+    np.testing.assert_array_equal(store.episode(0)["action"][:, :3], [[0, 0, 0], [0, 1, 0], [0, 1, 0]])
+    assert "window closed: dropped 3 frames" in capsys.readouterr().err
+    assert any(s["state"] == "RECORDING" and s["in control"] == "keyboard" for s in viewer.shown)
+    assert viewer.shown[-1]["frames"] == "3" and viewer.shown[-1]["saved"].startswith("1 this session")
+
+
+def test_a_relabelled_replay_ends_with_the_driver_and_is_not_replayed_as_executed(tmp_path):
+    """The replay device ends its take after the stored actions while the expert labeller still answers; such an
+    episode stores labels, not what was executed, so `roboil replay` says it cannot redo it."""
+    short = tmp_path / "short.zarr"
+    record("fetch-reach", None, short, device="keyboard", device_params=key_script(tmp_path, "enter up*3 s q"),
+           viewer=False, progress=False)
+    path = tmp_path / "labelled.zarr"
+    record("fetch-reach", 1, path, device="replay", device_params={"store": str(short)}, labeler="scripted",
+           progress=False)
+    (attrs,) = EpisodeStore.open(path).episode_attrs()
+    assert attrs["length"] == 4 and attrs["acted_by"] == [["replay", 4]] and attrs["relabeled"]
+    with pytest.raises(RoboilError, match="can be replayed"):
+        replay(path)
+    with pytest.raises(RoboilError, match="decides where takes start"):
+        record("fetch-reach", 1, tmp_path / "x.zarr", labeler="replay", labeler_params={"store": str(short)},
+               progress=False)

@@ -92,3 +92,7 @@ class AlohaController:
         self.poses[arm], self.joints[arm] = (position, rot), joints
         self.grips[arm] = (float(np.clip(command.gripper, -1.0, 1.0)) + 1.0) / 2.0
         return np.r_[self.joints[0], self.grips[0], self.joints[1], self.grips[1]].astype(np.float32)
+
+    def grippers(self, action: np.ndarray) -> tuple[float, float]:
+        """The opening (-1 closed .. 1 open) each arm's gripper is commanded to by ``action``."""
+        return 2.0 * float(action[6]) - 1.0, 2.0 * float(action[13]) - 1.0

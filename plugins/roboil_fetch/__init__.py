@@ -158,6 +158,10 @@ class FetchController:
         action = np.r_[np.asarray(command.translation, dtype=np.float64), float(command.gripper)]
         return np.clip(action, -1.0, 1.0).astype(np.float32)
 
+    def grippers(self, action: np.ndarray) -> tuple[float]:
+        """The finger command of ``action`` (-1 closes .. 1 opens)."""
+        return (float(action[3]),)
+
 
 @roboil.hookimpl
 def register_tasks():

@@ -90,6 +90,9 @@ class GamepadDevice:
     def act(self, raw_obs) -> EndEffectorCommand:
         return self.mapping.command(operator_heading(self.viewer, self.params.heading))
 
+    def take_over(self, grippers) -> None:
+        self.mapping.arms.follow(grippers)
+
     def status(self) -> str:
         return f"{self.mapping.arms.status()} ({self.input.describe()})"
 

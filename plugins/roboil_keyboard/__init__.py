@@ -128,6 +128,9 @@ class KeyboardDevice:
         return self.arms.command(translation, rotation, operator_heading(self.viewer, self.params.heading),
                                  scale, scale)
 
+    def take_over(self, grippers) -> None:
+        self.arms.follow(grippers)
+
     def status(self) -> str:
         return self.arms.status()
 
