@@ -44,7 +44,7 @@ class Viewer:
         except ImportError:  # a dependency of mujoco, so only a broken install lacks it
             raise RoboilError("the viewer needs the glfw package; pip install glfw") from None
         self.glfw = glfw
-        glfw.set_error_callback(None)
+        glfw.ERROR_REPORTING = "ignore"  # pyGLFW would print its own warning before our one line
         if not glfw.init():
             display = os.environ.get("DISPLAY")
             raise RoboilError(f"cannot open the viewer window: no display ({'DISPLAY=' + display if display else 'DISPLAY is unset'}); "

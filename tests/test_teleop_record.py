@@ -289,3 +289,28 @@ def test_a_relabelled_replay_ends_with_the_driver_and_is_not_replayed_as_execute
     with pytest.raises(RoboilError, match="decides where takes start"):
         record("fetch-reach", 1, tmp_path / "x.zarr", labeler="replay", labeler_params={"store": str(short)},
                progress=False)
+
+
+def test_store_check_repair_trims_a_damaged_last_episode_from_the_command_line(tmp_path):
+    path = tmp_path / "reach.zarr"
+    record("fetch-reach", 3, path, progress=False)
+    import zarr
+
+    actions = zarr.open_group(path, mode="r+")["data/action"]
+    actions[-1] = actions[-1] + 1  # the last episode's rows no longer match their checksum
+    assert run_cli("store", "check", path).returncode == 1
+    result = run_cli("store", "check", path, "--repair")
+    assert result.returncode == 0 and "dropped damaged episode 2" in result.stdout, result.stdout
+    assert "OK, repaired (2 episodes" in result.stdout
+    assert run_cli("store", "check", path).returncode == 0
+    info = json.loads(run_cli("store", "info", path).stdout)
+    assert info["episodes"] == 2 and info["devices"] == {"scripted": 2} and info["timing"] is None
+
+
+def test_keyboard_without_a_display_is_one_line(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    result = subprocess.run([sys.executable, "-m", "roboil.cli", "record", "--task", "fetch-reach", "--device",
+                             "keyboard", "--out", str(tmp_path / "k.zarr")], capture_output=True, text=True, env=env)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "cannot open the viewer window: no display (DISPLAY is unset)" in result.stderr
+    assert "xvfb-run" in result.stderr and not (tmp_path / "k.zarr").exists()
