@@ -21,6 +21,9 @@ _LAZY = {
     "RoboilError": "roboil.errors", "hookimpl": "roboil.hookspecs", "hookspec": "roboil.hookspecs",
     "BuildContext": "roboil.policy", "Normalizer": "roboil.policy", "PolicyModel": "roboil.policy",
     "PolicyRunner": "roboil.policy", "TrainContext": "roboil.train", "load_runner": "roboil.checkpoint",
+    "load_policy": "roboil.checkpoint",
+    # the names of a training batch's arrays
+    **{name: "roboil.keys" for name in ("ACTION", "ACTION_IS_PAD", "FUTURE_PREFIX", "NEXT_PREFIX", "NEXT_IS_PAD")},
     "ChunkExecutor": "roboil.executors", "ActionTransform": "roboil.actions",
     **{name: "roboil.teleop" for name in (
         "teleop_spec", "operator_heading", "operator_to_world", "axis_deadzone", "ArmSelection", "RecordedTicks",

@@ -136,7 +136,7 @@ def build_model(config: Config, features: dict[str, Feature], action_dim: int, s
         task=reg.get("task", config.task), make_encoder=make_encoder_factory(features, config.encoder_params, stats),
         action_space=action_space,
     )
-    model = spec.build(context)
+    model = reg.call("algorithm", spec.name, "build", context)  # a plugin's exception names the plugin
     if not isinstance(model, PolicyModel):
         raise RoboilError(f"algorithm '{spec.name}' built a {type(model).__name__}, not a roboil PolicyModel")
     return model

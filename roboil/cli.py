@@ -30,11 +30,25 @@ def cmd_plugins(args) -> int:
     from .plugins import registry
 
     reg = registry()
-    for plugin in reg.plugins:
+    if args.verbose:
+        from .describe import describe
+
+        print("\n".join(describe(reg)))
+    for plugin in reg.plugins if not args.verbose else ():
         registers = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in sorted(plugin.registers.items()))
         print(f"{plugin.name} {plugin.version}  {registers or '(lifecycle hooks only)'}")
     for problem in reg.problems:
         print(f"problem: {problem}")
+    return 0
+
+
+def cmd_plugin(args) -> int:
+    from .scaffold import new_plugin, plugin_names
+
+    path = new_plugin(args.name, args.out)
+    names = plugin_names(args.name)
+    print(f"created {path}: plugin '{names['name']}' with task '{names['task']}' and algorithm '{names['algorithm']}'")
+    print(f"next: pip install -e {path} && pytest {path}")
     return 0
 
 
@@ -124,7 +138,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog="roboil", description="plugin-based robot imitation learning")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=ArgumentParser)
 
-    sub.add_parser("plugins", help="list plugins and what they register").set_defaults(run=cmd_plugins)
+    plugins = sub.add_parser("plugins", help="list plugins and what they register")
+    plugins.add_argument("--verbose", action="store_true",
+                         help="also each part's parameters (types, defaults) and each task's arrays, action space, "
+                         "episode length and success rule")
+    plugins.set_defaults(run=cmd_plugins)
+
+    plugin = sub.add_parser("plugin", help="tools for plugin authors")
+    plugin_sub = plugin.add_subparsers(dest="plugin_command", required=True, parser_class=ArgumentParser)
+    new = plugin_sub.add_parser("new", help="write a new plugin package: a task, an algorithm, a config and tests")
+    new.add_argument("name", help="the plugin's name (its entry point): lowercase letters, digits, '-' or '_'")
+    new.add_argument("--out", default=None, help="the package directory to create (default: ./NAME)")
+    new.set_defaults(run=cmd_plugin)
 
     rec = sub.add_parser("record", help="record demonstrations into an episode store (a person, the task's "
                          "expert, a replay or a policy drives)")
@@ -217,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
             raise KeyboardInterrupt
         return code
     except RoboilError as exc:
-        return _error(str(exc))
+        return _error(str(exc), exc)
     except KeyboardInterrupt:
         print("roboil: interrupted", file=sys.stderr)
         return 130
@@ -234,9 +259,15 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGINT, signal.default_int_handler)  # for code that called main() in-process
 
 
-def _error(message: str) -> int:
-    print(f"roboil: error: {message}", file=sys.stderr)
-    return 2
+def _error(message: str, exc: BaseException | None = None) -> int:
+    """One line on stderr; exit 2 for a user's mistake. A plugin's bug (plugins.PluginError: its code raised while
+    roboil called it) exits 1, and with ROBOIL_DEBUG=1 its traceback follows the line."""
+    details = getattr(exc, "details", None)
+    if details and os.environ.get("ROBOIL_DEBUG"):
+        print(f"roboil: error: {message}\n{details.rstrip()}", file=sys.stderr)
+    else:
+        print(f"roboil: error: {message}{'; set ROBOIL_DEBUG=1 for the traceback' if details else ''}", file=sys.stderr)
+    return getattr(exc, "exit_code", 2)
 
 
 def entry() -> None:

@@ -257,7 +257,8 @@ def make_observers(env, observations: Mapping[str, Mapping]) -> list:
     observers = []
     for kind, params in observations.items():
         spec = reg.get("observation", kind)
-        observers.append(spec.make_observer(env, from_dict(spec.params, params or {}, f"obs.{kind}")))
+        observers.append(reg.call("observation", kind, "make_observer", env,
+                                  from_dict(spec.params, params or {}, f"obs.{kind}")))
     return observers
 
 

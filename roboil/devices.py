@@ -14,7 +14,9 @@ from .specs import DeviceContext, DeviceSpec, NoParams
 
 
 def scripted_device(context: DeviceContext):
-    return context.task.make_expert(context.rng)
+    from .plugins import registry
+
+    return registry().call("task", context.task.name, "make_expert", context.rng)
 
 
 @dataclass(frozen=True)

@@ -39,8 +39,8 @@ class ObservationEncoder(nn.Module):
             raise ValueError(f"no statistics for the normalized observation keys {missing}")
         self.normalizer = Normalizer({k: stats[k] for k in modes}, modes)
         self.encoders = nn.ModuleDict({
-            kind: spec.make_encoder({k: features[k] for k in self.keys_by_kind[kind]},
-                                    params.get(kind) or spec.encoder_params())
+            kind: reg.call("observation", kind, "make_encoder", {k: features[k] for k in self.keys_by_kind[kind]},
+                           params.get(kind) or spec.encoder_params())
             for kind, spec in specs.items()
         })
         self.output_dim = sum(encoder.output_dim for encoder in self.encoders.values())

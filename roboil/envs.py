@@ -38,7 +38,7 @@ class ObservedEnv(gym.Env):
                  max_steps: int | None = None, video_dir: str | Path | None = None,
                  video_seeds: tuple[int, ...] = ()):
         self.task = registry().get("task", task)
-        env = self.task.make_env(render_mode=render_mode)
+        env = registry().call("task", task, "make_env", render_mode=render_mode)
         limit = max_steps if max_steps is not None else self.task.max_episode_steps
         if limit is not None:
             env = gym.wrappers.TimeLimit(env, max_episode_steps=limit)

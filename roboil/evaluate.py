@@ -76,7 +76,7 @@ def evaluate(run_dir: str | Path, episodes: int | None = None, envs: int | None 
     threads = torch.get_num_threads()
     torch.set_num_threads(max(1, _available_cores() - n_envs))
     torch.manual_seed(seed)
-    hook = registry().hook
+    plugins = registry()
     results: list[dict] = []
     pool = EnvPool(make_env, n_envs)
     bar = tqdm(total=episodes, desc=f"eval {config.task}", disable=not progress, unit="ep")
@@ -116,7 +116,7 @@ def evaluate(run_dir: str | Path, episodes: int | None = None, envs: int | None 
                     if "video" in info:
                         result["video"], result["final_frame"] = info["video"], info["final_frame"]
                     results.append(result)
-                    hook.on_eval_episode_end(result=result, run_dir=run_dir, config=config)
+                    plugins.notify("on_eval_episode_end", result=result, run_dir=run_dir, config=config)
                     bar.update(1)
                     returns[i], lengths[i] = 0.0, 0
                     runner.reset_env(i)

@@ -84,13 +84,15 @@ def on_train_step_end(step, metrics, run_dir, config):
 
     ``run_dir`` is the run's ``pathlib.Path`` and ``config`` its resolved config. Converting the metrics to
     floats waits for the device, so the trainer only does it when some plugin implements this hook.
-    Example (a logger plugin)::
+    Which metrics there are depends on the algorithm (not every one logs a ``loss``): read them with ``.get``.
+    An implementation that raises is reported once and not called again; training goes on (the same holds for
+    every lifecycle hook). Example (a logger plugin)::
 
         @roboil.hookimpl
         def on_train_step_end(step, metrics, run_dir):
             if step % 100 == 0:
                 with open(run_dir / "my_log.txt", "a") as f:
-                    f.write(f"{step} {metrics['loss']}\n")
+                    f.write(f"{step} {metrics.get('loss')}\n")
     """
 
 

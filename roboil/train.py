@@ -71,6 +71,9 @@ class TrainingData:
         if not keep:
             raise RoboilError(f"store '{path}' has no {'successful ' if config.data.only_success else ''}episodes "
                               "to train on; record some, or set data.only_success=false")
+        if dropped := len(attrs) - len(keep):  # said, not silent: a plugin author's own task may fail often
+            print(f"roboil: training on {len(keep)} of {len(attrs)} episodes: data.only_success leaves out the "
+                  f"{dropped} without success (data.only_success=false keeps them)", file=sys.stderr)
         obs_keys = [k for k in store.features if k != ACTION]
         chosen = config.data.obs_keys if config.data.obs_keys is not None else obs_keys
         unknown = [k for k in chosen if k not in obs_keys]
@@ -267,7 +270,7 @@ class TrainContext:
         logged = self._crossed(step, self.config.train.log_every, "_logged")
         values = as_floats(metrics) if self._step_hooked or logged else None  # else no device sync this step
         if self._step_hooked:
-            self.hook.on_train_step_end(step=step, metrics=values, run_dir=self.run_dir, config=self.config)
+            registry().notify("on_train_step_end", step=step, metrics=values, run_dir=self.run_dir, config=self.config)
         if logged:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             with open(self.run_dir / METRICS_FILE, "a") as f:
@@ -304,7 +307,7 @@ class TrainContext:
             check_loadable(training_state["algorithm"])
             self._state_checked = True
         path = save_checkpoint(self.run_dir, step, model, stats, self.config, meta, training_state)
-        self.hook.on_checkpoint_saved(path=path, step=step, run_dir=self.run_dir, config=self.config)
+        registry().notify("on_checkpoint_saved", path=path, step=step, run_dir=self.run_dir, config=self.config)
         return path
 
     def close(self) -> None:
