@@ -84,6 +84,11 @@ def cmd_replay(args) -> int:
 def cmd_store(args) -> int:
     from .store import EpisodeStore, copy_without
 
+    if args.store_command == "view":
+        from .store_view import view_store
+
+        print(f"page: {view_store(args.path, args.out, episodes=args.episodes)}")
+        return 0
     if args.store_command == "drop-actions":
         copy = copy_without(args.path, args.out, [ACTION])
         print(f"{copy.path}: {copy.n_episodes} episodes, {copy.n_steps} steps, observations only")
@@ -104,6 +109,30 @@ def cmd_store(args) -> int:
         print(f"problem: {problem}")
     print(f"{args.path}: {'OK' if not problems else 'BROKEN'} ({store.n_episodes} episodes, {store.n_steps} steps)")
     return 0 if not problems else 1
+
+
+def cmd_export(args) -> int:
+    if args.to == "zarr2":
+        from .interop.zarr2 import export_zarr2
+
+        summary = export_zarr2(args.path, args.out)
+    else:
+        from .interop.robomimic import export_robomimic
+
+        summary = export_robomimic(args.path, args.out, next_obs=not args.no_next_obs)
+    print(summary["line"])
+    return 0
+
+
+def cmd_import(args) -> int:
+    from .interop.robomimic import import_robomimic
+
+    keys = [k.strip() for k in args.obs_keys.split(",") if k.strip()] if args.obs_keys is not None else None
+    if keys is not None and not keys:
+        raise RoboilError("--obs-keys names no observation; give a comma-separated list, e.g. --obs-keys a,b")
+    summary = import_robomimic(args.path, args.out, obs_keys=keys)
+    print(summary["line"])
+    return 0
 
 
 def cmd_train(args) -> int:
@@ -200,6 +229,31 @@ def build_parser() -> argparse.ArgumentParser:
     drop.add_argument("path")
     drop.add_argument("--out", required=True, help="the new store (the source is not changed)")
     drop.set_defaults(run=cmd_store)
+    view = store_sub.add_parser("view", help="write a static HTML page to look at a store: its summary, every "
+                                "episode's row (filter by success), camera videos and plots of the first episodes")
+    view.add_argument("path")
+    view.add_argument("--out", default=None, help="the page's directory (default: STORE's sibling NAME_view/)")
+    view.add_argument("--episodes", type=int, default=20, metavar="N",
+                      help="the first N episodes get videos and plots (default 20; the table lists all)")
+    view.set_defaults(run=cmd_store)
+
+    ex = sub.add_parser("export", help="write an episode store in another tool's format (robomimic HDF5, or "
+                        "zarr format 2 for diffusion_policy's ReplayBuffer)")
+    ex.add_argument("--to", required=True, choices=["robomimic", "zarr2"])
+    ex.add_argument("path", help="episode store")
+    ex.add_argument("out", metavar="OUT", help="the new file (robomimic: FILE.hdf5) or directory (zarr2)")
+    ex.add_argument("--no-next-obs", action="store_true",
+                    help="robomimic: leave out next_obs (half the size; train robomimic with "
+                    "train.hdf5_load_next_obs=false then)")
+    ex.set_defaults(run=cmd_export)
+
+    im = sub.add_parser("import", help="make an episode store from another tool's dataset (robomimic HDF5)")
+    im.add_argument("--from", dest="source_format", required=True, choices=["robomimic"])
+    im.add_argument("path", metavar="FILE", help="the robomimic .hdf5 file")
+    im.add_argument("out", metavar="STORE", help="the new episode store")
+    im.add_argument("--obs-keys", default=None, metavar="A,B",
+                    help="only these observations (default: all in the file)")
+    im.set_defaults(run=cmd_import)
 
     tr = sub.add_parser("train", help="train a policy from a config")
     tr.add_argument("config")

@@ -20,6 +20,7 @@ from tqdm import tqdm
 from .checkpoint import load_runner
 from .envs import EnvPool, ObservedEnv
 from .errors import RoboilError, check_writable
+from .html_report import REPORT_CSS, relative_url
 from .plugins import registry
 
 EVAL_FILE = "eval.json"
@@ -169,7 +170,7 @@ def render_html(report: dict, metrics: tuple[str, ...], out_dir: Path) -> str:
     extra = "".join(f" &middot; mean {name} {report[f'mean_{name}']:.3f}" for name in metrics)
 
     def url(path: str) -> str:
-        return html.escape(Path(os.path.relpath(path, out_dir)).as_posix())
+        return relative_url(path, out_dir)
 
     tiles = "".join(
         f'<figure class="{"ok" if e["success"] else "fail"}"><video controls muted playsinline preload="metadata" '
@@ -180,9 +181,7 @@ def render_html(report: dict, metrics: tuple[str, ...], out_dir: Path) -> str:
     rows = "".join("<tr>" + "".join(f"<td>{e[c]:.3f}</td>" if isinstance(e[c], float) else f"<td>{e[c]}</td>"
                                     for c in columns) + "</tr>" for e in report["episodes"])
     return f"""<!doctype html><meta charset="utf-8"><title>roboil eval: {html.escape(report['task'])}</title>
-<style>body{{font-family:sans-serif;margin:2em}} figure{{display:inline-block;margin:4px;text-align:center}}
-figure.ok video{{border:4px solid #2a2}} figure.fail video{{border:4px solid #c22}} video{{width:240px}}
-td,th{{padding:2px 10px;text-align:right}}</style>
+<style>{REPORT_CSS}</style>
 <h1>{html.escape(report['task'])}: success {report['success_rate']:.2f} (95% CI {lo:.2f}&ndash;{hi:.2f})</h1>
 <p>{report['n_episodes']} episodes &middot; mean return {report['mean_return']:.2f}{extra} &middot;
 run {html.escape(report['run'])} &middot; {report['seconds']} s</p>
