@@ -1,7 +1,7 @@
 """Closed-loop evaluation in parallel subprocess environments with fixed seeds: episode i uses seed S+i, so two
 runs of the same checkpoint give the same numbers. Reports success with a 95% Wilson interval, writes
-``eval.json``, H.264 videos of the first episodes and ``report.html`` (the videos playing in place and every
-episode's row)."""
+``eval.json``, H.264 videos of the first episodes and ``report.html`` (the success interval and the returns'
+histogram, the videos playing in place, the run's training curves and every episode's row)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ from tqdm import tqdm
 from .checkpoint import load_runner
 from .envs import EnvPool, ObservedEnv
 from .errors import RoboilError, check_writable
-from .html_report import REPORT_CSS, relative_url
+from .html_report import (CHART_CSS, REPORT_CSS, interval_chart, line_chart, outcome_histogram,
+                          relative_url)
 from .plugins import registry
 
 EVAL_FILE = "eval.json"
@@ -164,9 +165,13 @@ def write_report(results: list[dict], task: str, metrics: tuple[str, ...], out_d
 
 
 def render_html(report: dict, metrics: tuple[str, ...], out_dir: Path) -> str:
-    """A page to look at: the headline numbers, the filmed episodes playing in place (their final frame until
-    played; green border: success), every episode's row."""
+    """A page to look at: the headline numbers, the success rate with its 95% interval, the returns' histogram
+    (successes and failures), the filmed episodes playing in place (their final frame until played; green border:
+    success), the run's training curves (every numeric metric in its ``metrics.jsonl``) and every episode's row.
+    Inline SVG and CSS only: it opens from disk."""
     lo, hi = report["success_ci95"]
+    n = report["n_episodes"]
+    successes = sum(e["success"] for e in report["episodes"])
     extra = "".join(f" &middot; mean {name} {report[f'mean_{name}']:.3f}" for name in metrics)
 
     def url(path: str) -> str:
@@ -177,14 +182,77 @@ def render_html(report: dict, metrics: tuple[str, ...], out_dir: Path) -> str:
         f'poster="{url(e["final_frame"])}" src="{url(e["video"])}"></video>'
         f'<figcaption>seed {e["seed"]}: {"success" if e["success"] else "failure"}</figcaption></figure>'
         for e in report["episodes"] if "video" in e)
+    videos = f"<h2>Filmed episodes</h2>\n<div>{tiles}</div>\n" if tiles else ""
+    interval = interval_chart("success rate", report["success_rate"], lo, hi,
+                              f"{successes} of {n} episodes; 95% Wilson interval {lo:.2f}&ndash;{hi:.2f}")
+    returns = outcome_histogram("return", [e["return"] for e in report["episodes"]],
+                                [e["success"] for e in report["episodes"]])
     columns = ["seed", "success", "return", "length", *metrics]
     rows = "".join("<tr>" + "".join(f"<td>{e[c]:.3f}</td>" if isinstance(e[c], float) else f"<td>{e[c]}</td>"
                                     for c in columns) + "</tr>" for e in report["episodes"])
     return f"""<!doctype html><meta charset="utf-8"><title>roboil eval: {html.escape(report['task'])}</title>
-<style>{REPORT_CSS}</style>
+<style>{REPORT_CSS}
+{CHART_CSS}
+{REPORT_PAGE_CSS}</style>
 <h1>{html.escape(report['task'])}: success {report['success_rate']:.2f} (95% CI {lo:.2f}&ndash;{hi:.2f})</h1>
-<p>{report['n_episodes']} episodes &middot; mean return {report['mean_return']:.2f}{extra} &middot;
+<p>{n} episodes &middot; mean return {report['mean_return']:.2f}{extra} &middot;
 run {html.escape(report['run'])} &middot; {report['seconds']} s</p>
-<div>{tiles}</div>
+<div class="charts">{interval}{returns}</div>
+{videos}<h2>Training</h2>
+{_training_curves(report['run'])}
+<h2>Episodes</h2>
 <table><tr>{''.join(f'<th>{c}</th>' for c in columns)}</tr>{rows}</table>
 """
+
+
+REPORT_PAGE_CSS = """h2{margin-top:1.2em} .note{color:#777;font-size:13px} div.charts figure{margin:4px 12px 4px 0}"""
+NOT_PLOTTED = ("step", "time")  # metrics.jsonl's x axis and wall-clock seconds
+
+
+def _training_curves(run: str) -> str:
+    """A chart per numeric metric of the run's ``metrics.jsonl`` over the training steps (log y when positive
+    and spanning two decades or more; a dashed line marks the evaluated checkpoint's step when it is not the
+    last), or a line saying why there is none."""
+    from .checkpoint import CHECKPOINTS, resolve_checkpoint
+    from .train import METRICS_FILE
+
+    run_dir, step = Path(run), None
+    try:
+        checkpoint = resolve_checkpoint(run_dir)
+        step = int(checkpoint.name.split("_")[-1])
+        if checkpoint.parent.name == CHECKPOINTS:  # a checkpoint inside its run: the run's metrics
+            run_dir = checkpoint.parents[1]
+    except (RoboilError, OSError, ValueError):
+        pass
+    path = run_dir / METRICS_FILE
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError):
+        return (f"<p class=\"note\" id=\"no-training-curve\">training curve unavailable: no {METRICS_FILE} in "
+                f"{html.escape(str(run_dir))} (a checkpoint evaluated away from its run?)</p>")
+    series: dict[str, list[tuple[float, float]]] = {}
+    for line in lines:
+        try:
+            row = json.loads(line)
+            at = float(row["step"])
+        except (ValueError, KeyError, TypeError):  # a torn last line of a run still writing, or not a metrics row
+            continue
+        for key, value in row.items():
+            if key not in NOT_PLOTTED and isinstance(value, (int, float)) and not isinstance(value, bool):
+                series.setdefault(key, []).append((at, float(value)))
+    if not series:
+        return (f"<p class=\"note\" id=\"no-training-curve\">training curve unavailable: {html.escape(str(path))} "
+                "holds no numeric metrics</p>")
+    charts = []
+    for key, points in series.items():
+        points.sort(key=lambda point: point[0])
+        x, y = np.array(points).T
+        finite = y[np.isfinite(y)]
+        log_y = bool(finite.size > 1 and (finite > 0).all() and finite.max() >= 100 * finite.min())
+        note = (f" <span class=\"note\">{len(points)} points" + (f", last {finite[-1]:.4g}" if finite.size else "")
+                + (", log scale" if log_y else "") + "</span>")
+        marker = (step, f"the evaluated checkpoint (step {step})") if step is not None and step < x.max() else None
+        charts.append(line_chart(key, y[:, None], [key], x=x, x_label="training step", data="metric",
+                                 aria=f"{key} over training steps", note=note, log_y=log_y, marker=marker))
+    return (f"<p class=\"note\">from {html.escape(str(path))}</p>\n"
+            f"<div class=\"charts training\">{''.join(charts)}</div>")

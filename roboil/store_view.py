@@ -18,7 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .errors import RoboilError, check_writable
-from .html_report import REPORT_CSS, relative_url
+from .html_report import CHART_CSS, REPORT_CSS, line_chart, relative_url
 from .store import EpisodeStore
 from .video import write_mp4
 
@@ -27,11 +27,6 @@ VIDEO_DIR = "videos"
 DEFAULT_EPISODES = 20  # episodes given videos and plots; the table lists all
 MAX_DIMS = 32  # lines per chart; an array with more dimensions plots its first ones
 MAX_LOW_DIM = 256  # a non-camera array with more numbers per step is listed, not plotted
-BUCKETS = 300  # a line longer than 2 * BUCKETS points keeps each bucket's minimum and maximum
-PLOT_W, PLOT_H = 420, 190
-LEFT, RIGHT, TOP, BOTTOM = 58, 10, 10, 34
-TAB10 = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
-         "#17becf"]
 
 PAGE_CSS = """h2{margin-top:1.5em} table{border-collapse:collapse} tr:nth-child(even){background:#f4f4f4}
 table.kv th,table.kv td{text-align:left;vertical-align:top} table.kv th{font-weight:normal;color:#555}
@@ -39,10 +34,7 @@ td.yes{color:#2a2;font-weight:bold} td.no{color:#c22;font-weight:bold} td.left{t
 details.episode{border:1px solid #ccc;border-radius:4px;margin:8px 0;padding:4px 10px}
 details.episode>summary{cursor:pointer;font-weight:bold;padding:4px 0}
 details.ok>summary{color:#2a2} details.fail>summary{color:#c22}
-video{image-rendering:pixelated} figure.plot{vertical-align:top;width:""" + str(PLOT_W) + """px;text-align:left}
-figure.plot svg{display:block;background:#fff} figure.plot figcaption{font-size:12px;line-height:1.5}
-.legend{display:block} .legend span{white-space:nowrap;margin-right:8px}
-.legend i{display:inline-block;width:14px;height:3px;margin:0 3px 3px 0;vertical-align:middle}
+video{image-rendering:pixelated} """ + CHART_CSS + """
 table.arrays th,table.arrays td{text-align:left} #episodes th.left{text-align:left}
 .note{color:#777;font-size:13px} #filter-bar{margin:8px 0}"""
 
@@ -237,96 +229,22 @@ def _episode_section(store: EpisodeStore, index: int, attrs: dict, out: Path, fp
 
 
 def _plot(key: str, rows: np.ndarray, shape: tuple[int, ...]) -> str:
-    """One chart: a polyline per dimension over the episode's steps (non-finite values leave gaps), axis labels
-    and ticks, and a legend beneath."""
+    """One chart (:func:`html_report.line_chart`): a polyline per dimension over the episode's steps (non-finite
+    values leave gaps), axis labels and ticks, and a legend beneath."""
     steps = rows.shape[0]
-    values = rows.reshape(steps, -1).astype(np.float64)
+    values = rows.reshape(steps, -1)
     dims = values.shape[1]
     plotted = min(dims, MAX_DIMS)
-    values = values[:, :plotted]
-    finite = np.isfinite(values)
-    lo, hi = (float(values[finite].min()), float(values[finite].max())) if finite.any() else (0.0, 1.0)
-    if hi - lo < 1e-12 * max(1.0, abs(lo)):
-        lo, hi = lo - max(1.0, abs(lo) * 0.1), hi + max(1.0, abs(hi) * 0.1)
-    pad = (hi - lo) * 0.04
-    lo, hi = lo - pad, hi + pad
-    x0, x1, y0, y1 = LEFT, PLOT_W - RIGHT, PLOT_H - BOTTOM, TOP  # y0: the bottom (lo), y1: the top (hi)
-    last = max(steps - 1, 1)
-
-    def sx(step):
-        return x0 + (x1 - x0) * step / last
-
-    def sy(value):
-        return y0 + (y1 - y0) * (value - lo) / (hi - lo)
-
-    parts = [f"<rect x=\"{x0}\" y=\"{y1}\" width=\"{x1 - x0}\" height=\"{y0 - y1}\" fill=\"none\" stroke=\"#999\"/>"]
-    for value in np.linspace(lo + pad, hi - pad, 3) if hi - lo > 2 * pad else [lo, hi]:
-        y = sy(value)
-        parts.append(f"<line x1=\"{x0 - 4}\" x2=\"{x1}\" y1=\"{y:.1f}\" y2=\"{y:.1f}\" stroke=\"#e4e4e4\"/>"
-                     f"<text x=\"{x0 - 6}\" y=\"{y + 4:.1f}\" text-anchor=\"end\">{_tick(value)}</text>")
-    for step in sorted({0, last // 2, last} if steps > 1 else {0}):
-        x = sx(step)
-        parts.append(f"<line x1=\"{x:.1f}\" x2=\"{x:.1f}\" y1=\"{y0}\" y2=\"{y0 + 4}\" stroke=\"#999\"/>"
-                     f"<text x=\"{x:.1f}\" y=\"{y0 + 16}\" text-anchor=\"middle\">{step}</text>")
-    parts.append(f"<text x=\"{(x0 + x1) / 2:.0f}\" y=\"{PLOT_H - 3}\" text-anchor=\"middle\">step</text>"
-                 f"<text transform=\"translate(13 {(y0 + y1) / 2:.0f}) rotate(-90)\" text-anchor=\"middle\">"
-                 f"{html.escape(key)}</text>")
-    colors = _colors(plotted)
     labels = _dim_labels(key, shape, plotted)
-    for dim in range(plotted):
-        for run in _finite_runs(finite[:, dim]):
-            keep = _decimate(values[run, dim]) + run.start
-            points = " ".join(f"{sx(s):.1f},{sy(values[s, dim]):.1f}" for s in keep)
-            if len(keep) == 1:  # a lone finite value: a dot
-                points += f" {sx(keep[0]) + 0.5:.1f},{sy(values[keep[0], dim]):.1f}"
-            parts.append(f"<polyline class=\"dim\" data-dim=\"{dim}\" fill=\"none\" stroke=\"{colors[dim]}\" "
-                         f"stroke-width=\"1.3\" stroke-linejoin=\"round\" points=\"{points}\">"
-                         f"<title>{html.escape(labels[dim])}</title></polyline>")
-    svg = (f"<svg class=\"plot\" data-array=\"{html.escape(key)}\" xmlns=\"http://www.w3.org/2000/svg\" "
-           f"width=\"{PLOT_W}\" height=\"{PLOT_H}\" viewBox=\"0 0 {PLOT_W} {PLOT_H}\" font-size=\"11\" "
-           f"font-family=\"sans-serif\" role=\"img\" aria-label=\"{html.escape(key)} over the episode's steps\">"
-           + "".join(parts) + "</svg>")
-    legend = "".join(f"<span><i style=\"background:{colors[d]}\"></i>{html.escape(labels[d][len(key):] or key)}"
-                     "</span>" for d in range(plotted))
     more = f" <span class=\"note\">(the first {plotted} of {dims} dimensions)</span>" if plotted < dims else ""
-    empty = " <span class=\"note\">(no finite values)</span>" if not finite.any() else ""
-    return (f"<figure class=\"plot\">{svg}<figcaption><b>{html.escape(key)}</b>{more}{empty}"
-            f"<span class=\"legend\">{legend}</span></figcaption></figure>")
-
-
-def _finite_runs(mask: np.ndarray) -> list[slice]:
-    """The runs of consecutive True in ``mask``, as slices."""
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(np.int8), [0]])))
-    return [slice(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2])]
-
-
-def _decimate(y: np.ndarray) -> np.ndarray:
-    """Indices of the points to draw: all, or for a long line each bucket's minimum and maximum (in step order),
-    so spikes survive."""
-    n = len(y)
-    if n <= 2 * BUCKETS:
-        return np.arange(n)
-    bounds = np.linspace(0, n, BUCKETS + 1).astype(int)
-    keep = {0, n - 1}
-    for a, b in zip(bounds[:-1], bounds[1:]):
-        keep.update((a + int(np.argmin(y[a:b])), a + int(np.argmax(y[a:b]))))
-    return np.array(sorted(keep))
-
-
-def _colors(n: int) -> list[str]:
-    if n <= len(TAB10):
-        return TAB10[:n]
-    return [f"hsl({round(i * 360 / n)},70%,{40 + 12 * (i % 2)}%)" for i in range(n)]
+    return line_chart(key, values[:, :plotted], labels, [label[len(key):] or key for label in labels],
+                      aria=f"{key} over the episode's steps", note=more)
 
 
 def _dim_labels(key: str, shape: tuple[int, ...], n: int) -> list[str]:
     if not shape:
         return [key]
     return [f"{key}[{','.join(map(str, np.unravel_index(i, shape)))}]" for i in range(n)]
-
-
-def _tick(value: float) -> str:
-    return f"{0.0 if abs(value) < 1e-12 else value:.3g}"
 
 
 # ---- helpers -------------------------------------------------------------------------------------------------
