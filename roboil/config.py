@@ -7,6 +7,7 @@ valid, so the CLI can print it and exit with code 2.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import math
 import types
 import typing
@@ -110,6 +111,8 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     encoders: dict[str, dict[str, Any]] = field(default_factory=dict)  # observation kind -> encoder params
+    # logger plugins this run writes to, by plugin name (e.g. [tensorboard]); each acts only when it is listed here
+    loggers: list[str] = field(default_factory=list)
     # the sections above validated into the plugins' dataclasses, by validate() (not part of the YAML)
     algorithm_params: Any = field(default=None, init=False, repr=False, compare=False)
     encoder_params: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
@@ -233,7 +236,37 @@ def from_dict(cls: type, data: Any, where: str = ""):
 def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
     """Read a YAML config, apply dotted overrides, and validate it (the algorithm section too)."""
     raw = merge(read_yaml(path), parse_overrides(list(overrides)))
-    return validate(raw)
+    config = validate(raw)
+    check_loggers(config.loggers)  # here, not in validate(): a checkpoint loads where its loggers are not installed
+    return config
+
+
+# the lifecycle hooks a logger plugin implements (what makes a plugin's name valid in ``loggers``)
+LOGGER_HOOKS = ("on_train_step_end", "on_checkpoint_saved", "on_eval_episode_end", "on_eval_end")
+# built-in loggers whose package is an optional extra of roboil: logger name -> the module that extra installs
+LOGGER_EXTRAS = {"tensorboard": "tensorboard"}
+
+
+def missing_logger_package(name: str) -> str:
+    """The one line for a built-in logger whose optional extra is not installed."""
+    return (f"logger '{name}' needs the {LOGGER_EXTRAS[name]} package, which is not installed; "
+            f"pip install 'roboil[{name}]' (or remove '{name}' from loggers)")
+
+
+def check_loggers(loggers: list[str]) -> None:
+    """At the start of training: each name in ``loggers`` must be an installed plugin implementing a lifecycle
+    hook, and a built-in logger's optional package must be importable (one-line RoboilErrors)."""
+    from .plugins import registry
+
+    hook = registry().hook
+    available = sorted({impl.plugin_name for name in LOGGER_HOOKS if hasattr(hook, name)
+                        for impl in getattr(hook, name).get_hookimpls()})
+    for name in loggers:
+        if name in LOGGER_EXTRAS and importlib.util.find_spec(LOGGER_EXTRAS[name]) is None:
+            raise RoboilError(missing_logger_package(name))
+        if name not in available:
+            raise RoboilError(f"unknown logger '{name}' in config key 'loggers'; valid: "
+                              f"{', '.join(available) or 'none installed'}")
 
 
 def named_section(kind: str, section: Mapping, where: str):

@@ -136,7 +136,9 @@ def evaluate(run_dir: str | Path, episodes: int | None = None, envs: int | None 
         bar.close()  # before an error or an interrupt prints its line
         pool.close()
         torch.set_num_threads(threads)
-    return write_report(results, config.task, task.episode_metrics, out_dir, seconds, run_dir)
+    report = write_report(results, config.task, task.episode_metrics, out_dir, seconds, run_dir)
+    plugins.notify("on_eval_end", report=report, run_dir=run_dir, config=config)
+    return report
 
 
 def _available_cores() -> int:

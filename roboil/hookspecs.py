@@ -119,3 +119,21 @@ def on_eval_episode_end(result, run_dir, config):
         def on_eval_episode_end(result, config):
             print(config.task, result["seed"], result["success"])
     """
+
+
+@hookspec
+def on_eval_end(report, run_dir, config):
+    """Called by the evaluator once an evaluation is complete, with its ``report`` (what ``eval.json`` holds).
+
+    ``report`` has ``success_rate``, ``success_ci95`` (low, high), ``mean_return``, ``mean_<metric>`` for each of
+    the task's episode metrics, ``n_episodes``, ``seconds`` and ``episodes``: every episode's result sorted by seed
+    (as :func:`on_eval_episode_end` got it; a filmed one names its ``video`` mp4 and ``final_frame`` png, both
+    written by now). ``run_dir`` is what was evaluated (a run directory or one of its checkpoints) and ``config``
+    its training config. Called after ``eval.json`` is written, so a logger sees the numbers the user sees.
+    Example::
+
+        @roboil.hookimpl
+        def on_eval_end(report, run_dir):
+            with open(run_dir / "evals.txt", "a") as f:
+                f.write(f"{report['n_episodes']} episodes: success {report['success_rate']:.2f}\n")
+    """

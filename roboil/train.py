@@ -8,6 +8,7 @@ Both write ``metrics.jsonl`` and checkpoints the same way, and resume bit-exactl
 
 from __future__ import annotations
 
+import collections.abc
 import contextlib
 import copy
 import functools
@@ -268,9 +269,10 @@ class TrainContext:
 
     def log(self, step: int, metrics: Mapping[str, Any]) -> None:
         logged = self._crossed(step, self.config.train.log_every, "_logged")
-        values = as_floats(metrics) if self._step_hooked or logged else None  # else no device sync this step
-        if self._step_hooked:
-            registry().notify("on_train_step_end", step=step, metrics=values, run_dir=self.run_dir, config=self.config)
+        values = as_floats(metrics) if logged else None  # else no device sync this step
+        if self._step_hooked:  # hooks read floats; a value not read (most steps, most loggers) never syncs
+            registry().notify("on_train_step_end", step=step, metrics=values if logged else LazyFloats(metrics),
+                              run_dir=self.run_dir, config=self.config)
         if logged:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             with open(self.run_dir / METRICS_FILE, "a") as f:
@@ -343,6 +345,23 @@ def check_loadable(state: Mapping) -> None:
 
 def as_floats(metrics: Mapping[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items()}
+
+
+class LazyFloats(collections.abc.Mapping):
+    """Metrics that become floats only when read: converting a CUDA tensor waits for the device, and a logger
+    hook that acts every N steps (or is not enabled for this run) reads nothing on the other steps."""
+
+    def __init__(self, metrics: Mapping[str, Any]):
+        self._metrics = metrics
+
+    def __getitem__(self, key: str) -> float:
+        return float(self._metrics[key])
+
+    def __iter__(self):
+        return iter(self._metrics)
+
+    def __len__(self) -> int:
+        return len(self._metrics)
 
 
 def lr_factor(step: int, config: Config) -> float:
