@@ -116,6 +116,10 @@ def cmd_export(args) -> int:
         from .interop.zarr2 import export_zarr2
 
         summary = export_zarr2(args.path, args.out)
+    elif args.to == "lerobot":
+        from .interop.lerobot import export_lerobot
+
+        summary = export_lerobot(args.path, args.out, fps=args.fps)
     else:
         from .interop.robomimic import export_robomimic
 
@@ -130,7 +134,12 @@ def cmd_import(args) -> int:
     keys = [k.strip() for k in args.obs_keys.split(",") if k.strip()] if args.obs_keys is not None else None
     if keys is not None and not keys:
         raise RoboilError("--obs-keys names no observation; give a comma-separated list, e.g. --obs-keys a,b")
-    summary = import_robomimic(args.path, args.out, obs_keys=keys)
+    if args.source_format == "lerobot":
+        from .interop.lerobot import import_lerobot
+
+        summary = import_lerobot(args.path, args.out, obs_keys=keys)
+    else:
+        summary = import_robomimic(args.path, args.out, obs_keys=keys)
     print(summary["line"])
     return 0
 
@@ -239,17 +248,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     ex = sub.add_parser("export", help="write an episode store in another tool's format (robomimic HDF5, or "
                         "zarr format 2 for diffusion_policy's ReplayBuffer)")
-    ex.add_argument("--to", required=True, choices=["robomimic", "zarr2"])
+    ex.add_argument("--to", required=True, choices=["robomimic", "zarr2", "lerobot"])
     ex.add_argument("path", help="episode store")
-    ex.add_argument("out", metavar="OUT", help="the new file (robomimic: FILE.hdf5) or directory (zarr2)")
+    ex.add_argument("out", metavar="OUT", help="the new file (robomimic: FILE.hdf5) or directory (zarr2, lerobot)")
     ex.add_argument("--no-next-obs", action="store_true",
                     help="robomimic: leave out next_obs (half the size; train robomimic with "
                     "train.hdf5_load_next_obs=false then)")
+    ex.add_argument("--fps", type=float, default=None,
+                    help="lerobot: frames per second, for a store that has none (default: the store's fps)")
     ex.set_defaults(run=cmd_export)
 
     im = sub.add_parser("import", help="make an episode store from another tool's dataset (robomimic HDF5)")
-    im.add_argument("--from", dest="source_format", required=True, choices=["robomimic"])
-    im.add_argument("path", metavar="FILE", help="the robomimic .hdf5 file")
+    im.add_argument("--from", dest="source_format", required=True, choices=["robomimic", "lerobot"])
+    im.add_argument("path", metavar="FILE", help="the robomimic .hdf5 file, or the LeRobot (v3.0) dataset directory")
     im.add_argument("out", metavar="STORE", help="the new episode store")
     im.add_argument("--obs-keys", default=None, metavar="A,B",
                     help="only these observations (default: all in the file)")

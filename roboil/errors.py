@@ -16,6 +16,12 @@ class RoboilError(Exception):
     """
 
 
+def one_line(e: BaseException) -> str:
+    """The first line of an exception's message (its type when it has none): for one-line reports."""
+    lines = str(e).strip().splitlines()
+    return lines[0] if lines else type(e).__name__
+
+
 _interrupted = False
 
 

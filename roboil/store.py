@@ -51,7 +51,7 @@ import zarr
 from zarr.codecs import BloscCodec, BloscShuffle
 from zarr.core.sync import sync as zarr_sync
 
-from .errors import RoboilError
+from .errors import RoboilError, one_line
 from .specs import ArrayLayout, Feature
 
 FORMAT = 1
@@ -84,11 +84,6 @@ def _jsonable(obj, what: str):
         return json.loads(json.dumps(obj, default=default))
     except (TypeError, ValueError) as e:
         raise RoboilError(f"{what} must be JSON-serializable ({e}); pass plain numbers, strings, lists, dicts")
-
-
-def _one_line(e: BaseException) -> str:
-    lines = str(e).strip().splitlines()
-    return lines[0] if lines else type(e).__name__
 
 
 def _committed(ends: np.ndarray, limit: int) -> int:
@@ -127,7 +122,7 @@ def _read(arr: zarr.Array, name: str, lo: int, hi: int) -> np.ndarray:
         return arr[lo:hi]
     except Exception as e:  # zarr and the codecs raise many types for corrupt bytes; each is a finding
         zarr_sync(_settle_zarr_tasks())
-        raise _Unreadable(f"{name}: rows {lo}..{hi} fail to decode: {_one_line(e)}") from None
+        raise _Unreadable(f"{name}: rows {lo}..{hi} fail to decode: {one_line(e)}") from None
 
 
 def _lock(path: Path) -> int:
@@ -205,7 +200,7 @@ class EpisodeStore:
             for f in self.features.values():
                 np.dtype(f.dtype)
         except (AttributeError, KeyError, TypeError, ValueError) as e:
-            raise _damaged(path, [f"the features in its root zarr.json are unreadable ({_one_line(e)})"])
+            raise _damaged(path, [f"the features in its root zarr.json are unreadable ({one_line(e)})"])
         self.attrs = {k: v for k, v in meta.items() if k not in ("format", "features")}
         # An append writes data, then attrs, then episode_ends: reading them in the reverse order means a
         # concurrent append never shows episode_ends past the data or the attrs list.
@@ -221,7 +216,7 @@ class EpisodeStore:
         except KeyError:
             raise _damaged(self.path, [f"it lacks {name}"])
         except Exception as e:  # zarr raises many types for unparsable metadata
-            raise _damaged(self.path, [f"{name}/zarr.json is unreadable ({_one_line(e)})"])
+            raise _damaged(self.path, [f"{name}/zarr.json is unreadable ({one_line(e)})"])
         if not isinstance(node, kind):
             raise _damaged(self.path, [f"{name} is not a zarr {kind.__name__.lower()}"])
         return node
@@ -777,6 +772,12 @@ class RepairReport:
         return out
 
 
+def array_layout(array: zarr.Array) -> ArrayLayout:
+    """The chunking and codec a store array was created with, to create another like it."""
+    codec = array.compressors[0]
+    return ArrayLayout(time_chunk=array.chunks[0], cname=codec.cname.value, clevel=codec.clevel)
+
+
 def copy_without(source: str | Path, out: str | Path, drop: list[str]) -> EpisodeStore:
     """A new store at ``out`` holding ``source``'s committed episodes without the arrays ``drop`` (e.g. the
     actions, for observation-only demonstrations as video or another embodiment would give), with the same
@@ -787,11 +788,7 @@ def copy_without(source: str | Path, out: str | Path, drop: list[str]) -> Episod
     kept = {k: f for k, f in src.features.items() if k not in drop}
     if not kept:
         raise RoboilError(f"dropping {', '.join(drop)} leaves store '{source}' without arrays; keep at least one")
-    layouts = {}
-    for key in kept:
-        array = src.array(key)
-        codec = array.compressors[0]
-        layouts[key] = ArrayLayout(time_chunk=array.chunks[0], cname=codec.cname.value, clevel=codec.clevel)
+    layouts = {key: array_layout(src.array(key)) for key in kept}
     attrs = {**src.attrs, "copied_from": str(source), "dropped": [*src.attrs.get("dropped", []), *drop]}
     with EpisodeStore.create(out, kept, layouts, attrs) as copy:
         for index, episode_attrs in enumerate(src.episode_attrs()):

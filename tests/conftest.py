@@ -30,6 +30,28 @@ def install_fixture_plugin(name: str, tmp_path_factory) -> Path:
     return target
 
 
+def main_fails_in_one_line(capsys, argv, *words) -> str:
+    """``roboil.cli.main(argv)`` in-process exits 2 with one ``roboil: error:`` line holding ``words``."""
+    from roboil.cli import main
+
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and err.startswith("roboil: error: "), err
+    for word in words:
+        assert word in err, err
+    return err
+
+
+def store_layouts(store) -> dict:
+    """Each array's chunks and codec settings, to compare a store with its copy through another format."""
+    out = {}
+    for key in store.features:
+        array = store.array(key)
+        codec = array.compressors[0]
+        out[key] = (array.chunks, codec.cname.value, codec.clevel, codec.shuffle.value)
+    return out
+
+
 def plugin_pythonpath(site: Path) -> dict:
     return {"PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import zarr
 
+from conftest import main_fails_in_one_line, store_layouts
 from roboil.cli import main
 from roboil.keys import ACTION
 from roboil.store import EpisodeStore, copy_without
@@ -37,15 +38,6 @@ def exported(pusht_store):
     return out
 
 
-def _layouts(store: EpisodeStore) -> dict:
-    out = {}
-    for key in store.features:
-        array = store.array(key)
-        codec = array.compressors[0]
-        out[key] = (array.chunks, codec.cname.value, codec.clevel, codec.shuffle.value)
-    return out
-
-
 def _checksums(store: EpisodeStore) -> list:
     return [a["checksums"] for a in store._episode_attrs]
 
@@ -59,7 +51,7 @@ def test_round_trip_restores_the_store_byte_for_byte(pusht_store, exported, tmp_
     dst = EpisodeStore.open(out)
 
     assert dst.features == src.features
-    assert _layouts(dst) == _layouts(src)  # chunking and codecs as recorded
+    assert store_layouts(dst) == store_layouts(src)  # chunking and codecs as recorded
     np.testing.assert_array_equal(dst.episode_ends, src.episode_ends)
     for index in range(src.n_episodes):
         a, b = src.episode(index), dst.episode(index)
@@ -192,43 +184,34 @@ def test_import_a_file_robomimic_wrote(tmp_path, capsys):
     assert all("success" not in a for a in store.episode_attrs())
 
 
-def _one_line_error(capsys, argv, *words):
-    assert main(argv) == 2
-    out, err = capsys.readouterr()
-    assert out == "" and err.count("\n") == 1 and err.startswith("roboil: error: "), err
-    for word in words:
-        assert word in err, err
-    return err
-
-
 def test_one_line_errors(pusht_store, exported, tmp_path, capsys):
     store = str(tmp_path / "s.zarr")
-    _one_line_error(capsys, ["import", "--from", "robomimic", str(tmp_path / "none.hdf5"), store],
+    main_fails_in_one_line(capsys, ["import", "--from", "robomimic", str(tmp_path / "none.hdf5"), store],
                     "no robomimic file at")
     no_data = tmp_path / "no_data.hdf5"
     with h5py.File(no_data, "w") as f:
         f.create_group("demos")
-    _one_line_error(capsys, ["import", "--from", "robomimic", str(no_data), store], "has no 'data' group")
+    main_fails_in_one_line(capsys, ["import", "--from", "robomimic", str(no_data), store], "has no 'data' group")
     text = tmp_path / "text.hdf5"
     text.write_text("not hdf5\n")
-    _one_line_error(capsys, ["import", "--from", "robomimic", str(text), store], "not a readable HDF5 file")
+    main_fails_in_one_line(capsys, ["import", "--from", "robomimic", str(text), store], "not a readable HDF5 file")
     no_actions = tmp_path / "no_actions.hdf5"
     _robomimic_file(no_actions)
     with h5py.File(no_actions, "a") as f:
         del f["data/demo_1/actions"]
-    _one_line_error(capsys, ["import", "--from", "robomimic", str(no_actions), store],
+    main_fails_in_one_line(capsys, ["import", "--from", "robomimic", str(no_actions), store],
                     "data/demo_1 has no 'actions' dataset")
-    _one_line_error(capsys, ["import", "--from", "robomimic", str(exported), store, "--obs-keys", "wrist"],
+    main_fails_in_one_line(capsys, ["import", "--from", "robomimic", str(exported), store, "--obs-keys", "wrist"],
                     "no observation 'wrist'", "rgb_top")
     assert not (tmp_path / "s.zarr").exists()  # nothing made by a refused import
 
     obs_only = tmp_path / "obs_only.zarr"
     copy_without(pusht_store, obs_only, [ACTION]).close()
     out = tmp_path / "obs_only.hdf5"
-    _one_line_error(capsys, ["export", "--to", "robomimic", str(obs_only), str(out)], "observations only")
+    main_fails_in_one_line(capsys, ["export", "--to", "robomimic", str(obs_only), str(out)], "observations only")
     assert not out.exists()
-    _one_line_error(capsys, ["export", "--to", "robomimic", str(pusht_store), str(exported)], "already exists")
-    _one_line_error(capsys, ["export", "--to", "lerobot", str(pusht_store), str(out)], "invalid choice")
+    main_fails_in_one_line(capsys, ["export", "--to", "robomimic", str(pusht_store), str(exported)], "already exists")
+    main_fails_in_one_line(capsys, ["export", "--to", "hdf5", str(pusht_store), str(out)], "invalid choice")
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp files left behind
 
 

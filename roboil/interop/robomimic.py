@@ -45,16 +45,16 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
 import shutil
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import RoboilError, check_writable
+from ..errors import RoboilError, check_writable, one_line
 from ..keys import ACTION
 from ..specs import ArrayLayout, Feature
-from ..store import EpisodeStore
+from ..store import EpisodeStore, array_layout
+from . import temp_sibling
 
 ROBOIL_ATTR = "roboil"  # the attribute of data/ and of each demo that holds our JSON
 EXPORT_FORMAT = 1  # of data.attrs["roboil"]
@@ -72,20 +72,6 @@ def _h5py():
     except ImportError:
         raise RoboilError("robomimic files need h5py, which is not installed; pip install 'roboil[robomimic]'")
     return h5py
-
-
-def _one_line(e: BaseException) -> str:
-    lines = str(e).strip().splitlines()
-    return lines[0] if lines else type(e).__name__
-
-
-def _layout(array) -> ArrayLayout:
-    codec = array.compressors[0]
-    return ArrayLayout(time_chunk=array.chunks[0], cname=codec.cname.value, clevel=codec.clevel)
-
-
-def _temp_sibling(out: Path) -> Path:
-    return out.parent / f".{out.name}.writing-{os.getpid()}-{secrets.token_hex(4)}"
 
 
 # ---- export ------------------------------------------------------------------------------------------------
@@ -106,7 +92,7 @@ def export_robomimic(source, out, next_obs: bool = True) -> dict:
         raise RoboilError(f"'{out}' already exists; choose a new file name (export does not overwrite)")
     check_writable(out)
     obs_keys = [k for k in store.features if k != ACTION]
-    layouts = {k: _layout(store.array(k)) for k in store.features}
+    layouts = {k: array_layout(store.array(k)) for k in store.features}
     episodes = store.episode_attrs()
     meta = {
         "format": EXPORT_FORMAT,
@@ -120,7 +106,7 @@ def export_robomimic(source, out, next_obs: bool = True) -> dict:
     env_args = {"env_name": store.attrs.get("task"), "type": ENV_TYPE,
                 "env_kwargs": {"roboil": "a roboil task; make it with roboil, not robomimic"}}
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_sibling(out)
+    tmp = temp_sibling(out)
     try:
         with h5py.File(tmp, "w") as f:
             data = f.create_group("data")
@@ -181,7 +167,7 @@ def import_robomimic(path, out, obs_keys: list[str] | None = None) -> dict:
     try:
         f = h5py.File(path, "r")
     except OSError as e:
-        raise RoboilError(f"'{path}' is not a readable HDF5 file ({_one_line(e)}); give a robomimic .hdf5 dataset")
+        raise RoboilError(f"'{path}' is not a readable HDF5 file ({one_line(e)}); give a robomimic .hdf5 dataset")
     with f:
         plan = _Plan(f, path, obs_keys)
         check_writable(out)
@@ -211,7 +197,7 @@ def _json_attr(node, name: str, where: str):
     try:
         return json.loads(raw.decode() if isinstance(raw, bytes) else str(raw))
     except (ValueError, UnicodeDecodeError) as e:
-        raise RoboilError(f"{where} attribute '{name}' is not valid JSON ({_one_line(e)})")
+        raise RoboilError(f"{where} attribute '{name}' is not valid JSON ({one_line(e)})")
 
 
 class _Plan:
@@ -269,7 +255,7 @@ class _Plan:
             try:
                 self.success = {n.decode() if isinstance(n, bytes) else str(n) for n in np.asarray(mask[()]).ravel()}
             except (TypeError, ValueError, UnicodeDecodeError, OSError) as e:
-                raise RoboilError(f"'{path}': mask/{SUCCESS_MASK} is not a list of demo names ({_one_line(e)})")
+                raise RoboilError(f"'{path}': mask/{SUCCESS_MASK} is not a list of demo names ({one_line(e)})")
         self.store_attrs = self.meta["attrs"] if self.meta else self._foreign_attrs()
         self.left_out = self._left_out(first)
 

@@ -10,7 +10,6 @@ episode attrs go in the root's ``roboil_export`` attribute (not ``roboil``: this
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import zarr
 
 from ..errors import RoboilError, check_writable
 from ..store import EpisodeStore
+from . import temp_sibling
 
 
 def export_zarr2(source, out) -> dict:
@@ -32,7 +32,7 @@ def export_zarr2(source, out) -> dict:
         raise RoboilError(f"'{out}' already exists; choose a new path (export does not overwrite)")
     check_writable(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.writing-{os.getpid()}-{secrets.token_hex(4)}"
+    tmp = temp_sibling(out)
     try:
         root = zarr.open_group(tmp, mode="w-", zarr_format=2)
         data, arrays = root.create_group("data"), {}
