@@ -2,6 +2,9 @@
 for byte, a file written the way robomimic writes one, and the one-line refusals."""
 
 import json
+import os
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +17,7 @@ from roboil.store import EpisodeStore, copy_without
 
 h5py = pytest.importorskip("h5py")
 
+ROOT = Path(__file__).resolve().parents[1]
 PIXELS = {"pixels": {"cameras": ["top"], "height": 32, "width": 32}}
 
 
@@ -229,3 +233,40 @@ def test_zarr2_export_reads_like_a_replay_buffer(pusht_store, tmp_path):
         assert root["data"][key].chunks == src.array(key).chunks
         assert root["data"][key][:].tobytes() == src.load([key])[key].tobytes(), key
     assert root.attrs["roboil_export"]["attrs"] == src.attrs
+
+
+# robomimic pins its own torch, and zarr 2 is what diffusion_policy's ReplayBuffer is written against: both live in
+# a separate environment (python3 -m venv /tmp/rm && /tmp/rm/bin/pip install robomimic, which brings zarr 2)
+OTHER_PYTHON = Path(os.environ.get("ROBOIL_ROBOMIMIC_PYTHON", "/tmp/rm/bin/python"))
+needs_other = pytest.mark.skipif(not OTHER_PYTHON.exists(), reason=f"no robomimic environment at {OTHER_PYTHON} "
+                                 "(python3 -m venv /tmp/rm && /tmp/rm/bin/pip install robomimic six)")
+
+
+@needs_other
+def test_robomimic_itself_reads_our_export(exported):
+    result = subprocess.run([str(OTHER_PYTHON), str(ROOT / "tools" / "check_robomimic_interop.py"), str(exported)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and result.stdout.strip().endswith("OK"), result.stdout + result.stderr
+
+
+@needs_other
+def test_zarr2_export_opens_with_zarr_2_as_diffusion_policy_does(pusht_store, tmp_path):
+    out = tmp_path / "pusht_v2.zarr"
+    assert main(["export", "--to", "zarr2", str(pusht_store), str(out)]) == 0
+    src = EpisodeStore.open(pusht_store)
+    np.savez(tmp_path / "ref.npz", episode_ends=src.episode_ends, **src.load())
+    # the calls diffusion_policy's ReplayBuffer.copy_from_path makes, under zarr 2
+    code = f"""
+import numpy as np, zarr
+assert zarr.__version__.startswith("2."), zarr.__version__
+root = zarr.open({str(out)!r}, "r")
+ref = np.load({str(tmp_path / "ref.npz")!r})
+assert np.array_equal(root["meta"]["episode_ends"][:], ref["episode_ends"])
+keys = sorted(root["data"].keys())
+assert keys == sorted(k for k in ref.files if k != "episode_ends"), keys
+for key in keys:
+    assert root["data"][key].dtype == ref[key].dtype and np.array_equal(root["data"][key][:], ref[key]), key
+print("zarr", zarr.__version__, "OK")
+"""
+    result = subprocess.run([str(OTHER_PYTHON), "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and "OK" in result.stdout, result.stdout + result.stderr

@@ -27,24 +27,42 @@ import numpy as np
 TITLE = "roboil record: fetch-reach"
 FPS, STEP = 25.0, 0.05  # fetch-reach: control rate, metres per tick at full speed
 FINE = 1 / 3  # shift: the keyboard device's fine speed
+# a quarter of the speed: a key held one tick more or less (xdotool and the 40 ms tick are not in step) then
+# moves the gripper 4 mm, not 17 mm, as a person slows down near the goal
+SPEED = 0.25
+PAUSE_SECONDS = 0.3  # between holds, as a person lets go of one key before pressing the next
+PAUSE_TICKS = round(PAUSE_SECONDS * FPS)
 # the viewer opens looking along +y, and arrows follow the camera: up is +y, right is +x
 KEYS = {(0, 1): "Right", (0, -1): "Left", (1, 1): "Up", (1, -1): "Down", (2, 1): "Prior", (2, -1): "Next"}
 
 
 def plan(seed: int) -> list[tuple[str, float]]:
-    """(key, seconds held) per axis: the gripper's path to the goal of the take that starts from ``seed``."""
+    """(key, seconds held) per axis that bring the gripper to the goal of the take starting from ``seed``.
+
+    Fetch moves its gripper target from where the gripper is, and the arm lags behind it, so a held key moves
+    less than speed x time; like a person practising, the holds are rehearsed in simulation (with the pauses
+    the session has between them) and lengthened until the gripper ends within 1 cm of the goal."""
     from roboil.envs import ObservedEnv
 
-    env = ObservedEnv("fetch-reach", {"proprio": {}})
+    env = ObservedEnv("fetch-reach", {"proprio": {}}, max_steps=10_000)
+    step = STEP * FINE * SPEED
     env.reset(seed=seed)
-    delta = env.raw_obs["desired_goal"] - env.raw_obs["observation"][:3]
+    ticks = np.round((env.raw_obs["desired_goal"] - env.raw_obs["observation"][:3]) / step).astype(int)
+    for _ in range(5):
+        env.reset(seed=seed)
+        for axis, n in enumerate(ticks):
+            command = np.zeros(4, np.float32)
+            command[axis], command[3] = np.sign(n) * FINE * SPEED, 1.0
+            for _ in range(abs(n)):
+                env.step(command)
+            for _ in range(PAUSE_TICKS):
+                env.step(np.array([0, 0, 0, 1], np.float32))
+        error = env.raw_obs["desired_goal"] - env.raw_obs["observation"][:3]
+        if np.abs(error).max() < 0.01:
+            break
+        ticks = ticks + np.round(error / step).astype(int)
     env.close()
-    holds = []
-    for axis, distance in enumerate(delta):
-        ticks = round(abs(distance) / (STEP * FINE))
-        if ticks:
-            holds.append((KEYS[axis, 1 if distance > 0 else -1], ticks / FPS))
-    return holds
+    return [(KEYS[axis, 1 if n > 0 else -1], abs(n) / FPS) for axis, n in enumerate(ticks) if n]
 
 
 def xdotool(display: str, *args: str) -> str:
@@ -75,7 +93,8 @@ def main() -> int:
         time.sleep(1.0)
     env = {**os.environ, "DISPLAY": display, "MUJOCO_GL": "egl"}
     recorder = subprocess.Popen([sys.executable, "-m", "roboil.cli", "record", "--task", "fetch-reach", "--device",
-                                 "keyboard", "--episodes", "1", "--max-steps", "500", "--operator", "xdotool",
+                                 "keyboard", f"device.speed={SPEED}", "--episodes", "1", "--max-steps", "500",
+                                 "--operator", "xdotool",
                                  "--out", args.out], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         window = xdotool(display, "search", "--sync", "--onlyvisible", "--name", TITLE).split()[0]
@@ -87,7 +106,7 @@ def main() -> int:
             xdotool(display, "keydown", "shift", "keydown", key)
             time.sleep(seconds)
             xdotool(display, "keyup", key, "keyup", "shift")
-            time.sleep(0.3)
+            time.sleep(PAUSE_SECONDS)
             if index == 0 and args.screenshot:
                 Path(args.screenshot).parent.mkdir(parents=True, exist_ok=True)
                 subprocess.run(["import", "-window", window, args.screenshot], env=env, check=True)
