@@ -330,7 +330,8 @@ class Session:
         except KeyboardInterrupt:
             interrupted = True
             self.progress.close()  # before the question, not through it
-            self.ask_to_keep()
+            if self.person is not None:  # a scripted take is cheaper to record again than to ask about
+                self.ask_to_keep()
             raise
         finally:
             self.progress.close()
