@@ -27,7 +27,7 @@ _LAZY = {
     "ChunkExecutor": "roboil.executors", "ActionTransform": "roboil.actions",
     **{name: "roboil.teleop" for name in (
         "teleop_spec", "operator_heading", "operator_to_world", "axis_deadzone", "ArmSelection", "RecordedTicks",
-        "RawInput", "open_device_file")},
+        "RawInput", "open_device_file", "MappedDevice")},
 }
 
 

@@ -163,3 +163,24 @@ class RawInput:
         self.reader.close()
         if self.writer is not None:
             self.writer.close()
+
+
+class MappedDevice:
+    """What an input device that reads raw reports (``self.input``, a :class:`RawInput`) and maps them
+    (``self.mapping``, with ``arms``: an :class:`ArmSelection`, ``command(heading)``) has in common; a subclass
+    sets those, ``self.params`` (with ``heading``) and ``self.viewer``, and gives ``controls()`` and ``help()``."""
+
+    def reset(self) -> None:
+        self.mapping.arms.reset()
+
+    def act(self, raw_obs) -> EndEffectorCommand:
+        return self.mapping.command(operator_heading(self.viewer, self.params.heading))
+
+    def take_over(self, grippers) -> None:
+        self.mapping.arms.follow(grippers)
+
+    def status(self) -> str:
+        return f"{self.mapping.arms.status()} ({self.input.describe()})"
+
+    def close(self) -> None:
+        self.input.close()

@@ -41,7 +41,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import roboil
-from roboil import QUIT, EndEffectorCommand, RawInput, RoboilError, operator_heading, teleop_spec
+from roboil import QUIT, MappedDevice, RawInput, RoboilError, teleop_spec
 
 from .mapping import GamepadMapping
 from .reader import PadReader, ReportsReader, ReportsWriter
@@ -67,7 +67,7 @@ class GamepadParams:
                 raise RoboilError(f"device.{name} must be in (0, 1], got {getattr(self, name)}")
 
 
-class GamepadDevice:
+class GamepadDevice(MappedDevice):
     def __init__(self, context: roboil.DeviceContext):
         params: GamepadParams = context.params
         teleop = teleop_spec(context.task)
@@ -77,24 +77,12 @@ class GamepadDevice:
         reader = ReportsReader(params.reports) if params.reports else PadReader(params.index)
         self.input = RawInput(reader, ReportsWriter, params.save_reports)
 
-    def reset(self) -> None:
-        self.mapping.arms.reset()
-
     def controls(self) -> list[str]:
         snapshot = self.input.read()
         if snapshot is None:  # the reports file is over: no motion, and quit
             self.mapping.rest()
             return [QUIT]
         return self.mapping.update(snapshot)
-
-    def act(self, raw_obs) -> EndEffectorCommand:
-        return self.mapping.command(operator_heading(self.viewer, self.params.heading))
-
-    def take_over(self, grippers) -> None:
-        self.mapping.arms.follow(grippers)
-
-    def status(self) -> str:
-        return f"{self.mapping.arms.status()} ({self.input.describe()})"
 
     def help(self) -> list[tuple[str, str]]:
         lines = [("move", "left stick, RT up / LT down"), ("gripper", "A")]
@@ -105,9 +93,6 @@ class GamepadDevice:
         return lines + [("start / save", "START / Y"), ("discard / retry", "BACK / X"),
                         ("delete last / quit", "d-pad left / right (twice)"),
                         ("take over / back", "d-pad up / down")]
-
-    def close(self) -> None:
-        self.input.close()
 
 
 @roboil.hookimpl

@@ -42,7 +42,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import roboil
-from roboil import QUIT, EndEffectorCommand, RawInput, RoboilError, operator_heading, teleop_spec
+from roboil import QUIT, MappedDevice, RawInput, RoboilError, teleop_spec
 
 from .mapping import SpaceMouseMapping
 from .reader import HidReader, ReportsReader, ReportsWriter
@@ -74,7 +74,7 @@ class SpaceMouseParams:
             raise RoboilError(f"device.hold must be > 0 seconds, got {self.hold}")
 
 
-class SpaceMouseDevice:
+class SpaceMouseDevice(MappedDevice):
     def __init__(self, context: roboil.DeviceContext):
         params: SpaceMouseParams = context.params
         teleop = teleop_spec(context.task)
@@ -84,9 +84,6 @@ class SpaceMouseDevice:
                                          params.rotation_speed, teleop.rotation, hold_ticks)
         reader = ReportsReader(params.reports) if params.reports else HidReader(params.index)
         self.input = RawInput(reader, ReportsWriter, params.save_reports)
-
-    def reset(self) -> None:
-        self.mapping.arms.reset()
 
     def controls(self) -> list[str]:
         reports = self.input.read()
@@ -98,15 +95,6 @@ class SpaceMouseDevice:
             self.mapping.rest()
         return controls
 
-    def act(self, raw_obs) -> EndEffectorCommand:
-        return self.mapping.command(operator_heading(self.viewer, self.params.heading))
-
-    def take_over(self, grippers) -> None:
-        self.mapping.arms.follow(grippers)
-
-    def status(self) -> str:
-        return f"{self.mapping.arms.status()} ({self.input.describe()})"
-
     def help(self) -> list[tuple[str, str]]:
         lines = [("move", "push / pull / lift the cap"), ("gripper", "left click")]
         if self.mapping.rotation:
@@ -115,9 +103,6 @@ class SpaceMouseDevice:
             lines.append(("next arm", "hold left"))
         return lines + [("start / save", "right click"), ("discard / retry", "hold right / click both"),
                         ("quit", "hold both")]
-
-    def close(self) -> None:
-        self.input.close()
 
 
 @roboil.hookimpl
