@@ -92,6 +92,12 @@ def save_checkpoint(run_dir: Path, step: int, model: PolicyModel, stats, config:
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
+    # Only the newest checkpoint is resumed from: older ones keep their weights (to evaluate or compare), not the
+    # optimizer state, which is twice the weights' size for Adam. Removed after `last` moved, so a kill leaves
+    # an extra file at worst.
+    for older in root.iterdir():
+        if older != path and CHECKPOINT_NAME.match(older.name):
+            (older / TRAINING_STATE_FILE).unlink(missing_ok=True)
     return path
 
 

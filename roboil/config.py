@@ -48,6 +48,8 @@ class TrainConfig:
     checkpoint_every: int = 5000
     compile: bool = False
     amp: bool = True  # bf16 autocast on CUDA
+    # processes reading batches from disk when the store does not fit data.cache_max_gb (0: one thread)
+    loader_workers: int = 2
 
     def __post_init__(self):
         if self.lr_schedule not in ("cosine", "constant"):
@@ -59,8 +61,9 @@ class TrainConfig:
         check_range("train.weight_decay", self.weight_decay, low=0.0)
         check_range("train.grad_clip", self.grad_clip, low=0.0)
         check_range("train.ema_decay", self.ema_decay, low=0.0, high=1.0, high_open=True)
-        if self.warmup_steps < 0:
-            raise RoboilError(f"train.warmup_steps must be >= 0, got {self.warmup_steps}")
+        for name in ("warmup_steps", "loader_workers"):
+            if getattr(self, name) < 0:
+                raise RoboilError(f"train.{name} must be >= 0, got {getattr(self, name)}")
         if self.seed < 0:
             raise RoboilError(f"train.seed must be >= 0, got {self.seed}")
 

@@ -64,11 +64,22 @@ class WindowSampler:
     def set_state(self, state: dict) -> None:
         self.rng.bit_generator.state = state
 
-    def sample(self, batch_size: int) -> dict[str, np.ndarray]:
+    def draw(self, batch_size: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """The random part of a batch: its anchors, and (with future keys) how far into the rest of its episode
+        each window reads them, as a fraction in [0, 1). Drawn apart from the gathering so that a loader's workers
+        or the ranks of a distributed run gather parts of one batch drawn in one place."""
         pick = self.rng.integers(0, len(self.anchors), size=batch_size)
-        return self.windows(pick)
+        later = self.rng.random(batch_size) if self.future_keys else None
+        return pick, later
 
-    def windows(self, pick: np.ndarray) -> dict[str, np.ndarray]:
+    def sample(self, batch_size: int, rows: slice = slice(None)) -> dict[str, np.ndarray]:
+        """A batch of ``batch_size`` windows, or only its ``rows`` (the same draws whatever the slice)."""
+        pick, later = self.draw(batch_size)
+        return self.windows(pick[rows], None if later is None else later[rows])
+
+    def windows(self, pick: np.ndarray, later: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """The windows at anchors ``pick``; future keys are read ``later`` (see :meth:`draw`) into the rest of
+        the episode, drawn here when not given."""
         t = self.anchors[pick][:, None]
         lo = self.episode_start[pick][:, None]
         hi = self.episode_end[pick][:, None] - 1
@@ -78,7 +89,8 @@ class WindowSampler:
         batch[ACTION] = gather(self.arrays[ACTION], np.clip(action_index, lo, hi))
         batch[ACTION_IS_PAD] = (action_index < lo) | (action_index > hi)
         if self.future_keys:
-            future = self.rng.integers(t[:, 0], hi[:, 0] + 1)  # uniform over the rest of the episode
+            later = self.rng.random(len(pick)) if later is None else later
+            future = t[:, 0] + (later * (hi[:, 0] - t[:, 0] + 1)).astype(np.int64)  # uniform over the rest
             for key in self.future_keys:
                 batch[FUTURE_PREFIX + key] = gather(self.arrays[key], future)
         if self.next_keys:

@@ -16,10 +16,8 @@ import io
 import json
 import math
 import os
-import queue
 import random
 import sys
-import threading
 import time
 from functools import cached_property
 from pathlib import Path
@@ -31,13 +29,16 @@ import torch
 import yaml
 from tqdm import tqdm
 
+from . import distributed
 from .actions import ActionTransform, describe_space
-from .checkpoint import (CONFIG_FILE, META_FILE, TRAINING_STATE_FILE, build_model, latest_checkpoint, pick_device,
-                         read_checkpoint_file, save_checkpoint)
+from .checkpoint import (CHECKPOINTS, CONFIG_FILE, META_FILE, TRAINING_STATE_FILE, build_model, latest_checkpoint,
+                         pick_device, read_checkpoint_file, save_checkpoint)
 from .config import Config, to_dict
+from .distributed import Ranks, launched_ranks
 from .envs import ObservedEnv
 from .errors import RoboilError, check_writable
 from .keys import ACTION
+from .loader import batches as load_batches
 from .plugins import registry
 from .policy import PolicyModel
 from .sampler import WindowSampler, compute_stats
@@ -92,8 +93,8 @@ class TrainingData:
         keys = [*chosen, ACTION] if has_actions else list(chosen)
         size = sum(store.array(k).nbytes for k in keys)
         # in RAM, the checksums of every episode are verified too (lazily read stores get the cheap check only)
-        self.arrays = (store.load(keys, verify=True) if size <= config.data.cache_max_gb * 2**30
-                       else {k: store.array(k) for k in keys})
+        self.in_ram = size <= config.data.cache_max_gb * 2**30
+        self.arrays = store.load(keys, verify=True) if self.in_ram else {k: store.array(k) for k in keys}
         if has_actions and self.transform.relative_to is not None:
             # actions are low-dimensional: hold the encoded ones in RAM even when the rest stays on disk
             reference = self.transform.relative_to
@@ -141,7 +142,8 @@ class TrainContext:
     """What the core hands an algorithm's training loop.
 
     - ``config`` (its ``algorithm_params`` typed), ``run_dir``, ``device``, ``autocast()`` (bf16 on CUDA when
-      ``train.amp``), ``hook`` (the plugin hooks).
+      ``train.amp``), ``hook`` (the plugin hooks), ``ranks`` (this process among those torchrun launched; see
+      :mod:`roboil.distributed`: only the offline loop trains on several processes today).
     - ``demonstrations``: the :class:`TrainingData` of ``data.path`` (loaded on first use);
       ``load_demonstrations(actions=False)`` also accepts a store of observations only (for algorithms that
       learn from states alone).
@@ -158,12 +160,13 @@ class TrainContext:
       was then. Call it once, after building the models (their initialization draws random numbers).
     """
 
-    def __init__(self, config: Config, run_dir: Path, progress: bool = True):
+    def __init__(self, config: Config, run_dir: Path, progress: bool = True, ranks: Ranks = Ranks()):
         self.config = config
         self.run_dir = run_dir
-        self.device = pick_device(config.train.device, "train.device")
+        self.ranks = ranks
+        self.device = distributed.start(ranks, pick_device(config.train.device, "train.device"))
         self.hook = registry().hook
-        self.progress = progress
+        self.progress = progress and ranks.main
         self.start_step, self._saved = 0, None
         self.resumes: list[dict] = []
         self._built: tuple | None = None
@@ -195,19 +198,35 @@ class TrainContext:
         previous = read_checkpoint_file(checkpoint / META_FILE, lambda p: json.loads(p.read_text()).get("resumes", []),
                                         fix)
         self.resumes = previous + [{"step": self.start_step, "changed": changes}]
-        print(f"roboil: resumed from step {self.start_step} of {checkpoint}"
-              + "".join(f"; {key}: {old} -> {new}" for key, (old, new) in changes.items()), file=sys.stderr)
+        if self.ranks.main:
+            print(f"roboil: resumed from step {self.start_step} of {checkpoint}"
+                  + "".join(f"; {key}: {old} -> {new}" for key, (old, new) in changes.items()), file=sys.stderr)
 
     def resume(self) -> dict | None:
+        rank, size = self.ranks.rank, self.ranks.size
         if self._saved is None:
+            if rank:  # the models are built alike everywhere; from here on each process draws its own numbers
+                seed_everything(int(np.random.SeedSequence([self.config.train.seed, rank]).generate_state(1)[0]))
             return None
-        restore_random_states(self._saved["random"])
+        saved = self._saved["random"]
+        per_rank = saved if isinstance(saved, list) else [saved]  # a dict: saved by one process (older roboil)
+        if len(per_rank) == size:
+            restore_random_states(per_rank[rank])
+        else:
+            restore_random_states(per_rank[0])
+            if rank:
+                seed_everything(int(np.random.SeedSequence([self.config.train.seed, rank, self.start_step])
+                                    .generate_state(1)[0]))
+            if self.ranks.main and size > 1:
+                print(f"roboil: the checkpoint was saved by {len(per_rank)} processes and this run has {size}: "
+                      "processes 1 and up draw new random numbers (the same steps as an uninterrupted run, not "
+                      "the same numbers)", file=sys.stderr)
         return self._saved["algorithm"]
 
     def _trim_metrics(self, step: int) -> None:
         """Drop metrics logged after the checkpoint: the resumed run logs those steps again."""
         path = self.run_dir / METRICS_FILE
-        if not path.is_file():
+        if not self.ranks.main or not path.is_file():
             return
         kept = [line for line in path.read_text().splitlines(keepends=True)
                 if line.strip() and json.loads(line)["step"] <= step]
@@ -269,7 +288,10 @@ class TrainContext:
 
     def log(self, step: int, metrics: Mapping[str, Any]) -> None:
         logged = self._crossed(step, self.config.train.log_every, "_logged")
-        values = as_floats(metrics) if logged else None  # else no device sync this step
+        # else no device sync this step; over several processes, every one reaches this collective
+        values = distributed.mean_over_ranks(metrics, self.ranks) if logged else None
+        if not self.ranks.main:
+            return
         if self._step_hooked:  # hooks read floats; a value not read (most steps, most loggers) never syncs
             registry().notify("on_train_step_end", step=step, metrics=values if logged else LazyFloats(metrics),
                               run_dir=self.run_dir, config=self.config)
@@ -301,15 +323,20 @@ class TrainContext:
                 "task": self.config.task, "observations": self.observations,
                 "action_space": describe_space(self.action_space),
                 "action_transform": ActionTransform(self.config.data.action_relative_to).to_meta(),
-                "train_seconds": round(time.time() - self._started, 1), "resumes": self.resumes}
+                "train_seconds": round(time.time() - self._started, 1), "resumes": self.resumes,
+                "processes": self.ranks.size}
         if self._data is not None:
             meta.update(store=str(self.config.data.path), train_episodes=len(self._data.episodes))
-        training_state = {"step": step, "algorithm": dict(state), "random": random_states()}
-        if not self._state_checked:  # its structure does not change between saves; the check costs a serialization
-            check_loadable(training_state["algorithm"])
-            self._state_checked = True
-        path = save_checkpoint(self.run_dir, step, model, stats, self.config, meta, training_state)
-        registry().notify("on_checkpoint_saved", path=path, step=step, run_dir=self.run_dir, config=self.config)
+        training_state = {"step": step, "algorithm": dict(state),
+                          "random": distributed.gather(random_states(), self.ranks)}
+        path = self.run_dir / CHECKPOINTS / f"step_{step:08d}"
+        if self.ranks.main:
+            if not self._state_checked:  # its structure does not change between saves; checking costs a serialization
+                check_loadable(training_state["algorithm"])
+                self._state_checked = True
+            path = save_checkpoint(self.run_dir, step, model, stats, self.config, meta, training_state)
+            registry().notify("on_checkpoint_saved", path=path, step=step, run_dir=self.run_dir, config=self.config)
+        distributed.barrier(self.ranks)  # no process goes on (or ends) before the checkpoint is complete
         return path
 
     def close(self) -> None:
@@ -343,10 +370,6 @@ def check_loadable(state: Mapping) -> None:
                               "torch.as_tensor)") from None
 
 
-def as_floats(metrics: Mapping[str, Any]) -> dict[str, float]:
-    return {k: float(v) for k, v in metrics.items()}
-
-
 class LazyFloats(collections.abc.Mapping):
     """Metrics that become floats only when read: converting a CUDA tensor waits for the device, and a logger
     hook that acts every N steps (or is not enabled for this run) reads nothing on the other steps."""
@@ -374,33 +397,6 @@ def lr_factor(step: int, config: Config) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
-def prefetch(sampler: WindowSampler, batch_size: int, device: torch.device, depth: int = 3):
-    """Yield ``(batch, sampler state after it)`` with batches built by a background thread (pinned for an
-    asynchronous copy on CUDA); the state lets a checkpoint resume the sampler exactly after its last batch."""
-    pin = device.type == "cuda"
-    out: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def work():
-        try:
-            while not stop.is_set():
-                batch = {k: torch.from_numpy(v) for k, v in sampler.sample(batch_size).items()}
-                out.put(({k: v.pin_memory() for k, v in batch.items()} if pin else batch, sampler.state()))
-        except Exception as exc:  # hand the error to the training loop instead of leaving it waiting
-            out.put(exc)
-
-    threading.Thread(target=work, daemon=True).start()
-    try:
-        while True:
-            item = out.get()
-            if isinstance(item, Exception):
-                raise item
-            batch, state = item
-            yield {k: v.to(device, non_blocking=True) for k, v in batch.items()}, state
-    finally:
-        stop.set()
-
-
 def fit_offline(context: TrainContext) -> Path | None:
     """The default loop: windows of the store, the model's loss, AdamW over its parameter groups."""
     config, device = context.config, context.device
@@ -420,8 +416,15 @@ def fit_offline(context: TrainContext) -> Path | None:
         if ema is not None:
             ema.load_state_dict(state["ema"])
         sampler.set_state(state["sampler"])
-    batches = prefetch(sampler, config.train.batch_size, device)
-    step_fn = torch.compile(model.compute_loss) if config.train.compile else model.compute_loss
+    # worker processes pay off only for reading from disk: in RAM, a thread gathers faster than they would receive
+    batches = load_batches(sampler, config.train.batch_size, device, context.ranks.batch_rows(config.train.batch_size),
+                           workers=0 if data.in_ram else config.train.loader_workers)
+    step_fn = LossOf(model)
+    if config.train.compile:
+        step_fn = torch.compile(step_fn)
+    if context.ranks.distributed:  # averages the gradients over the processes during backward
+        step_fn = torch.nn.parallel.DistributedDataParallel(step_fn, device_ids=[device] if device.type == "cuda"
+                                                            else None)
     model.train()
     while step < config.train.steps:
         batch, sampler_state = next(batches)
@@ -445,6 +448,17 @@ def fit_offline(context: TrainContext) -> Path | None:
             context.save_checkpoint(step, ema or model, state)
 
 
+class LossOf(torch.nn.Module):
+    """A model's ``compute_loss`` as a module's forward, the call DDP (and torch.compile) wrap."""
+
+    def __init__(self, model: PolicyModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: dict[str, torch.Tensor]):
+        return self.model.compute_loss(batch)
+
+
 def train(config: Config, out_dir: str | Path, progress: bool = True) -> Path:
     """Train (or resume) a run in ``out_dir`` with the algorithm's own loop or the offline one; returns the
     final checkpoint directory."""
@@ -452,15 +466,21 @@ def train(config: Config, out_dir: str | Path, progress: bool = True) -> Path:
     if out_dir.exists() and not out_dir.is_dir():
         raise RoboilError(f"--out '{out_dir}' is a file; name a directory for the run")
     check_writable(out_dir)
-    seed_everything(config.train.seed)
-    context = TrainContext(config, out_dir, progress)
     spec = registry().get("algorithm", config.algorithm_name)
+    ranks = launched_ranks()
+    if ranks.distributed and spec.train is not None:
+        raise RoboilError(f"algorithm '{spec.name}' runs its own training loop, which trains in one process; "
+                          "run it without torchrun")
+    ranks.batch_rows(config.train.batch_size)  # a batch that does not split is refused before any process waits
+    seed_everything(config.train.seed)
+    context = TrainContext(config, out_dir, progress, ranks)
     try:
         if context.start_step >= config.train.steps:
             return latest_checkpoint(out_dir)
         (spec.train or fit_offline)(context)
     finally:
         context.close()
+        distributed.stop()
     checkpoint = latest_checkpoint(out_dir)
     if checkpoint is None:
         raise RoboilError(f"algorithm '{spec.name}' finished without saving a checkpoint; its train() must call "

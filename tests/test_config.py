@@ -83,7 +83,7 @@ def test_cli_prints_one_line_without_traceback_and_exits_2(tmp_path):
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert lines == ["roboil: error: unknown config key 'train.stepz'; valid keys in train: amp, batch_size, "
-                     "checkpoint_every, compile, device, ema_decay, grad_clip, log_every, lr, lr_schedule, seed, "
+                     "checkpoint_every, compile, device, ema_decay, grad_clip, loader_workers, log_every, lr, lr_schedule, seed, "
                      "steps, warmup_steps, weight_decay"]
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "run").exists()

@@ -6,6 +6,7 @@ import json
 import pytest
 from safetensors.torch import load_file
 
+from roboil.checkpoint import load_policy
 from roboil.config import load_config
 from roboil.errors import RoboilError
 from roboil.record import record
@@ -44,6 +45,19 @@ def test_resumed_run_is_bit_identical_to_an_uninterrupted_one(store, tmp_path, e
     assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
     meta = json.loads((resumed / "meta.json").read_text())
     assert meta["resumes"] == [{"step": 10, "changed": {"train.steps": [10, 20]}}]
+
+
+def test_only_the_newest_checkpoint_keeps_the_optimizer_state(store, tmp_path):
+    """Every checkpoint keeps its weights (to evaluate or compare); resuming needs only the newest one's state."""
+    run = tmp_path / "run"
+    train(config(store, "train.steps=30"), run, progress=False)
+    resumed = train(config(store, "train.steps=40"), run, progress=False)
+    checkpoints = sorted((run / "checkpoints").glob("step_*"))
+    assert [c.name for c in checkpoints] == [f"step_000000{n}0" for n in (1, 2, 3, 4)]
+    assert [(c / "training_state.pt").exists() for c in checkpoints] == [False, False, False, True]
+    assert checkpoints[-1] == resumed
+    for checkpoint in checkpoints:
+        load_policy(checkpoint)
 
 
 def test_resume_refuses_a_changed_model_or_data(store, tmp_path):

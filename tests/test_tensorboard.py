@@ -99,7 +99,8 @@ def test_without_loggers_nothing_is_written(tensorboard, tiny_reach_run, tmp_pat
     assert (run / "eval" / "eval.json").is_file() and not list(run.rglob("events.out.tfevents.*"))
 
 
-def test_resume_of_a_run_older_than_loggers_enables_it_and_replaces_later_events(logged_run, tmp_path):
+def test_resume_of_a_run_older_than_loggers_enables_it_and_replaces_later_events(logged_run, tiny_reach_store,
+                                                                                tmp_path):
     from roboil.train import train
 
     run = shutil.copytree(logged_run, tmp_path / "run")
@@ -107,6 +108,10 @@ def test_resume_of_a_run_older_than_loggers_enables_it_and_replaces_later_events
     checkpoints = run / "checkpoints"
     shutil.rmtree(checkpoints / "step_00000003")
     (checkpoints / "last").write_text("step_00000002")
+    # older checkpoints keep their weights only: give step 2 the state of a run that stopped there
+    stopped = train(load_config(GCBC, [f"data.path={tiny_reach_store}", "train.steps=2", *TINY]), tmp_path / "stopped",
+                    progress=False)
+    shutil.copy(stopped / "training_state.pt", checkpoints / "step_00000002")
     saved = checkpoints / "step_00000002" / "config.yaml"
     old = yaml.safe_load(saved.read_text())
     del old["loggers"]

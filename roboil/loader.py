@@ -1,0 +1,91 @@
+"""Training batches, built while the model steps: by a thread over arrays in RAM, or by worker processes that
+read from disk the rows each batch needs (stores larger than ``data.cache_max_gb``).
+
+Either way the sampler draws every batch in this process, so the windows are the ones the in-RAM sampler gives
+for the same seed, and each batch comes with the sampler state after its draw: a checkpoint resumes the draws
+exactly, however many batches were in flight. Workers only gather and decode (one image chunk per frame)."""
+
+from __future__ import annotations
+
+import queue
+import threading
+from typing import Iterator
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from .sampler import WindowSampler
+
+Batch = dict[str, torch.Tensor]
+
+
+def batches(sampler: WindowSampler, batch_size: int, device: torch.device, rows: slice = slice(None),
+            workers: int = 0) -> Iterator[tuple[Batch, dict]]:
+    """Yield ``(batch on device, sampler state after it)``: only the ``rows`` of each drawn batch (this process's
+    share of a distributed run's global batch), pinned for an asynchronous copy on CUDA. ``workers`` > 0 reads
+    in that many processes (the sampler's arrays may be zarr arrays: each worker opens them itself)."""
+    made = _in_workers(sampler, batch_size, rows, workers, device) if workers else _in_thread(sampler, batch_size,
+                                                                                              rows, device)
+    for batch, state in made:
+        yield {k: v.to(device, non_blocking=True) for k, v in batch.items()}, state
+
+
+def _in_thread(sampler: WindowSampler, batch_size: int, rows: slice, device: torch.device, depth: int = 3):
+    pin = device.type == "cuda"
+    out: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def work():
+        try:
+            while not stop.is_set():
+                batch = {k: torch.from_numpy(v) for k, v in sampler.sample(batch_size, rows).items()}
+                out.put(({k: v.pin_memory() for k, v in batch.items()} if pin else batch, sampler.state()))
+        except Exception as exc:  # hand the error to the training loop instead of leaving it waiting
+            out.put(exc)
+
+    threading.Thread(target=work, daemon=True).start()
+    try:
+        while True:
+            item = out.get()
+            if isinstance(item, Exception):
+                raise item
+            yield item
+    finally:
+        stop.set()
+
+
+class _Draws(Sampler):
+    """The batches' random part, drawn in the training process, with the sampler state after each draw."""
+
+    def __init__(self, sampler: WindowSampler, batch_size: int):
+        self.sampler, self.batch_size = sampler, batch_size
+
+    def __iter__(self):
+        while True:
+            pick, later = self.sampler.draw(self.batch_size)
+            yield pick, later, self.sampler.state()
+
+
+class _Windows(Dataset):
+    """Gathers the windows of one draw (its ``rows``) in a worker process."""
+
+    def __init__(self, sampler: WindowSampler, rows: slice):
+        self.sampler, self.rows = sampler, rows
+
+    def __getitem__(self, draw) -> tuple[Batch, dict]:
+        pick, later, state = draw
+        windows = self.sampler.windows(pick[self.rows], None if later is None else later[self.rows])
+        return {k: torch.from_numpy(v) for k, v in windows.items()}, state
+
+
+def _one_thread(_: int) -> None:
+    torch.set_num_threads(1)  # workers decode with numpy and the codecs; torch's threads would fight the model's
+
+
+def _in_workers(sampler: WindowSampler, batch_size: int, rows: slice, workers: int, device: torch.device):
+    # spawn, not fork: zarr's I/O runs on an event-loop thread, which a forked child would inherit stopped
+    loader = DataLoader(_Windows(sampler, rows), sampler=_Draws(sampler, batch_size), batch_size=None,
+                        num_workers=workers, pin_memory=device.type == "cuda", prefetch_factor=4,
+                        persistent_workers=True, multiprocessing_context="spawn", worker_init_fn=_one_thread,
+                        generator=torch.Generator())  # its seed draw would otherwise shift the training's torch RNG
+    yield from loader
