@@ -29,7 +29,7 @@ class DataConfig:
     # the same step, and add the current value back at execution. Small corrections are then small numbers the
     # network can resolve, instead of millimetres on a workspace-wide absolute scale.
     action_relative_to: str | None = None
-    cache_max_gb: float = 8.0  # load the store into RAM when it is smaller than this
+    cache_max_gb: float = 8.0  # RAM for the arrays trained on, smallest first; the others are read from disk
 
 
 @dataclass

@@ -13,15 +13,15 @@ from typing import Mapping
 import numpy as np
 
 from .keys import ACTION, ACTION_IS_PAD, FUTURE_PREFIX, NEXT_IS_PAD, NEXT_PREFIX
+from .rows import RowReader
 
 
-def gather(array, index: np.ndarray) -> np.ndarray:
-    """``array[index]`` for a numpy array, or for a zarr array by decoding only the chunks that hold the rows."""
+def gather(array: "np.ndarray | RowReader", index: np.ndarray) -> np.ndarray:
+    """``array[index]`` for a numpy array, or for an array on disk by decoding only the chunks that hold the rows."""
     if isinstance(array, np.ndarray):
         return array[index]
     rows, inverse = np.unique(index, return_inverse=True)
-    values = array.get_orthogonal_selection((rows,))
-    return values[inverse.reshape(index.shape)]
+    return array.read(rows)[inverse.reshape(index.shape)]
 
 
 class WindowSampler:

@@ -41,6 +41,7 @@ from .keys import ACTION
 from .loader import batches as load_batches
 from .plugins import registry
 from .policy import PolicyModel
+from .rows import RowReader
 from .sampler import WindowSampler, compute_stats
 from .specs import Feature
 from .store import EpisodeStore
@@ -91,14 +92,23 @@ class TrainingData:
         if has_actions:
             self.transform.check(self.features, store.features[ACTION])
         keys = [*chosen, ACTION] if has_actions else list(chosen)
-        size = sum(store.array(k).nbytes for k in keys)
-        # in RAM, the checksums of every episode are verified too (lazily read stores get the cheap check only)
-        self.in_ram = size <= config.data.cache_max_gb * 2**30
-        self.arrays = store.load(keys, verify=True) if self.in_ram else {k: store.array(k) for k in keys}
+        # RAM for the arrays that fit data.cache_max_gb, smallest first: state and actions long before cameras.
+        # What is loaded has every episode's checksums verified (arrays read from disk get the cheap check only).
+        budget, cached = config.data.cache_max_gb * 2**30, []
+        for key in sorted(keys, key=lambda k: store.array(k).nbytes):
+            budget -= store.array(key).nbytes
+            if budget < 0:
+                break
+            cached.append(key)
+        loaded = store.load(cached, verify=True)
+        self.in_ram = len(cached) == len(keys)
+        self.arrays = {k: loaded[k] if k in loaded else RowReader(store.array(k), store.path / "data" / k)
+                       for k in keys}
         if has_actions and self.transform.relative_to is not None:
             # actions are low-dimensional: hold the encoded ones in RAM even when the rest stays on disk
             reference = self.transform.relative_to
-            encoded = self.transform.encode(self.arrays[ACTION][:], {reference: self.arrays[reference][:]})
+            whole = {k: loaded[k] if k in loaded else store.array(k)[:store.n_steps] for k in (ACTION, reference)}
+            encoded = self.transform.encode(whole[ACTION], {reference: whole[reference]})
             self.arrays = {**self.arrays, ACTION: encoded}
         ends = store.episode_ends
         starts = np.concatenate([[0], ends[:-1]])

@@ -10,6 +10,7 @@ from roboil.config import load_config
 from roboil.keys import ACTION
 from roboil.loader import batches
 from roboil.record import record
+from roboil.rows import RowReader
 from roboil.sampler import WindowSampler
 from roboil.specs import ArrayLayout, Feature
 from roboil.store import EpisodeStore
@@ -38,7 +39,7 @@ def sampler(arrays, store):
 
 def test_workers_reading_from_disk_give_the_in_ram_windows_and_resume_their_draws(tmp_path):
     store = image_store(tmp_path / "s.zarr")
-    on_disk = {k: store.array(k) for k in store.features}
+    on_disk = {k: RowReader(store.array(k), store.path / "data" / k) for k in store.features}
     in_ram = store.load(list(store.features))
     made = batches(sampler(on_disk, store), 6, torch.device("cpu"), rows=slice(2, 5), workers=2)
     loaded = [next(made) for _ in range(5)]

@@ -1,10 +1,14 @@
 """Window sampling: edge padding, pad masks, episode boundaries, future-goal draws, statistics."""
 
+import pickle
+
 import numpy as np
 import pytest
 import zarr
+from zarr.codecs import BloscCodec, GzipCodec
 
 from roboil.keys import ACTION, ACTION_IS_PAD, NEXT_IS_PAD
+from roboil.rows import RowReader
 from roboil.sampler import WindowSampler, compute_stats, gather
 
 # three episodes of lengths 3, 5 and 2; each row's value encodes (episode, step) as 100*episode + step
@@ -74,11 +78,23 @@ def test_future_draws_come_from_the_rest_of_the_same_episode():
     assert len(np.unique(future - now)) > 2  # not always the same offset
 
 
-def test_gather_reads_zarr_like_numpy(tmp_path):
-    array = zarr.create_array(tmp_path / "a.zarr", shape=(10, 2), chunks=(3, 2), dtype="float32")
+@pytest.mark.parametrize("layout, fast", [
+    (dict(chunks=(3, 2), compressors=BloscCodec(cname="zstd")), True),  # as our stores write them
+    (dict(chunks=(1, 2), shards=(4, 2), compressors=BloscCodec(cname="lz4")), True),  # a partial edge shard
+    (dict(chunks=(3, 2)), True),  # zarr's default compressor, Zstd
+    (dict(chunks=(3, 2), compressors=None), True),
+    (dict(chunks=(3, 1)), False),  # chunks of part of a row: read through zarr
+    (dict(chunks=(3, 2), compressors=GzipCodec()), False),
+])
+def test_gather_reads_the_chunk_files_like_numpy(tmp_path, layout, fast):
+    array = zarr.create_array(tmp_path / "a.zarr", shape=(10, 2), dtype="float32", **layout)
     array[:] = np.arange(20, dtype=np.float32).reshape(10, 2)
-    index = np.array([[9, 0], [3, 3]])
-    np.testing.assert_array_equal(gather(array, index), array[:][index])
+    reader = RowReader(array, tmp_path / "a.zarr")
+    assert reader.fast == fast
+    index = np.array([[9, 0], [3, 3], [8, 9]])
+    np.testing.assert_array_equal(gather(reader, index), array[:][index])
+    restored = pickle.loads(pickle.dumps(reader))  # as a loader's worker process gets it
+    np.testing.assert_array_equal(gather(restored, index), array[:][index])
 
 
 def test_stats_cover_only_selected_rows():

@@ -1,0 +1,108 @@
+"""Rows of a store's array read straight from its chunk files, for training from disk.
+
+zarr-python decodes every selection through its asyncio pipeline: about 0.8 ms per chunk here, whatever its
+size. A training window reads a few single-frame chunks, so that overhead, not decoding, held reading from
+disk to a few hundred windows per second. For the layouts our stores write (whole rows per chunk, Blosc,
+optionally inside zarr v3 shards, whose format the zarr v3 specification fixes) this module reads a chunk's
+bytes with one ``os.pread`` at the offset the shard index gives and decompresses them with Blosc directly:
+about 0.05 ms a frame. Any other layout goes through zarr.
+
+A reader keeps each file it opened open, with its shard index: a store appended to meanwhile replaces a shard
+by renaming a new file over it, so the open file and its index stay one consistent snapshot.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import zarr
+from numcodecs import Zstd, blosc
+from zarr.codecs import BytesCodec, ShardingCodec
+from zarr.codecs.sharding import ShardingCodecIndexLocation
+
+_MISSING = 2**64 - 1  # the shard index's offset and length of a chunk never written
+
+
+def _as_is(data: bytes) -> bytes:
+    return data
+
+
+# zarr's bytes-to-bytes compressors (ours is Blosc; Zstd is zarr's default) and the numcodecs call decoding them
+_DECOMPRESS = {"BloscCodec": blosc.decompress, "ZstdCodec": Zstd().decode}
+
+
+class RowReader:
+    """``read(rows)``: the given rows (sorted, unique) of one zarr array, as one numpy array."""
+
+    def __init__(self, array: zarr.Array, path: str | Path):
+        self.array, self.path = array, Path(path)
+        meta = array.metadata
+        self.row_shape = tuple(array.shape[1:])
+        codecs = list(meta.codecs)
+        self.file_rows = int(meta.chunk_grid.chunk_shape[0])  # rows per file: a shard's, or a chunk's
+        self.sharded = len(codecs) == 1 and isinstance(codecs[0], ShardingCodec)
+        self.chunk_rows, self.index_tail = self.file_rows, 0
+        if self.sharded:
+            sharding = codecs[0]
+            self.chunk_rows = int(sharding.chunk_shape[0])
+            index_codecs = [type(c).__name__ for c in sharding.index_codecs]
+            # the index at the end, little-endian, maybe followed by its crc32c (4 bytes): what zarr writes
+            readable = (sharding.index_location == ShardingCodecIndexLocation.end
+                        and index_codecs in (["BytesCodec"], ["BytesCodec", "Crc32cCodec"]))
+            self.index_tail = 4 * (len(index_codecs) - 1)
+            codecs = list(sharding.codecs) if readable else []
+        whole_rows = tuple(meta.chunk_grid.chunk_shape[1:]) == self.row_shape
+        self.decompress = _DECOMPRESS.get(type(codecs[1]).__name__) if len(codecs) == 2 else _as_is
+        self.fast = (whole_rows and len(codecs) in (1, 2) and isinstance(codecs[0], BytesCodec)
+                     and self.decompress is not None and np.dtype(array.dtype).byteorder in "=<|")
+        self.dtype = np.dtype(array.dtype).newbyteorder("<")
+        self._files: dict[int, tuple[int, np.ndarray | None]] = {}
+
+    def __getstate__(self):  # a worker process opens its own files
+        return {**self.__dict__, "_files": {}}
+
+    def read(self, rows: np.ndarray) -> np.ndarray:
+        if not self.fast:
+            return self.array.get_orthogonal_selection((rows,))
+        out = np.empty((len(rows), *self.row_shape), self.dtype)
+        chunk_of = rows // self.chunk_rows
+        starts = np.flatnonzero(np.diff(chunk_of, prepend=-1))  # rows sorted: each chunk is decoded once
+        for first, last in zip(starts, [*starts[1:], len(rows)]):
+            chunk = self._chunk(int(chunk_of[first]))
+            if chunk is None:  # never written: zarr knows the fill value
+                out[first:last] = self.array.get_orthogonal_selection((rows[first:last],))
+            else:
+                out[first:last] = chunk[rows[first:last] - chunk_of[first] * self.chunk_rows]
+        return out
+
+    def _chunk(self, index: int) -> np.ndarray | None:
+        shard, inner = divmod(index, self.file_rows // self.chunk_rows)
+        fd, shard_index = self._file(shard)
+        if shard_index is None:
+            data = os.pread(fd, os.fstat(fd).st_size, 0)
+        else:
+            offset, length = shard_index[inner]
+            if offset == _MISSING:
+                return None
+            data = os.pread(fd, int(length), int(offset))
+        raw = self.decompress(data)
+        return np.frombuffer(raw, self.dtype).reshape(self.chunk_rows, *self.row_shape)
+
+    def _file(self, shard: int) -> tuple[int, np.ndarray | None]:
+        if shard not in self._files:
+            key = self.array.metadata.encode_chunk_key((shard,) + (0,) * len(self.row_shape))
+            fd = os.open(self.path / key, os.O_RDONLY)
+            shard_index = None
+            if self.sharded:  # (offset, length) per inner chunk
+                entries = 2 * (self.file_rows // self.chunk_rows)
+                size = 8 * entries + self.index_tail
+                raw = os.pread(fd, size, os.fstat(fd).st_size - size)
+                shard_index = np.frombuffer(raw[:8 * entries], "<u8").reshape(-1, 2)
+            self._files[shard] = (fd, shard_index)
+        return self._files[shard]
+
+    def __del__(self):
+        for fd, _ in self._files.values():
+            os.close(fd)
