@@ -146,12 +146,23 @@ def cmd_import(args) -> int:
 
 def cmd_train(args) -> int:
     from .config import load_config
+    from .distributed import launched_ranks
     from .train import train
 
     config = load_config(args.config, args.overrides)
     checkpoint = train(config, args.out)
-    print(f"checkpoint: {checkpoint}")
+    if launched_ranks().main:
+        print(f"checkpoint: {checkpoint}")
     return 0
+
+
+def shard_spec(text: str) -> tuple[int, int]:
+    """``--shard K/N`` as (K, N); evaluate checks the range."""
+    k, _, n = text.partition("/")
+    try:
+        return int(k), int(n)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not K/N, e.g. 0/4") from None
 
 
 def cmd_eval(args) -> int:
@@ -164,7 +175,10 @@ def cmd_eval(args) -> int:
         raise RoboilError(f"eval takes executor.PARAM=value overrides, not '{unknown[0]}'")
     executor = {**({"name": args.executor} if args.executor else {}), **overrides.get("executor", {})}
     report = evaluate(args.run_dir, episodes=args.episodes, envs=args.envs, seed=args.seed, video=args.video,
-                      out_dir=args.out, max_steps=args.max_steps, device=args.torch_device, executor=executor or None)
+                      out_dir=args.out, max_steps=args.max_steps, device=args.torch_device, executor=executor or None,
+                      shard=args.shard)
+    if report is None:  # a shard whose partners have not all run; evaluate said so
+        return 0
     lo, hi = report["success_ci95"]
     extra = "".join(f", {k} {v:.3f}" for k, v in report.items() if k.startswith("mean_") and k != "mean_return")
     print(f"{report['task']}: success {report['success_rate']:.3f} (95% CI {lo:.3f}-{hi:.3f}) over "
@@ -266,7 +280,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="only these observations (default: all in the file)")
     im.set_defaults(run=cmd_import)
 
-    tr = sub.add_parser("train", help="train a policy from a config")
+    tr = sub.add_parser("train", help="train a policy from a config", epilog=(
+        "Checkpoints go to OUT/checkpoints/step_N every train.checkpoint_every steps and at the last step; all "
+        "of them are kept with their weights, and only the newest keeps the optimizer and random states "
+        "(training_state.pt) that resuming needs. Several GPUs or machines: launch the same command with "
+        "torchrun (see docs/training.md)."))
     tr.add_argument("config")
     tr.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. train.steps=1000")
     tr.add_argument("--out", required=True, help="run directory (resumed if it holds checkpoints)")
@@ -283,6 +301,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--executor", default=None,
                     help="how chunks become actions: queue, ensemble, ... (default: the run's eval.executor)")
     ev.add_argument("--torch-device", default="cpu", help="where the policy runs: cpu, cuda, cuda:1, ...")
+    ev.add_argument("--shard", type=shard_spec, default=None, metavar="K/N",
+                    help="play episodes i with i %% N == K into a partial file in the report directory; the last "
+                    "shard to finish writes eval.json from all N (under torchrun, the processes are the shards)")
     ev.add_argument("overrides", nargs="*", help="executor.PARAM=value, e.g. executor.coefficient=0.05")
     ev.set_defaults(run=cmd_eval)
     return parser

@@ -1,10 +1,13 @@
-"""Closed-loop evaluation in parallel subprocess environments with fixed seeds: episode i uses seed S+i, so two
-runs of the same checkpoint give the same numbers. Reports success with a 95% Wilson interval, writes
+"""Closed-loop evaluation in parallel subprocess environments with fixed seeds: episode i uses seed S+i, for its
+environment and for its policy's inference noise, so two runs of the same checkpoint give the same numbers, and an
+episode plays the same however many envs play and however the episodes are sharded over processes (``--shard``,
+torchrun; floats agree to rounding, see PolicyModel). Reports success with a 95% Wilson interval, writes
 ``eval.json``, H.264 videos of the first episodes and ``report.html`` (the success interval and the returns'
 histogram, the videos playing in place, the run's training curves and every episode's row)."""
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import html
 import json
@@ -17,7 +20,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .checkpoint import load_runner
+from .checkpoint import load_runner, resolve_checkpoint
+from .distributed import launched_ranks
 from .envs import EnvPool, ObservedEnv
 from .errors import RoboilError, check_writable
 from .html_report import (CHART_CSS, REPORT_CSS, interval_chart, line_chart, outcome_histogram,
@@ -26,6 +30,7 @@ from .plugins import registry
 
 EVAL_FILE = "eval.json"
 REPORT_FILE = "report.html"
+SHARD_LOCK = ".eval-shards.lock"
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
@@ -44,9 +49,17 @@ def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float,
 
 def evaluate(run_dir: str | Path, episodes: int | None = None, envs: int | None = None, seed: int | None = None,
              video: bool = False, out_dir: str | Path | None = None, max_steps: int | None = None,
-             device: str = "cpu", executor: dict | None = None, progress: bool = True) -> dict:
+             device: str = "cpu", executor: dict | None = None, progress: bool = True,
+             shard: tuple[int, int] | None = None) -> dict | None:
     """Play ``episodes`` episodes (seeds ``seed + i``) in ``envs`` parallel environments; options left None take
-    the run's ``eval`` config. Returns the report also written to ``eval.json``."""
+    the run's ``eval`` config. Returns the report also written to ``eval.json``.
+
+    ``shard=(k, n)`` plays only episodes i with ``i % n == k`` and saves them to a partial file in the report
+    directory; processes launched by torchrun are the shards (RANK of WORLD_SIZE). The shard that completes the
+    set gathers the partials into the one ``eval.json`` and returns its report; the others return None. Each
+    episode's inference noise is seeded from its seed (see :class:`roboil.PolicyModel`), so an episode plays the
+    same whatever the sharding and the env count.
+    """
     for option, value in (("--episodes", episodes), ("--envs", envs), ("--max-steps", max_steps)):
         if value is not None and value < 1:
             raise RoboilError(f"{option} must be at least 1, got {value}")
@@ -54,6 +67,15 @@ def evaluate(run_dir: str | Path, episodes: int | None = None, envs: int | None 
         raise RoboilError(f"--seed must be >= 0, got {seed}")
     if out_dir is not None and Path(out_dir).exists() and not Path(out_dir).is_dir():
         raise RoboilError(f"--out '{out_dir}' is a file; name a directory for the report")
+    ranks = launched_ranks()
+    if ranks.distributed:
+        if shard is not None:
+            raise RoboilError("--shard under torchrun: the processes torchrun launches are the shards; drop --shard")
+        shard = (ranks.rank, ranks.size)
+        if device == "cuda":  # one GPU per process of a machine, as in training
+            device = f"cuda:{ranks.local_rank}"
+    if shard is not None and not 0 <= shard[0] < shard[1]:
+        raise RoboilError(f"--shard {shard[0]}/{shard[1]} names no shard; use K/N with 0 <= K < N")
     run_dir = Path(run_dir)
     out_dir = Path(out_dir) if out_dir else run_dir / "eval"
     check_writable(out_dir)
@@ -61,31 +83,44 @@ def evaluate(run_dir: str | Path, episodes: int | None = None, envs: int | None 
     episodes = config.eval.episodes if episodes is None else episodes
     envs = config.eval.envs if envs is None else envs
     seed = config.eval.seed if seed is None else seed
+    max_steps = config.eval.max_steps if max_steps is None else max_steps
     out_dir.mkdir(parents=True, exist_ok=True)
     task = registry().get("task", config.task)
-    seeds = [seed + i for i in range(episodes)]
+    all_seeds = [seed + i for i in range(episodes)]
+    seeds = all_seeds
+    if shard is not None:
+        k, n = shard
+        if n > episodes:
+            raise RoboilError(f"--shard {k}/{n}: {n} shards of {episodes} episodes leave some empty; use at most "
+                              f"{episodes} shards")
+        seeds = all_seeds[k::n]
+        # what every shard of one evaluation shares (the env count and the device may differ), as its JSON reads
+        evaluation = json.loads(json.dumps({
+            "checkpoint": str(resolve_checkpoint(run_dir).resolve()), "task": config.task, "episodes": episodes,
+            "seed": seed, "max_steps": max_steps, "executor": executor, "shards": n}))
+        _read_shards(out_dir, evaluation, replacing=_shard_path(out_dir, k, n))  # refuse another's before playing
     keys = list(meta["features"])
     # only the observation kinds the policy reads: a state policy trained on a store with images renders no camera
     kinds = {feature["kind"] for feature in meta["features"].values()}
     make_env = functools.partial(
         ObservedEnv, config.task, {kind: params for kind, params in meta["observations"].items() if kind in kinds},
-        render_mode="rgb_array" if video else None,
-        max_steps=max_steps if max_steps is not None else config.eval.max_steps,
-        video_dir=out_dir / "videos" if video else None, video_seeds=tuple(seeds[: config.eval.video_episodes]))
-    n_envs = min(envs, episodes)
+        render_mode="rgb_array" if video else None, max_steps=max_steps,
+        video_dir=out_dir / "videos" if video else None, video_seeds=tuple(all_seeds[: config.eval.video_episodes]))
+    n_envs = min(envs, len(seeds))
     # The policy gets the cores the env workers leave: OpenMP threads spinning after each op would take the cores
-    # the workers step on.
+    # the workers step on. Processes torchrun starts on one machine share its cores.
     threads = torch.get_num_threads()
-    torch.set_num_threads(max(1, _available_cores() - n_envs))
+    cores = _available_cores() // int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+    torch.set_num_threads(max(1, cores - n_envs))
     torch.manual_seed(seed)
     plugins = registry()
     results: list[dict] = []
     pool = EnvPool(make_env, n_envs)
-    bar = tqdm(total=episodes, desc=f"eval {config.task}", disable=not progress, unit="ep")
+    bar = tqdm(total=len(seeds), desc=f"eval {config.task}", disable=not (progress and ranks.main), unit="ep")
     started = time.time()
     try:
-        runner.reset(n_envs)
         playing = {i: seeds[i] for i in range(n_envs)}  # env index -> the seed of the episode it plays
+        runner.reset(n_envs, seeds=list(playing.values()))
         returns, lengths = [0.0] * n_envs, [0] * n_envs
         next_episode = n_envs
 
@@ -96,7 +131,7 @@ def evaluate(run_dir: str | Path, episodes: int | None = None, envs: int | None 
 
         # Two groups of envs take turns: the policy acts for one while the other steps, so on K cores the envs are
         # not idle while the policy runs. Fixed groups, served in a fixed order: the policy sees the same batches in
-        # the same order on every run, so results do not depend on timing (nor, for a sampling policy, its RNG).
+        # the same order on every run, so results do not depend on timing.
         groups = [group for group in (list(range(0, n_envs, 2)), list(range(1, n_envs, 2))) if group]
         first = pool.reset(playing)
         for group in groups:
@@ -121,9 +156,9 @@ def evaluate(run_dir: str | Path, episodes: int | None = None, envs: int | None 
                     plugins.notify("on_eval_episode_end", result=result, run_dir=run_dir, config=config)
                     bar.update(1)
                     returns[i], lengths[i] = 0.0, 0
-                    runner.reset_env(i)
-                    if next_episode < episodes:
+                    if next_episode < len(seeds):
                         playing[i] = restart[i] = seeds[next_episode]
+                        runner.reset_env(i, seed=seeds[next_episode])
                         next_episode += 1
                     else:
                         del playing[i]
@@ -136,9 +171,69 @@ def evaluate(run_dir: str | Path, episodes: int | None = None, envs: int | None 
         bar.close()  # before an error or an interrupt prints its line
         pool.close()
         torch.set_num_threads(threads)
-    report = write_report(results, config.task, task.episode_metrics, out_dir, seconds, run_dir)
-    plugins.notify("on_eval_end", report=report, run_dir=run_dir, config=config)
+    if shard is not None:
+        report = _save_shard(out_dir, evaluation, shard, results, seconds, task.episode_metrics, run_dir)
+    else:
+        report = write_report(results, config.task, task.episode_metrics, out_dir, seconds, run_dir)
+    if report is not None:
+        plugins.notify("on_eval_end", report=report, run_dir=run_dir, config=config)
     return report
+
+
+def _shard_path(out_dir: Path, k: int, n: int) -> Path:
+    return out_dir / f"eval.shard-{k}-of-{n}.json"
+
+
+def _save_shard(out_dir: Path, evaluation: dict, shard: tuple[int, int], results: list[dict], seconds: float,
+                metrics: tuple[str, ...], run_dir: Path) -> dict | None:
+    """Save a shard's episodes; the shard that completes the set writes the report from all of them and removes
+    the partial files. Under a file lock, so that exactly one of the shards finishing together gathers."""
+    k, n = shard
+    path = _shard_path(out_dir, k, n)
+    with open(out_dir / SHARD_LOCK, "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        except OSError:
+            raise RoboilError(f"the file system of '{out_dir}' has no file locks, which gathering shards needs; "
+                              "pass an --out on one that has (a local disk, NFS)") from None
+        partial = path.with_name(path.name + ".tmp")
+        partial.write_text(json.dumps({"evaluation": evaluation, "seconds": seconds, "episodes": results}))
+        os.replace(partial, path)
+        shards = _read_shards(out_dir, evaluation)
+        if missing := [f"{i}/{n}" for i in range(n) if i not in shards]:
+            waiting = f"shard {missing[0]} has" if len(missing) == 1 else f"shards {', '.join(missing)} have"
+            print(f"roboil: shard {k}/{n} saved in {path}; eval.json is written when {waiting} run")
+            return None
+        # the shards run side by side: the evaluation took as long as the slowest one
+        report = write_report([episode for i in range(n) for episode in shards[i]["episodes"]],
+                              evaluation["task"], metrics, out_dir, max(s["seconds"] for s in shards.values()),
+                              run_dir)
+        for i in range(n):
+            _shard_path(out_dir, i, n).unlink()
+    return report
+
+
+def _read_shards(out_dir: Path, evaluation: dict, replacing: Path | None = None) -> dict[int, dict]:
+    """The partial files of ``evaluation`` in ``out_dir`` by shard index; one of another evaluation (another
+    checkpoint, seed, episode or shard count) is a one-line error, except ``replacing``, which this shard
+    overwrites."""
+    shards = {}
+    for path in sorted(out_dir.glob("eval.shard-*-of-*.json")):
+        if path == replacing:
+            continue
+        try:
+            saved = json.loads(path.read_text())
+            theirs, k = saved["evaluation"], int(path.name.split("-")[1])
+        except (OSError, ValueError, KeyError, TypeError, IndexError):
+            raise RoboilError(f"'{path}' is damaged or not a shard of roboil eval; delete it and run that shard "
+                              "again") from None
+        if theirs != evaluation:
+            field = next(key for key in {**evaluation, **theirs} if theirs.get(key) != evaluation.get(key))
+            raise RoboilError(f"'{path}' is a shard of another evaluation (its {field} {theirs.get(field)}, this "
+                              f"one's {evaluation.get(field)}); delete it, or run every shard with the same "
+                              "checkpoint and options")
+        shards[k] = saved
+    return shards
 
 
 def _available_cores() -> int:

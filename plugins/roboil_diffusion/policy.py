@@ -98,7 +98,7 @@ class DiffusionPolicy(PolicyModel):
     @torch.no_grad()
     def predict_action(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
         cond = self._condition(obs)
-        noise = torch.randn(cond.shape[0], self.horizon, self.action_dim, device=cond.device)
+        noise = self.sample_noise(cond.shape[0], self.horizon, self.action_dim, device=cond.device)
         actions = self.schedule.sample(lambda x, t: self.net(x, t, cond).float(), noise)
         return self.normalizer.unnormalize(ACTION, actions)
 
