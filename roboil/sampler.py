@@ -86,7 +86,8 @@ class WindowSampler:
         obs_index = np.clip(t + self.obs_offsets, lo, hi)
         action_index = t + self.action_offsets
         batch = {key: gather(self.arrays[key], obs_index) for key in self.obs_keys}
-        batch[ACTION] = gather(self.arrays[ACTION], np.clip(action_index, lo, hi))
+        actions = gather(self.arrays[ACTION], np.clip(action_index, lo, hi))
+        batch[ACTION] = actions.reshape(*action_index.shape, -1)  # (B, horizon, action_dim), a discrete index too
         batch[ACTION_IS_PAD] = (action_index < lo) | (action_index > hi)
         if self.future_keys:
             later = self.rng.random(len(pick)) if later is None else later
@@ -106,6 +107,8 @@ def compute_stats(arrays: Mapping[str, object], rows: np.ndarray, keys: list[str
     stats = {}
     for key in keys:
         values = gather(arrays[key], rows).astype(np.float64)
+        if values.ndim == 1:  # one number per step (a discrete action): one dimension, as windows give it
+            values = values[:, None]
         stats[key] = {
             "min": values.min(axis=0).astype(np.float32),
             "max": values.max(axis=0).astype(np.float32),

@@ -143,3 +143,22 @@ def test_the_core_applies_the_only_time_limit(task, action):
             break
     assert steps == limit
     observed.close()
+
+
+def test_an_offline_algorithm_trains_on_a_discrete_task_and_its_checkpoint_acts(tmp_path):
+    """A discrete action is one index per step in the store: batches and statistics hold it as one dimension,
+    so the checkpoint's normalizer has the shape training gave it (loading used to refuse the weights)."""
+    from roboil.checkpoint import load_runner
+    from roboil.config import load_config
+    from roboil.record import record
+    from roboil.train import train
+
+    store = tmp_path / "cartpole.zarr"
+    record("cartpole", 2, store, progress=False)
+    config = load_config("configs/fetch_reach/gcbc.yaml", [
+        "task=cartpole", f"data.path={store}", "data.obs_keys=null", "algorithm.goal_conditioned=false",
+        "algorithm.hidden_dims=[16]", "train.steps=2", "train.batch_size=8"])
+    runner, _, _ = load_runner(train(config, tmp_path / "run", progress=False))
+    runner.reset(1)
+    action = runner.act({"state": np.zeros((1, 4), np.float32)})
+    assert action.shape == (1, 1) and int(action[0, 0]) in (0, 1)  # the index, as one number

@@ -101,3 +101,11 @@ def test_stats_cover_only_selected_rows():
     stats = compute_stats(ARRAYS, np.arange(3, 8), ["state"])  # episode 1 only
     assert stats["state"]["min"][0] == 100 and stats["state"]["max"][0] == 104
     assert stats["state"]["mean"][0] == pytest.approx(102)
+
+
+def test_scalar_actions_come_as_one_dimension_per_step():
+    """A discrete task stores its action as one index per step: windows still hold (B, horizon, action_dim)."""
+    arrays = {"state": VALUES[:, None], ACTION: np.arange(len(VALUES))}
+    batch = WindowSampler(arrays, ENDS, np.arange(3), ["state"], 2, 4, seed=0).sample(5)
+    assert batch[ACTION].shape == (5, 4, 1)
+    assert compute_stats(arrays, np.arange(4), [ACTION])[ACTION]["max"].tolist() == [3]  # per dimension, 1-d
