@@ -24,7 +24,10 @@ pq = pytest.importorskip("pyarrow.parquet")
 PIXELS = {"pixels": {"cameras": ["top"], "height": 48, "width": 48}}
 STATE = ["agent_pos", "block_keypoints", "block_pose"]  # pusht's proprio arrays, in the store's order
 ROOT = Path(__file__).resolve().parent.parent
-LEROBOT_PYTHON = os.environ.get("ROBOIL_LEROBOT_PYTHON", "/tmp/lerobot-env/bin/python")
+# LeRobot's newest release here (0.6.1, Python 3.12), else 0.4.4 (Python 3.11): each in its own environment
+LEROBOT_PYTHON = os.environ.get("ROBOIL_LEROBOT_PYTHON", next(
+    (p for p in ("/tmp/lerobot6/bin/python", "/tmp/lerobot-env/bin/python") if Path(p).exists()),
+    "/tmp/lerobot6/bin/python"))
 MAX_MEAN_ERROR = 5.0  # of a frame's pixels (uint8 levels): H.264 at its default quality, 4:2:0 chroma
 MAX_MEAN_ERROR_AV1 = 10.0  # LeRobot's AV1 (crf 30) on frames as tiny as 24x32
 
@@ -302,8 +305,8 @@ def test_one_line_errors(pusht_store, exported, tmp_path, capsys):
 
 def _lerobot(tmp_path, *args) -> str:
     if not Path(LEROBOT_PYTHON).exists():
-        pytest.skip(f"no Python with lerobot at {LEROBOT_PYTHON} (python3 -m venv /tmp/lerobot-env && "
-                    "/tmp/lerobot-env/bin/pip install lerobot, or set ROBOIL_LEROBOT_PYTHON)")
+        pytest.skip(f"no Python with lerobot at {LEROBOT_PYTHON} (python3.12 -m venv /tmp/lerobot6 && "
+                    "/tmp/lerobot6/bin/pip install 'lerobot[dataset]', or set ROBOIL_LEROBOT_PYTHON)")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"),
            "HF_LEROBOT_HOME": str(tmp_path / "lerobot_home"), "OMP_NUM_THREADS": "1"}
     result = subprocess.run([LEROBOT_PYTHON, str(ROOT / "tools/check_lerobot_interop.py"), *map(str, args)],

@@ -2,7 +2,7 @@
 camera and the pusher position, a 16-step action chunk: Diffusion Policy's window) and the files and bytes on
 disk, per 1,000 episodes.
 
-    python tools/bench_loading.py [--episodes 20] [--seconds 5] [--lerobot-python /tmp/lerobot-env/bin/python]
+    python tools/bench_loading.py [--episodes 20] [--seconds 5] [--lerobot-python /tmp/lerobot6/bin/python]
 
 roboil, all in this process, back to back on one store:
 - the gather limit: numpy fancy indexing of the in-RAM arrays at precomputed window indices (no sampling);
@@ -28,6 +28,9 @@ from pathlib import Path
 import numpy as np
 
 N_OBS, HORIZON, BATCH = 2, 16, 64
+# LeRobot's newest release here (0.6.1) needs Python 3.12; it pins its own torch, so it gets its own environment
+LEROBOT_PYTHON = "/tmp/lerobot6/bin/python"
+LEROBOT_INSTALL = "python3.12 -m venv /tmp/lerobot6 && /tmp/lerobot6/bin/pip install 'lerobot[dataset]'"
 KEYS = ["rgb_top", "agent_pos"]
 
 
@@ -124,7 +127,7 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=5.0, help="per measurement")
     parser.add_argument("--out", default="runs/bench_loading")
-    parser.add_argument("--lerobot-python", default=os.environ.get("ROBOIL_LEROBOT_PYTHON", "/tmp/lerobot-env/bin/python"))
+    parser.add_argument("--lerobot-python", default=LEROBOT_PYTHON)
     args = parser.parse_args()
     out = Path(args.out)
     store = out / f"pusht-{args.episodes}.zarr"
@@ -141,8 +144,7 @@ def main() -> None:
                                str(N_OBS), str(HORIZON)], capture_output=True, text=True, check=True)
         rates.update(json.loads(done.stdout.strip().splitlines()[-1]))
     else:
-        print(f"no LeRobot environment at {args.lerobot_python}: python3 -m venv /tmp/lerobot-env && "
-              "/tmp/lerobot-env/bin/pip install lerobot", file=sys.stderr)
+        print(f"no LeRobot environment at {args.lerobot_python}: {LEROBOT_INSTALL}", file=sys.stderr)
     lerobot_best = max((v for k, v in rates.items() if k.startswith("LeRobot")), default=None)
     limit = rates["gather limit (numpy, in RAM)"]
     print(f"\n{args.episodes} PushT episodes, window: {N_OBS} frames of 96x96 + state, {HORIZON}-step chunk, "

@@ -1,7 +1,8 @@
 """Check roboil's LeRobot v3.0 interop against LeRobot itself, in a Python that has lerobot installed (its own
 venv: lerobot pins its torch; roboil is not needed there):
 
-    python3 -m venv /tmp/lerobot-env && /tmp/lerobot-env/bin/pip install lerobot
+    python3.12 -m venv /tmp/lerobot6 && /tmp/lerobot6/bin/pip install 'lerobot[dataset]'   # 0.6.1, the newest here
+    python3 -m venv /tmp/lerobot-env && /tmp/lerobot-env/bin/pip install lerobot             # 0.4.4 on Python 3.11
 
 ``load DIR --reference REF.npz``: open a dataset that `roboil export --to lerobot` wrote with LeRobot's own
 ``LeRobotDataset`` (from disk, no hub: HF_HUB_OFFLINE=1) and check that what it serves (every frame: state,
@@ -71,7 +72,7 @@ def load(args) -> int:
     backend = args.video_backend or _default_backend()
     ds = LeRobotDataset("roboil/export", root=args.dir, video_backend=backend)
     print(f"lerobot {lerobot.__version__}: {ds.num_episodes} episodes, {ds.num_frames} frames, fps {ds.fps}, "
-          f"video backend {ds.video_backend}, features {list(ds.features)}")
+          f"video backend {backend}, features {list(ds.features)}")
     if ds.num_frames != int(ends[-1]) or ds.num_episodes != len(ends):
         problems.append(f"LeRobot sees {ds.num_episodes} episodes, {ds.num_frames} frames; the store has "
                         f"{len(ends)}, {int(ends[-1])}")
