@@ -105,11 +105,12 @@ def open_or_create(out: Path, task: str, observations: Mapping, env: ObservedEnv
         return store
     reg = registry()
     layouts = {ACTION: ACTION_LAYOUT}
-    for observer_kind in observations:
+    for observer_kind, params in observations.items():
         spec = reg.get("observation", observer_kind)
+        params = from_dict(spec.params, params or {}, f"obs.{observer_kind}")
         for key, feature in env.features.items():
             if feature.kind == observer_kind:
-                layouts[key] = spec.layout(feature)
+                layouts[key] = spec.layout(feature, params)
     return EpisodeStore.create(out, features, layouts,
                                {"task": task, "fps": env.task.fps, "observations": dict(observations)})
 

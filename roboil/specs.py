@@ -34,11 +34,23 @@ class Feature:
 
 @dataclass(frozen=True)
 class ArrayLayout:
-    """How the episode store keeps one key: steps per chunk along time and a Blosc compressor."""
+    """How the episode store keeps one key.
+
+    - ``time_chunk``: steps per chunk, the unit a read decodes (1 for images: a window decodes only its frames).
+    - ``shard_rows``: steps per file, a multiple of ``time_chunk`` (zarr v3 sharding: a file holds many chunks,
+      so the file count grows with steps / shard_rows). None: the store picks about 1024 steps, at most 32 MiB
+      raw; ``time_chunk``: a file per chunk, as stores made before sharding.
+    - ``codec``: ``"lossless"`` (Blosc with ``cname`` and ``clevel``), or for uint8 images with ``time_chunk``
+      1 a lossy image codec at ``quality`` 1..100: ``"jpeg"``, ``"jpegxl"`` or ``"avif"`` (they need
+      ``pip install roboil[codecs]``; see :mod:`roboil.codecs`).
+    """
 
     time_chunk: int
     cname: str = "zstd"
     clevel: int = 3
+    shard_rows: int | None = None
+    codec: str = "lossless"
+    quality: int = 90
 
 
 @dataclass(frozen=True)
@@ -64,7 +76,8 @@ class ObservationSpec:
     - ``make_observer(env, params)`` returns an :class:`Observer` for a live environment; ``params`` is an
       instance of the ``params`` dataclass, from the task's defaults and ``obs.<kind>.<param>=value``
       overrides at record time (unknown keys and wrong types are one-line errors).
-    - ``layout(feature)`` chooses the store chunking and codec for one of its arrays.
+    - ``layout(feature, params)`` chooses the store chunking and codec for one of its arrays; ``params`` is the
+      ``params`` instance the recording used (the defaults for an import).
     - ``normalization``: the rule the core applies before the encoder sees these arrays, with statistics of
       the training data: ``"minmax"`` (to [-1, 1]), ``"meanstd"`` (zero mean, unit variance) or ``"none"``
       (the encoder scales them itself, e.g. uint8 images).
@@ -79,7 +92,7 @@ class ObservationSpec:
 
     name: str
     make_observer: Callable[[Any, Any], Observer]
-    layout: Callable[[Feature], ArrayLayout]
+    layout: Callable[[Feature, Any], ArrayLayout]
     make_encoder: Callable[[Mapping[str, Feature], Any], Any]
     params: type = NoParams
     encoder_params: type = NoParams

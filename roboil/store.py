@@ -1,8 +1,9 @@
 """Episode store: a Zarr v3 directory in diffusion_policy's ReplayBuffer layout, appended crash-safely.
 
 Layout: ``data/<key>`` holds every episode concatenated on axis 0; ``meta/episode_ends`` (int64, cumulative)
-says where each ends. Our extras sit in attributes: the root's ``roboil`` (format, features, store attrs) and
-the ``meta`` group's ``episodes`` (one dict per episode, with the store's ``checksums`` of its rows).
+says where each ends. Our extras sit in attributes: the root's ``roboil`` (format: 2 with a sharded or lossy
+array, else 1 as before them; features; store attrs) and the ``meta`` group's ``episodes`` (one dict per
+episode, with the store's ``checksums`` of its rows).
 
 Crash safety: an append writes data rows, then the episode attrs list, then ``episode_ends`` last; each file
 write is atomic (zarr's LocalStore writes a temp file and renames it). The committed episodes are the longest
@@ -11,11 +12,21 @@ it is an uncommitted tail that "r" ignores and "a" trims. Creation is atomic too
 sibling ``.<name>.creating-<pid>-<token>`` and renamed into place complete; a later create of the same name
 removes the ones whose process is dead (pids are checked on this machine only).
 
+Files: each array is kept with zarr v3 sharding: a chunk of ``time_chunk`` rows is the unit a read decodes, and
+a shard file holds ``shard_rows`` rows (see :class:`~roboil.specs.ArrayLayout`), so the file count grows with
+steps / shard_rows, not steps / time_chunk. An array whose shard would be a single chunk is kept without
+sharding, a file per chunk, as every array of stores made before sharding is; both layouts read, append, check
+and repair alike. An append writes its last shard whole again: zarr reads the file, adds the new chunks and
+writes it through a temp file and a rename, copying the chunks of committed rows byte for byte (never
+re-encoded), so a kill leaves the old file or the new one. Images may use a lossy codec instead of Blosc (see
+:mod:`roboil.codecs`), one frame per chunk.
+
 Integrity: every episode's attrs carry a crc32 per array of its rows, computed from the arrays given to
-``add_episode`` and written before the commit point. ``check()`` verifies them all; opening for appending (or
-with ``require_healthy``) runs the cheap check: metadata, episode_ends and attrs, that every committed chunk
-file exists, and the last episode's checksums. Episodes recorded before checksums existed have none: a note,
-not a problem.
+``add_episode`` (for a lossy codec: of the encoded frames as written, since decoders of other builds may differ
+by a unit) and written before the commit point. ``check()`` verifies them all; opening for appending (or with
+``require_healthy``) runs the cheap check: metadata, episode_ends and attrs, that every committed chunk is on
+disk (its file, or its entry in its shard's index), and the last episode's checksums. Episodes recorded before
+checksums existed have none: a note, not a problem.
 
 One writer per store: mode "a" (and create) holds an exclusive, non-blocking ``flock`` on ``roboil.lock`` in the
 store directory (listing the root group with zarr warns that it is not a zarr node: harmless) until ``close()``
@@ -27,7 +38,9 @@ keep locks per machine. There, one writer per store is up to you.
 
 Removing episodes mirrors appending: the commit point shrinks first (the last slot is zeroed, which reads as a
 torn commit, then cut), then the attrs list, then the data arrays; every state between reads as a valid store
-with an uncommitted tail. ``delete_last_episode`` removes one; ``repair`` trims a tail and drops damaged
+with an uncommitted tail. zarr deletes only the shard files wholly past a shrunk array's end, so the chunks
+past it in the last shard are first dropped from that file: removed frames neither stay on disk nor read again
+if the array grows. ``delete_last_episode`` removes one; ``repair`` trims a tail and drops damaged
 episodes from the end, never from the middle.
 """
 
@@ -46,16 +59,27 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import google_crc32c
 import numpy as np
 import zarr
-from zarr.codecs import BloscCodec, BloscShuffle
+from zarr.codecs import BloscCodec, BloscShuffle, BytesCodec, Crc32cCodec, ShardingCodecIndexLocation
 from zarr.core.sync import sync as zarr_sync
 
+from .codecs import CODECS, INSTALL, LOSSLESS, ImageCodec, frame_shape_problem, unavailable
 from .errors import RoboilError, one_line
 from .specs import ArrayLayout, Feature
 
-FORMAT = 1
+# 2: a store with a sharded or lossy-coded array. An earlier roboil would misread one (it looks for a file per
+# chunk, so its check finds them missing and its repair would drop those episodes), so it must refuse it.
+# 1: neither, as every earlier store; new stores without such arrays stay 1, readable by earlier versions too.
+FORMAT, PLAIN_FORMAT = 2, 1
 ENDS_CHUNK = 1024
+SHARD_ROWS = 1024  # the steps per shard file the store picks: a few episodes per file
+SHARD_BYTES = 32 << 20  # but at most this much raw data, as an append writes its last shard whole again
+# zarr's shard index (its default, which we create): per chunk (offset, nbytes) as little-endian uint64, this
+# pair for a chunk the shard lacks, then a crc32c of the pairs; at the end of the file.
+_INDEX_CODECS = (BytesCodec(endian="little"), Crc32cCodec())
+_NO_CHUNK = 2**64 - 1
 LOCK_FILE = "roboil.lock"
 CHECKSUMS = "checksums"  # the episode attr the store writes itself
 # Without this zarr skips writing all-fill chunks (e.g. a black frame), which check() would see as missing.
@@ -117,12 +141,76 @@ def _read(arr: zarr.Array, name: str, lo: int, hi: int) -> np.ndarray:
     failure, leaving the rest running; at exit they are destroyed mid-flight and print hundreds of lines of
     "Task was destroyed but it is pending" / "Event loop is closed". Letting them finish here keeps a corrupt
     chunk to one problem line.
+
+    A sharded array is read once more before that: zarr reads a shard's index and then its chunks, each with a
+    fresh open, so an append that replaces the shard in between (rewriting a chunk of several rows that grew)
+    shows the old index the new file's bytes; the second read sees one file whole.
     """
-    try:
-        return arr[lo:hi]
-    except Exception as e:  # zarr and the codecs raise many types for corrupt bytes; each is a finding
-        zarr_sync(_settle_zarr_tasks())
-        raise _Unreadable(f"{name}: rows {lo}..{hi} fail to decode: {one_line(e)}") from None
+    for retry in (bool(arr.shards), False):
+        try:
+            return arr[lo:hi]
+        except Exception as e:  # zarr and the codecs raise many types for corrupt bytes; each is a finding
+            zarr_sync(_settle_zarr_tasks())
+            if not retry:
+                raise _Unreadable(f"{name}: rows {lo}..{hi} fail to decode: {one_line(e)}") from None
+
+
+def _shard_index(file, chunks: int) -> np.ndarray:
+    """The ``(chunks, 2)`` (offset, nbytes) index at the end of an open shard file; :class:`_Unreadable` if it is
+    cut short, fails its crc32c or points past the data."""
+    size = 16 * chunks + 4
+    length = file.seek(0, os.SEEK_END)
+    if length < size:
+        raise _Unreadable(f"is {length} bytes, shorter than its index")
+    file.seek(length - size)
+    raw = file.read(size)
+    if google_crc32c.value(raw[:-4]) != int.from_bytes(raw[-4:], "little"):
+        raise _Unreadable("has an index that fails its crc32c")
+    index = np.frombuffer(raw[:-4], "<u8").reshape(chunks, 2)
+    held = index[:, 0] != _NO_CHUNK
+    if np.any(index[held, 0] + index[held, 1] > length - size):
+        raise _Unreadable("has an index that points past its data")
+    return index
+
+
+def _array_options(key: str, feature: Feature, lay: ArrayLayout) -> dict:
+    """``create_array``'s chunks, shards and codecs for ``lay``; a bad layout is a RoboilError naming the fix."""
+    dtype = np.dtype(feature.dtype)
+    if lay.time_chunk < 1 or not 0 <= lay.clevel <= 9:
+        raise RoboilError(f"layout for '{key}' has time_chunk={lay.time_chunk}, clevel={lay.clevel}; use "
+                          "time_chunk >= 1 and clevel 0..9")
+    row_bytes = math.prod(feature.shape) * dtype.itemsize
+    shard_rows = lay.shard_rows
+    if shard_rows is None:  # the most whole chunks within SHARD_ROWS steps and SHARD_BYTES, at least one
+        fit = min(SHARD_ROWS, SHARD_BYTES // max(1, row_bytes))
+        shard_rows = max(lay.time_chunk, fit // lay.time_chunk * lay.time_chunk)
+    elif isinstance(shard_rows, bool) or not isinstance(shard_rows, int) or shard_rows < 1 \
+            or shard_rows % lay.time_chunk:
+        raise RoboilError(f"layout for '{key}' has shard_rows={shard_rows!r}; use a multiple of its time_chunk "
+                          f"({lay.time_chunk}), or None to let the store pick")
+    options = {"chunks": (lay.time_chunk, *feature.shape),
+               "shards": (shard_rows, *feature.shape) if shard_rows > lay.time_chunk else None}
+    if lay.codec == LOSSLESS:
+        # Byte shuffle helps multi-byte numbers; for 1-byte data (images) it is a no-op and bitshuffle is slow.
+        shuffle = BloscShuffle.noshuffle if dtype.itemsize == 1 else BloscShuffle.shuffle
+        try:
+            return {**options, "compressors": BloscCodec(cname=lay.cname, clevel=lay.clevel, shuffle=shuffle,
+                                                         typesize=dtype.itemsize)}
+        except ValueError as e:
+            raise RoboilError(f"layout for '{key}' has a bad Blosc setting ({e}); use e.g. cname='zstd', clevel=3")
+    if lay.codec not in CODECS:
+        raise RoboilError(f"layout for '{key}' has codec {lay.codec!r}; valid: {', '.join(CODECS)}")
+    if problem := frame_shape_problem(feature.shape, dtype):
+        raise RoboilError(f"layout for '{key}' has codec '{lay.codec}' but its {problem}; use codec 'lossless'")
+    if lay.time_chunk != 1:
+        raise RoboilError(f"layout for '{key}' has codec '{lay.codec}' with time_chunk={lay.time_chunk}; use "
+                          "time_chunk=1 (an append would re-encode, and degrade, the frames already in a chunk)")
+    if isinstance(lay.quality, bool) or not isinstance(lay.quality, int) or not 1 <= lay.quality <= 100:
+        raise RoboilError(f"layout for '{key}' has quality={lay.quality!r}; use an integer from 1 to 100")
+    if reason := unavailable(lay.codec):
+        raise RoboilError(f"layout for '{key}' has codec '{lay.codec}', which needs imagecodecs ({reason}); "
+                          f"{INSTALL}")
+    return {**options, "serializer": ImageCodec(image_format=lay.codec, quality=lay.quality), "compressors": None}
 
 
 def _lock(path: Path) -> int:
@@ -172,9 +260,9 @@ def _require_store(path: Path) -> None:
         meta = None
     if not isinstance(meta, dict):
         raise RoboilError(f"'{path}' is not a roboil episode store; point at a directory made by `roboil record`")
-    if meta.get("format") != FORMAT:
-        raise RoboilError(f"store '{path}' has format {meta.get('format')}, this roboil reads {FORMAT}; use a "
-                          "matching roboil version")
+    if meta.get("format") not in (PLAIN_FORMAT, FORMAT):
+        raise RoboilError(f"store '{path}' has format {meta.get('format')}, this roboil reads {PLAIN_FORMAT} and "
+                          f"{FORMAT}; use a matching roboil version")
 
 
 def _damaged(path: Path, problems: list[str]) -> RoboilError:
@@ -207,6 +295,11 @@ class EpisodeStore:
         self._ends_arr = self._node(root, "meta/episode_ends", zarr.Array).with_config(_WRITE_ALL)
         self._meta = self._node(root, "meta", zarr.Group)
         self._arrays = {k: self._node(root, f"data/{k}", zarr.Array).with_config(_WRITE_ALL) for k in self.features}
+        self._lossy = {k: a.serializer for k, a in self._arrays.items() if isinstance(a.serializer, ImageCodec)}
+        for key, codec in self._lossy.items():
+            if reason := unavailable(codec.image_format):
+                raise RoboilError(f"store '{path}' keeps data/{key} as {codec.image_format}, which needs imagecodecs "
+                                  f"({reason}); {INSTALL}")
         self.notes: list[str] = []  # findings of the last scan that are not problems
         self._scan()
 
@@ -236,20 +329,11 @@ class EpisodeStore:
             raise RoboilError(f"no ArrayLayout for {missing}; give a layout for every feature")
         if clash := {"format", "features"} & set(attrs):
             raise RoboilError(f"store attrs {sorted(clash)} are reserved; rename them")
-        root_attrs = {"format": FORMAT, "features": {k: f.to_dict() for k, f in features.items()},
-                      **_jsonable(attrs, "store attrs")}
-        codecs = {}  # built before any write, so a bad layout leaves no half-made directory
-        for key, f in features.items():
-            lay, dtype = layouts[key], np.dtype(f.dtype)
-            if lay.time_chunk < 1 or not 0 <= lay.clevel <= 9:
-                raise RoboilError(f"layout for '{key}' has time_chunk={lay.time_chunk}, clevel={lay.clevel}; use "
-                                  "time_chunk >= 1 and clevel 0..9")
-            # Byte shuffle helps multi-byte numbers; for 1-byte data (images) it is a no-op and bitshuffle is slow.
-            shuffle = BloscShuffle.noshuffle if dtype.itemsize == 1 else BloscShuffle.shuffle
-            try:
-                codecs[key] = BloscCodec(cname=lay.cname, clevel=lay.clevel, shuffle=shuffle, typesize=dtype.itemsize)
-            except ValueError as e:
-                raise RoboilError(f"layout for '{key}' has a bad Blosc setting ({e}); use e.g. cname='zstd', clevel=3")
+        # built before any write, so a bad layout leaves no half-made directory
+        options = {key: _array_options(key, f, layouts[key]) for key, f in features.items()}
+        plain = all(o["shards"] is None and "serializer" not in o for o in options.values())
+        root_attrs = {"format": PLAIN_FORMAT if plain else FORMAT,
+                      "features": {k: f.to_dict() for k, f in features.items()}, **_jsonable(attrs, "store attrs")}
         tmp = path.parent / f".{path.name}.creating-{os.getpid()}-{secrets.token_hex(4)}"
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -263,8 +347,7 @@ class EpisodeStore:
             root = zarr.open_group(tmp, mode="w-", zarr_format=3)
             data = root.create_group("data")
             for key, f in features.items():
-                data.create_array(key, shape=(0, *f.shape), chunks=(layouts[key].time_chunk, *f.shape),
-                                  dtype=f.dtype, compressors=codecs[key])
+                data.create_array(key, shape=(0, *f.shape), dtype=f.dtype, **options[key])
             meta = root.create_group("meta", attributes={"episodes": []})
             meta.create_array("episode_ends", shape=(0,), chunks=(ENDS_CHUNK,), dtype="int64")
             root.attrs["roboil"] = root_attrs
@@ -413,23 +496,60 @@ class EpisodeStore:
         return problems
 
     def _layout_findings(self, key: str) -> list[_Finding]:
-        """Shape, dtype and chunking as created, and every chunk file of the committed rows present."""
+        """Shape, dtype and chunking as created, and every chunk of the committed rows on disk: its file, or (in a
+        sharded array) its shard file and its entry in that file's index."""
         arr, f = self._arrays[key], self.features[key]
-        if arr.shape[1:] != f.shape or arr.dtype != np.dtype(f.dtype) or arr.chunks[1:] != f.shape:
-            return [(f"data/{key} is {arr.shape[1:]} {arr.dtype} in chunks {arr.chunks}, features say {f.shape} "
-                     f"{f.dtype} (whole rows per chunk)", None)]
-        zeros, base = (0,) * len(f.shape), f"{self.path}/data/{key}/"  # plain strings: a stat per chunk dominates
+        per_file = (arr.shards or arr.chunks)[0]
+        if arr.shape[1:] != f.shape or arr.dtype != np.dtype(f.dtype) or arr.chunks[1:] != f.shape \
+                or (arr.shards or arr.chunks)[1:] != f.shape:
+            shards = f" and shards {arr.shards}" if arr.shards else ""
+            return [(f"data/{key} is {arr.shape[1:]} {arr.dtype} in chunks {arr.chunks}{shards}, features say "
+                     f"{f.shape} {f.dtype} (whole rows per chunk)", None)]
+        if arr.shards and (arr.metadata.codecs[0].index_location != ShardingCodecIndexLocation.end
+                           or tuple(arr.metadata.codecs[0].index_codecs) != _INDEX_CODECS):
+            return [(f"data/{key}: its shards keep their index otherwise than zarr's default (at the end, with a "
+                     "crc32c), which this roboil does not check", None)]
+        zeros, base = (0,) * len(f.shape), f"{self.path}/data/{key}/"  # plain strings: a stat per file dominates
         rows = arr.chunks[0]
-        missing = [i for i in range(math.ceil(self.n_steps / rows))
-                   if not os.path.exists(base + arr.metadata.encode_chunk_key((i, *zeros)))]
-        if not missing:
-            return []
-        holding = set()  # the episodes with rows in a missing chunk
-        for i in missing:
+        missing_files, missing_chunks, unreadable = [], [], []
+        for i in range(math.ceil(self.n_steps / per_file)):
+            path = base + arr.metadata.encode_chunk_key((i, *zeros))
+            if not arr.shards:
+                if not os.path.exists(path):
+                    missing_files.append(i)
+                continue
+            try:
+                with open(path, "rb") as file:
+                    index = _shard_index(file, per_file // rows)
+            except FileNotFoundError:
+                missing_files.append(i)
+                continue
+            except (_Unreadable, OSError) as e:
+                unreadable.append((i, one_line(e)))
+                continue
+            held = math.ceil(min(per_file, self.n_steps - i * per_file) / rows)  # committed chunks in this shard
+            missing_chunks += [i * (per_file // rows) + int(c) for c in np.flatnonzero(index[:held, 0] == _NO_CHUNK)]
+        problems = []
+        if missing_files:
+            kind, first = ("shard", "shard") if arr.shards else ("chunk", "time chunk")
+            problems.append((f"data/{key}: {len(missing_files)} committed {kind} files missing (first: {first} "
+                             f"{missing_files[0]})", self._holding(missing_files, per_file)))
+        if missing_chunks:
+            problems.append((f"data/{key}: {len(missing_chunks)} committed chunks missing from their shard files "
+                             f"(first: time chunk {missing_chunks[0]})", self._holding(missing_chunks, rows)))
+        if unreadable:
+            i, reason = unreadable[0]
+            problems.append((f"data/{key}: {len(unreadable)} shard files unreadable (first: shard {i} {reason})",
+                             self._holding([i for i, _ in unreadable], per_file)))
+        return problems
+
+    def _holding(self, blocks: list[int], rows: int) -> list[int]:
+        """The committed episodes with rows in any of ``blocks`` (block i: rows i*rows .. (i+1)*rows)."""
+        episodes = set()
+        for i in blocks:
             first, last = np.searchsorted(self._ends, [i * rows, min((i + 1) * rows, self.n_steps) - 1], "right")
-            holding.update(range(int(first), int(last) + 1))
-        return [(f"data/{key}: {len(missing)} committed chunk files missing (first: time chunk {missing[0]})",
-                 sorted(holding))]
+            episodes.update(range(int(first), int(last) + 1))
+        return sorted(episodes)
 
     def _uncommit(self, keep: int) -> None:
         """Shrink episode_ends to ``keep`` slots, last first, each zeroed before it is cut: a zero in the final
@@ -446,8 +566,21 @@ class EpisodeStore:
         self._meta.attrs["episodes"] = self._episode_attrs
         for arr in self._arrays.values():
             if arr.shape[0] > steps:
+                if arr.shards:
+                    self._drop_chunks_past(arr, steps)
                 arr.resize((steps, *arr.shape[1:]))
         self._scan()  # drops the tail's notes
+
+    @staticmethod
+    def _drop_chunks_past(arr: zarr.Array, end: int) -> None:
+        """Rewrite the shard holding row ``end`` without its chunks wholly past ``end`` (written as fill, which
+        zarr then leaves out): resize deletes only the shard files wholly past. A chunk that also holds rows
+        before ``end`` stays whole, as in an unsharded array; the rows are uncommitted, so a kill here is safe."""
+        rows, per_file = arr.chunks[0], arr.shards[0]
+        lo = -(-end // rows) * rows
+        hi = min(arr.shape[0], -(-end // per_file) * per_file)
+        if lo < hi:
+            arr.with_config({"write_empty_chunks": False})[lo:hi] = arr.fill_value
 
     def _remove_partials(self, chunks: bool) -> None:
         """Delete temp files of writes a kill cut short: garbage that zarr warns about when listing a group."""
@@ -510,13 +643,15 @@ class EpisodeStore:
         if entry.get("length", length) != length:
             raise RoboilError(f"episode attr 'length' {entry['length']} but the arrays hold {length} steps; drop it "
                               "or fix it")
-        entry[CHECKSUMS] = {key: _checksum(x) for key, x in rows.items()}
+        entry[CHECKSUMS] = {key: _checksum(x) for key, x in rows.items() if key not in self._lossy}
         index, start = self.n_episodes, self.n_steps
         end = start + length
         for key, x in rows.items():  # 1) data rows (past the committed end, so invisible until step 3)
             arr = self._arrays[key]
             arr.resize((end, *arr.shape[1:]))
             arr[start:end] = x
+            if key in self._lossy:
+                entry[CHECKSUMS][key] = self._frames_checksum(key, start, end)
         self._meta.attrs["episodes"] = self._episode_attrs + [entry]  # 2) per-episode attrs, with the checksums
         self._ends_arr.resize((index + 1,))  # 3) the commit point: a torn resize leaves a 0 that reads as tail
         self._ends_arr[index] = end
@@ -630,10 +765,37 @@ class EpisodeStore:
         return problems
 
     def _mismatched(self, key: str, rows: np.ndarray, episodes: range, row0: int) -> list[int]:
-        """Which of ``episodes`` differ from their checksum for ``key``; ``rows`` holds store rows from ``row0``."""
-        starts = np.concatenate([[0], self._ends[:-1]]) - row0
-        return [i for i in episodes if self._checksums[i] is not None
-                and _checksum(rows[starts[i]:self._ends[i] - row0]) != self._checksums[i][key]]
+        """Which of ``episodes`` differ from their checksum for ``key``; ``rows`` holds store rows from ``row0``
+        (unused for a lossy array: its checksums cover the encoded frames, read here from disk)."""
+        starts = np.concatenate([[0], self._ends[:-1]]).astype(np.int64)
+
+        def checksum(i: int) -> str:
+            if key in self._lossy:
+                return self._frames_checksum(key, int(starts[i]), int(self._ends[i]))
+            return _checksum(rows[starts[i] - row0:self._ends[i] - row0])
+
+        return [i for i in episodes if self._checksums[i] is not None and checksum(i) != self._checksums[i][key]]
+
+    def _frames_checksum(self, key: str, lo: int, hi: int) -> str:
+        """crc32 of the encoded frames of rows ``lo..hi`` of a lossy array (a frame per chunk), as stored; a
+        missing chunk counts as no bytes. Each file is read through one open, so a concurrent append's rename
+        of a shard cannot mix two versions of it."""
+        arr, crc = self._arrays[key], 0
+        per_file, zeros = (arr.shards or arr.chunks)[0], (0,) * (arr.ndim - 1)
+        for i in range(lo // per_file, -(-hi // per_file)):
+            try:
+                with open(self.path / "data" / key / arr.metadata.encode_chunk_key((i, *zeros)), "rb") as file:
+                    if not arr.shards:
+                        crc = zlib.crc32(file.read(), crc)
+                        continue
+                    first, last = max(lo, i * per_file) - i * per_file, min(hi, (i + 1) * per_file) - i * per_file
+                    for offset, nbytes in _shard_index(file, per_file)[first:last]:
+                        if offset != _NO_CHUNK:
+                            file.seek(int(offset))
+                            crc = zlib.crc32(file.read(int(nbytes)), crc)
+            except FileNotFoundError:
+                pass
+        return f"crc32:{crc:08x}"
 
     @staticmethod
     def _mismatch_problem(key: str, bad: list[int]) -> list[str]:
@@ -700,6 +862,11 @@ class EpisodeStore:
             batch_first = last + 1
         return problems + [(line, bad) for line in self._mismatch_problem(key, bad)]
 
+    def _layout_info(self, key: str) -> dict:
+        arr, codec = self._arrays[key], self._lossy.get(key)
+        return {"shard_rows": (arr.shards or arr.chunks)[0], "codec": codec.image_format if codec else LOSSLESS,
+                "quality": codec.quality if codec else None}
+
     def info(self) -> dict:
         """A summary; per-episode attrs that older stores lack (operator, device, timing) are simply not counted.
         ``timing`` covers the paced (person-driven) episodes, ``late_episodes`` those recorded below their
@@ -718,7 +885,7 @@ class EpisodeStore:
             "path": str(self.path),
             "episodes": self.n_episodes,
             "steps": self.n_steps,
-            "features": {k: {**f.to_dict(), "chunks": list(self._arrays[k].chunks)}
+            "features": {k: {**f.to_dict(), "chunks": list(self._arrays[k].chunks), **self._layout_info(k)}
                          for k, f in self.features.items()},
             "attrs": dict(self.attrs),
             "episode_length": {"mean": float(lengths.mean()), "min": int(lengths.min()), "max": int(lengths.max())}
@@ -773,9 +940,13 @@ class RepairReport:
 
 
 def array_layout(array: zarr.Array) -> ArrayLayout:
-    """The chunking and codec a store array was created with, to create another like it."""
+    """The chunking, sharding and codec a store array was created with, to create another like it."""
+    time_chunk, shard_rows = array.chunks[0], (array.shards or array.chunks)[0]
+    if isinstance(array.serializer, ImageCodec):
+        return ArrayLayout(time_chunk=time_chunk, shard_rows=shard_rows, codec=array.serializer.image_format,
+                           quality=array.serializer.quality)
     codec = array.compressors[0]
-    return ArrayLayout(time_chunk=array.chunks[0], cname=codec.cname.value, clevel=codec.clevel)
+    return ArrayLayout(time_chunk=time_chunk, cname=codec.cname.value, clevel=codec.clevel, shard_rows=shard_rows)
 
 
 def copy_without(source: str | Path, out: str | Path, drop: list[str]) -> EpisodeStore:

@@ -43,13 +43,10 @@ def main_fails_in_one_line(capsys, argv, *words) -> str:
 
 
 def store_layouts(store) -> dict:
-    """Each array's chunks and codec settings, to compare a store with its copy through another format."""
-    out = {}
-    for key in store.features:
-        array = store.array(key)
-        codec = array.compressors[0]
-        out[key] = (array.chunks, codec.cname.value, codec.clevel, codec.shuffle.value)
-    return out
+    """Each array's chunking, sharding and codec, to compare a store with its copy through another format."""
+    from roboil.store import array_layout
+
+    return {key: array_layout(store.array(key)) for key in store.features}
 
 
 def plugin_pythonpath(site: Path) -> dict:

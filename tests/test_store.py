@@ -13,7 +13,7 @@ import zarr
 
 from roboil.errors import RoboilError
 from roboil.specs import ArrayLayout, Feature
-from roboil.store import EpisodeStore
+from roboil.store import EpisodeStore, _shard_index
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,8 +22,38 @@ FEATURES = {
     "step": Feature("proprio", (), "int64"),
     "image": Feature("pixels", (24, 32, 3), "uint8"),
 }
-LAYOUTS = {"state": ArrayLayout(100), "step": ArrayLayout(50, "lz4", 5), "image": ArrayLayout(1)}
+# A file per chunk (shard_rows = time_chunk), as every store made before sharding: these tests, and those of
+# test_store_edit and test_store_faults built on them, show such stores still open, check, append, delete and
+# repair. New stores' default, sharded, layout is tested in test_store_sharding.
+LAYOUTS = {"state": ArrayLayout(100, shard_rows=100), "step": ArrayLayout(50, "lz4", 5, shard_rows=50),
+           "image": ArrayLayout(1, shard_rows=1)}
+# new_store(path, 4, SHARDED): lengths 3, 4, 5, 6 (ends 3, 7, 12, 18). Image shards of 5 rows ([0, 5), [5, 10),
+# [10, 15), [15, 18)) cut episodes apart; state has 4-row chunks, two to a shard; step gets the store's choice.
+SHARDED = {"state": ArrayLayout(4, shard_rows=8), "step": ArrayLayout(50, "lz4", 5),
+           "image": ArrayLayout(1, shard_rows=5)}
 STORE_ATTRS = {"task": "push", "fps": 25.0, "observations": {"proprio": {}, "pixels": {"size": 32}}}
+
+
+def shard_file(path: Path, key: str, shard: int) -> Path:
+    arr = zarr.open_array(path / "data" / key, mode="r")
+    return path / "data" / key / arr.metadata.encode_chunk_key((shard, *(0,) * (arr.ndim - 1)))
+
+
+def shard_index(path: Path, key: str, shard: int) -> np.ndarray:
+    arr = zarr.open_array(path / "data" / key, mode="r")
+    with open(shard_file(path, key, shard), "rb") as f:
+        return _shard_index(f, arr.shards[0] // arr.chunks[0])
+
+
+def held(index: np.ndarray) -> list[int]:
+    """The chunks a shard index lists."""
+    return np.flatnonzero(index[:, 0] != 2**64 - 1).tolist()
+
+
+def drop_chunk(path: Path, key: str, row: int) -> None:
+    """Remove one chunk from its shard's index (what a shard written with write_empty_chunks=False and a fill-only
+    chunk would hold), so zarr reads fill for it."""
+    zarr.open_array(path / "data" / key, mode="r+").with_config({"write_empty_chunks": False})[row] = 0
 
 
 def make_episode(i: int, length: int | None = None) -> dict[str, np.ndarray]:
@@ -39,8 +69,8 @@ def make_attrs(i: int) -> dict:
     return {"seed": np.int64(i), "success": i % 2 == 0, "source": "scripted"}
 
 
-def new_store(path, n=0) -> EpisodeStore:
-    store = EpisodeStore.create(path, FEATURES, LAYOUTS, STORE_ATTRS)
+def new_store(path, n=0, layouts=LAYOUTS) -> EpisodeStore:
+    store = EpisodeStore.create(path, FEATURES, layouts, STORE_ATTRS)
     for i in range(n):
         assert store.add_episode(make_episode(i), make_attrs(i)) == i
     return store
@@ -207,7 +237,7 @@ def test_torn_commit_is_ignored_on_read_and_trimmed_on_append(tmp_path):
 WRITER = """
 import sys
 sys.path[:0] = [{root!r}, {tests!r}]
-from roboil.store import EpisodeStore
+from roboil.store import EpisodeStore, _shard_index
 from test_store import make_episode, make_attrs
 store = EpisodeStore.open({path!r}, mode="a")
 print("ready", flush=True)
@@ -217,9 +247,10 @@ while True:
 """
 
 
-def test_sigkill_while_appending_loses_at_most_the_episode_in_progress(tmp_path):
+@pytest.mark.parametrize("layouts", [LAYOUTS, SHARDED], ids=["file per chunk", "sharded"])
+def test_sigkill_while_appending_loses_at_most_the_episode_in_progress(tmp_path, layouts):
     path = tmp_path / "s"
-    new_store(path)
+    new_store(path, 0, layouts).close()
     script = tmp_path / "writer.py"
     script.write_text(WRITER.format(root=str(ROOT), tests=str(ROOT / "tests"), path=str(path)))
     rng = random.Random(0)

@@ -22,8 +22,8 @@ from zarr.storage import LocalStore
 
 from roboil.errors import RoboilError
 from roboil.store import EpisodeStore, _settle_zarr_tasks
-from test_store import FEATURES, LAYOUTS, ROOT, STORE_ATTRS, assert_episodes, make_attrs, make_episode, \
-    new_store, tear_commit
+from test_store import FEATURES, LAYOUTS, ROOT, SHARDED, STORE_ATTRS, assert_episodes, drop_chunk, held, \
+    make_attrs, make_episode, new_store, shard_index, tear_commit
 from test_store_faults import set_ends, set_episode_attrs
 
 # new_store(path, 4): lengths 3, 4, 5, 6 (ends 3, 7, 12, 18); one image row per chunk, state in one chunk.
@@ -54,6 +54,24 @@ def killed_at_write(monkeypatch, k: int):
             yield done
         finally:
             zarr_sync(_settle_zarr_tasks())  # writes already under way when "killed" land (or not) now
+
+
+def edits_killed_at_each_write(monkeypatch, base: Path, tmp_path: Path, edit):
+    """For k = 1, 2, ... until an edit finishes: a copy of the store ``base`` opened for appending and
+    ``edit(store)`` killed at its k-th write; yields (k, the copy's path, the store object, whether it finished)."""
+    for k in itertools.count(1):
+        path = tmp_path / f"killed-at-{k}"
+        shutil.copytree(base, path)
+        store = EpisodeStore.open(path, mode="a")
+        with killed_at_write(monkeypatch, k):
+            try:
+                edit(store)
+                finished = True
+            except Killed:
+                finished = False
+        yield k, path, store, finished
+        if finished:
+            return
 
 
 def files(path: Path) -> dict[str, bytes]:
@@ -126,20 +144,13 @@ def test_delete_refused_read_only(tmp_path):
     assert EpisodeStore.open(tmp_path / "s").n_episodes == 2
 
 
-def test_delete_killed_at_every_write_leaves_the_episode_or_not(tmp_path, monkeypatch):
+@pytest.mark.parametrize("layouts", [LAYOUTS, SHARDED], ids=["file per chunk", "sharded"])
+def test_delete_killed_at_every_write_leaves_the_episode_or_not(tmp_path, monkeypatch, layouts):
     base = tmp_path / "base"
-    new_store(base, 4).close()
+    new_store(base, 4, layouts).close()
     outcomes = []
-    for k in itertools.count(1):
-        path = tmp_path / f"killed-at-{k}"
-        shutil.copytree(base, path)
-        store = EpisodeStore.open(path, mode="a")
-        with killed_at_write(monkeypatch, k):
-            try:
-                store.delete_last_episode()
-                finished = True
-            except Killed:
-                finished = False
+    for k, path, store, finished in edits_killed_at_each_write(monkeypatch, base, tmp_path,
+                                                               EpisodeStore.delete_last_episode):
         reopened = EpisodeStore.open(path)
         assert reopened.check() == [], k
         assert reopened.n_episodes in (3, 4), k
@@ -150,8 +161,6 @@ def test_delete_killed_at_every_write_leaves_the_episode_or_not(tmp_path, monkey
         assert n == reopened.n_episodes and store.add_episode(make_episode(n), make_attrs(n)) == n
         store.close()
         assert_healthy_and_appendable(path, n + 1)
-        if finished:
-            break
     assert k > 8 and outcomes[0] == 4 and outcomes[-1] == 3 and outcomes == sorted(outcomes, reverse=True)
 
 
@@ -308,10 +317,19 @@ def test_repair_refused_while_another_writer_holds_the_store(tmp_path):
         EpisodeStore.repair(tmp_path / "missing")
 
 
-def test_repair_killed_at_every_write_makes_nothing_worse(tmp_path, monkeypatch):
+def damage_episodes_2_and_3(path: Path, layouts: dict) -> None:
+    if layouts is SHARDED:  # chunks missing from their shards
+        drop_chunk(path, "image", 9)
+        drop_chunk(path, "image", 16)
+    else:
+        overwrite_rows(path, "step", 7, 18)
+
+
+@pytest.mark.parametrize("layouts", [LAYOUTS, SHARDED], ids=["file per chunk", "sharded"])
+def test_repair_killed_at_every_write_makes_nothing_worse(tmp_path, monkeypatch, layouts):
     base = tmp_path / "base"
-    new_store(base, 4).close()
-    overwrite_rows(base, "step", 7, 18)  # episodes 2 and 3
+    new_store(base, 4, layouts).close()
+    damage_episodes_2_and_3(base, layouts)
     tear_commit(base)
     for k in itertools.count(1):
         path = tmp_path / f"killed-at-{k}"
@@ -324,10 +342,13 @@ def test_repair_killed_at_every_write_makes_nothing_worse(tmp_path, monkeypatch)
                 finished = False
         store = EpisodeStore.open(path)
         assert store.n_episodes in (2, 3, 4), k
-        assert all("episode 2" in p or "episodes 2, 3" in p or "episode 3" in p for p in store.check()), k
+        assert all(any(s in p for s in ("time chunk", "episode 2", "episode 3", "episodes 2, 3"))
+                   for p in store.check()), k
         assert_episodes(store, 2, exact=False)
         report = EpisodeStore.repair(path)  # finishes the job
         assert report.healthy and report.episodes == 2
+        if layouts is SHARDED:
+            assert held(shard_index(path, "image", 1)) == [0, 1]  # rows 5, 6: nothing of the dropped rows stays
         assert_healthy_and_appendable(path, 2)
         if finished:
             break

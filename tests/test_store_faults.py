@@ -218,28 +218,40 @@ import sys
 sys.path[:0] = [{root!r}]
 import numpy as np
 from roboil.specs import ArrayLayout, Feature
-from roboil.store import EpisodeStore
-store = EpisodeStore.create({path!r}, {{"image": Feature("pixels", (32, 32, 3), "uint8")}},
-                            {{"image": ArrayLayout(1)}}, {{}})
+from roboil.store import EpisodeStore, _shard_index
+path = {path!r}
+store = EpisodeStore.create(path, {{"image": Feature("pixels", (32, 32, 3), "uint8")}},
+                            {{"image": ArrayLayout(1, shard_rows={shard_rows})}}, {{}})
 frames = np.zeros((50, 32, 32, 3), np.uint8)
-frames[:, 8:20] = np.arange(50)[:, None, None, None]  # compressible, so a truncated chunk fails to decode
+frames[:, 8:20] = np.arange(50)[:, None, None, None]  # compressible, so a damaged chunk fails to decode
 for _ in range(20):
     store.add_episode({{"image": frames}}, {{}})
 store.close()
-chunk = {path!r} + "/data/image/c/3/0/0/0"
-data = open(chunk, "rb").read()
-open(chunk, "wb").write(data[:len(data) // 2])
-for problem in EpisodeStore.open({path!r}).check():
+{damage}
+for problem in EpisodeStore.open(path).check():
     print(problem)
 """
+DAMAGED_CHUNK = {  # shard_rows, code damaging the chunk of row 3
+    "file per chunk cut short": (1, """chunk = path + "/data/image/c/3/0/0/0"
+data = open(chunk, "rb").read()
+open(chunk, "wb").write(data[:len(data) // 2])"""),
+    "zeroed chunk in a shard": (None, """with open(path + "/data/image/c/0/0/0/0", "r+b") as f:
+    offset, nbytes = _shard_index(f, 1024)[3]
+    f.seek(int(offset))
+    f.write(bytes(int(nbytes)))  # the index still holds: only the chunk's bytes are bad"""),
+}
 
 
-def test_check_of_truncated_chunk_prints_one_line_and_no_asyncio_noise(tmp_path):
+@pytest.mark.parametrize("damage", DAMAGED_CHUNK)
+def test_check_of_a_damaged_chunk_prints_one_line_and_no_asyncio_noise(tmp_path, damage):
+    shard_rows, code = DAMAGED_CHUNK[damage]
     script = tmp_path / "check.py"
-    script.write_text(NOISY_CHECK.format(root=str(ROOT), path=str(tmp_path / "s")))
+    script.write_text(NOISY_CHECK.format(root=str(ROOT), path=str(tmp_path / "s"), shard_rows=shard_rows,
+                                         damage=code))
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and result.stderr == ""
-    assert result.stdout.count("\n") == 1 and "data/image: rows 0..1000" in result.stdout
+    assert result.stdout.count("\n") == 1 and "data/image: rows 0..1000 fail to decode" in result.stdout, \
+        result.stdout
 
 
 # ---- atomic creation -------------------------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 """Observation kind ``pixels``: named MuJoCo cameras rendered offscreen, stored as uint8 (H, W, 3) frames.
 
-Params: ``cameras`` (list of camera names in the task's MuJoCo model), ``height`` and ``width`` (default 96).
-Arrays are named ``rgb_<camera>``. The encoder (ResNet-18 with GroupNorm and a spatial-softmax head, or its
+Params: ``cameras`` (list of camera names in the task's MuJoCo model), ``height`` and ``width`` (default 96),
+``codec`` (how the store keeps the frames: ``lossless``, the default, or ``jpeg``, ``jpegxl`` or ``avif``, which
+need ``pip install roboil[codecs]``) and ``quality`` (1..100, default 90, for those three). Arrays are named
+``rgb_<camera>``, a frame per chunk. The encoder (ResNet-18 with GroupNorm and a spatial-softmax head, or its
 feature-map cells as tokens) lives here so every algorithm can learn from pixels.
 """
 
@@ -24,12 +26,20 @@ class PixelParams:
     cameras: list[str] = field(default_factory=list)
     height: int = 96
     width: int = 96
+    codec: str = "lossless"
+    quality: int = 90
 
     def __post_init__(self):
+        from roboil.codecs import CODECS  # it imports zarr: not at plugin load (`roboil --help` stays fast)
+
         for name in ("height", "width"):
             if not 1 <= getattr(self, name) <= 4096:
                 raise roboil.RoboilError(f"obs.pixels.{name} must be between 1 and 4096 pixels, "
                                          f"got {getattr(self, name)}")
+        if self.codec not in CODECS:
+            raise roboil.RoboilError(f"obs.pixels.codec must be one of {', '.join(CODECS)}, got '{self.codec}'")
+        if not 1 <= self.quality <= 100:
+            raise roboil.RoboilError(f"obs.pixels.quality must be between 1 and 100, got {self.quality}")
 
 
 @dataclass(frozen=True)
@@ -66,6 +76,12 @@ class PixelObserver:
         return out
 
 
+def layout(feature: Feature, params: PixelParams) -> ArrayLayout:
+    """One frame per chunk, so a window decodes only the frames it needs (the store packs them into shard files),
+    kept with the codec ``params`` choose."""
+    return ArrayLayout(time_chunk=1, clevel=3, codec=params.codec, quality=params.quality)
+
+
 def make_encoder(features, params: PixelEncoderParams):
     from .vision import PixelEncoder  # torch model code loads only when a policy uses pixels
 
@@ -77,7 +93,7 @@ def register_observations():
     return [ObservationSpec(
         name=KIND,
         make_observer=PixelObserver,
-        layout=lambda feature: ArrayLayout(time_chunk=1, clevel=3),  # one frame per chunk: windows decode only what they need
+        layout=layout,
         make_encoder=make_encoder,
         params=PixelParams,
         encoder_params=PixelEncoderParams,

@@ -52,7 +52,7 @@ def register_observations():
     return [ObservationSpec(
         name=KIND,
         make_observer=ProprioObserver,
-        layout=lambda feature: ArrayLayout(time_chunk=1024, clevel=5),  # long time chunks: rows are tiny
+        layout=lambda feature, params: ArrayLayout(time_chunk=1024, clevel=5),  # long time chunks: rows are tiny
         make_encoder=make_encoder,
         params=ProprioParams,
         normalization="minmax",

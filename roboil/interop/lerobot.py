@@ -59,6 +59,8 @@ columns (rewards, ...) are left out, and the summary says so.
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import math
 import os
@@ -328,8 +330,7 @@ class _ExportPlan:
         layouts = {k: array_layout(store.array(k)) for k in store.features}
         return {"format": EXPORT_FORMAT, "source": str(source),
                 "features": {k: f.to_dict() for k, f in store.features.items()},
-                "layouts": {k: {"time_chunk": lay.time_chunk, "cname": lay.cname, "clevel": lay.clevel}
-                            for k, lay in layouts.items()},
+                "layouts": {k: dataclasses.asdict(lay) for k, lay in layouts.items()},
                 "attrs": store.attrs, "columns": self.columns, "videos": self.videos}
 
 
@@ -689,7 +690,11 @@ class _ImportPlan:
                 raise RoboilError(f"'{dataset.root}': features '{self.sources[array][0]}' and '{key}' would both be "
                                   f"stored as '{array}'; leave one out with --obs-keys")
             features[array] = feature
-            layouts[array] = ACTION_LAYOUT if array == ACTION else reg.get("observation", feature.kind).layout(feature)
+            if array == ACTION:
+                layouts[array] = ACTION_LAYOUT
+            else:
+                spec = reg.get("observation", feature.kind)
+                layouts[array] = spec.layout(feature, spec.params())
             self.sources[array] = (key, kind)
         return features, layouts
 

@@ -42,6 +42,8 @@ have no place in a store and are left out (the summary says so).
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import os
 import re
@@ -97,8 +99,7 @@ def export_robomimic(source, out, next_obs: bool = True) -> dict:
     meta = {
         "format": EXPORT_FORMAT,
         "features": {k: f.to_dict() for k, f in store.features.items()},
-        "layouts": {k: {"time_chunk": lay.time_chunk, "cname": lay.cname, "clevel": lay.clevel}
-                    for k, lay in layouts.items()},
+        "layouts": {k: dataclasses.asdict(lay) for k, lay in layouts.items()},
         "attrs": store.attrs,
         "rewards": "zeros: roboil stores keep no rewards",
         "dones": "1 at the last step of episodes that terminated, else 0",
@@ -308,7 +309,8 @@ class _Plan:
                 features[key] = Feature("pixels", tuple(ds.shape[1:]), "uint8")
             else:
                 features[key] = Feature("proprio", tuple(ds.shape[1:]) or (1,), "float32")
-            layouts[key] = reg.get("observation", features[key].kind).layout(features[key])
+            spec = reg.get("observation", features[key].kind)
+            layouts[key] = spec.layout(features[key], spec.params())
         actions = first["actions"]
         if actions.dtype.kind not in "biuf" or actions.ndim > 2:
             raise RoboilError(f"'{self.path}': data/{self.demos[0]}/actions is {actions.dtype} {actions.shape}; "

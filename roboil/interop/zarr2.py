@@ -2,7 +2,8 @@
 (``zarr.open(path, "r")``, ``root["data"][key]``, ``root["meta"]["episode_ends"]``): ``roboil export --to zarr2``.
 
 Our stores are already in ReplayBuffer's layout, but as zarr format 3, which zarr 2 cannot open. The copy has the
-same arrays, chunking and Blosc settings (numcodecs' Blosc, which zarr 2 reads) and ``meta/episode_ends`` as
+same arrays, chunking (a file per chunk: zarr 2 has no shards) and Blosc settings (numcodecs' Blosc, which zarr 2
+reads; frames kept with a lossy image codec are written decoded, with Blosc) and ``meta/episode_ends`` as
 int64. ``meta`` holds that one array only (ReplayBuffer loads every array in it); our features, store attrs and
 episode attrs go in the root's ``roboil_export`` attribute (not ``roboil``: this is no roboil store).
 """
@@ -17,7 +18,8 @@ import numpy as np
 import zarr
 
 from ..errors import RoboilError, check_writable
-from ..store import EpisodeStore
+from ..specs import ArrayLayout
+from ..store import EpisodeStore, array_layout
 from . import temp_sibling
 
 
@@ -37,12 +39,14 @@ def export_zarr2(source, out) -> dict:
         root = zarr.open_group(tmp, mode="w-", zarr_format=2)
         data, arrays = root.create_group("data"), {}
         for key, feature in store.features.items():
-            src, dtype = store.array(key), np.dtype(feature.dtype)
-            codec = src.compressors[0]
+            layout, dtype = array_layout(store.array(key)), np.dtype(feature.dtype)
+            if layout.codec != "lossless":  # zarr 2 readers lack our image codecs: decoded frames, kept losslessly
+                layout = ArrayLayout(time_chunk=layout.time_chunk)
             shuffle = numcodecs.Blosc.NOSHUFFLE if dtype.itemsize == 1 else numcodecs.Blosc.SHUFFLE  # as ours
-            arrays[key] = data.create_array(key, shape=(store.n_steps, *feature.shape), chunks=src.chunks,
-                                            dtype=dtype, fill_value=0, compressors=numcodecs.Blosc(
-                                                cname=codec.cname.value, clevel=codec.clevel, shuffle=shuffle))
+            arrays[key] = data.create_array(key, shape=(store.n_steps, *feature.shape),
+                                            chunks=(layout.time_chunk, *feature.shape), dtype=dtype, fill_value=0,
+                                            compressors=numcodecs.Blosc(cname=layout.cname, clevel=layout.clevel,
+                                                                        shuffle=shuffle))
         ends = store.episode_ends
         for index in range(store.n_episodes):  # an episode at a time: image stores need not fit in memory
             lo = int(ends[index - 1]) if index else 0

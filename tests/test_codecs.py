@@ -1,0 +1,193 @@
+"""Lossy image codecs for camera arrays: the round trip within the stated error, checksums of the encoded frames,
+one-line errors for bad layouts and params and for a missing imagecodecs, and a recorded PushT store kept as JPEG
+that checks and trains."""
+
+import json
+import sys
+
+import numpy as np
+import pytest
+import zarr
+
+from conftest import main_fails_in_one_line
+from roboil.codecs import CODEC_NAME, IMAGE_FORMATS, unavailable
+from roboil.errors import RoboilError
+from roboil.specs import ArrayLayout, Feature
+from roboil.store import EpisodeStore, array_layout
+
+# The error a lossy codec may add at quality 90 on rendered camera frames, in 0..255 levels: the mean absolute
+# error, and the 99.9th percentile (sharp coloured edges cost the few largest errors, up to ~100 for JPEG XL).
+MEAN_ERROR, P999_ERROR = 2.0, 32.0
+CAMERA = {"image": Feature("pixels", (96, 96, 3), "uint8")}
+LOSSY = [pytest.param(f, marks=pytest.mark.skipif(unavailable(f) is not None, reason=f"{f}: {unavailable(f)}"))
+         for f in IMAGE_FORMATS]
+
+
+def rendered_scene(seed: int) -> np.ndarray:
+    """A 96x96 frame like a simulator's: a lit floor, a grey T and a blue disc with sharp edges, a little noise."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:96, 0:96] / 96
+    image = np.empty((96, 96, 3))
+    image[:] = (200 + 30 * x - 20 * y)[..., None]
+    cx, cy, angle = *rng.uniform(0.3, 0.7, 2), rng.uniform(0, np.pi)
+    u = (x - cx) * np.cos(angle) + (y - cy) * np.sin(angle)
+    v = (y - cy) * np.cos(angle) - (x - cx) * np.sin(angle)
+    image[((abs(u) < 0.2) & (abs(v) < 0.05)) | ((abs(u) < 0.05) & (v > 0) & (v < 0.3))] = (119, 136, 153)
+    ax, ay = rng.uniform(0.1, 0.9, 2)
+    image[(x - ax) ** 2 + (y - ay) ** 2 < 0.05 ** 2] = (65, 105, 225)
+    return np.clip(image + rng.normal(0, 1.0, image.shape), 0, 255).astype(np.uint8)
+
+
+def assert_within_stated_error(decoded: np.ndarray, original: np.ndarray) -> None:
+    error = np.abs(decoded.astype(int) - original.astype(int))
+    assert error.mean() <= MEAN_ERROR and np.percentile(error, 99.9) <= P999_ERROR, \
+        (error.mean(), np.percentile(error, 99.9))
+
+
+def camera_store(path, codec: str, episodes: list[np.ndarray], quality: int = 90) -> EpisodeStore:
+    with EpisodeStore.create(path, CAMERA, {"image": ArrayLayout(1, codec=codec, quality=quality)}, {}) as store:
+        for frames in episodes:
+            store.add_episode({"image": frames}, {})
+    return EpisodeStore.open(path)
+
+
+FRAMES = [np.stack([rendered_scene(10 * e + t) for t in range(n)]) for e, n in enumerate((7, 5))]
+
+
+@pytest.mark.parametrize("codec", LOSSY)
+def test_lossy_round_trip_within_the_stated_error(tmp_path, codec):
+    store = camera_store(tmp_path / "s", codec, FRAMES)
+    for index, frames in enumerate(FRAMES):
+        assert_within_stated_error(store.episode(index)["image"], frames)
+    assert store.check() == [] and store.notes == []
+    assert store.info()["features"]["image"].items() >= {"codec": codec, "quality": 90, "shard_rows": 1024}.items()
+    assert array_layout(store.array("image")) == ArrayLayout(1, shard_rows=1024, codec=codec, quality=90)
+    serializer = json.loads((tmp_path / "s/data/image/zarr.json").read_text())["codecs"][0]["configuration"]["codecs"]
+    assert serializer == [{"name": CODEC_NAME, "configuration": {"image_format": codec, "quality": 90}}]
+    assert zarr.open_group(tmp_path / "s", mode="r").attrs["roboil"]["format"] == 2  # earlier roboil refuses it
+    lower = camera_store(tmp_path / "q50", codec, FRAMES, quality=50)  # fewer bytes for more error
+    assert lower.info()["bytes_on_disk"] < store.info()["bytes_on_disk"]
+
+
+@pytest.mark.parametrize("codec", LOSSY)
+@pytest.mark.parametrize("shape", [(96, 96), (96, 96, 1)])
+def test_grey_frames_keep_their_shape(tmp_path, codec, shape):
+    frames = np.stack([rendered_scene(seed)[..., 1].reshape(shape) for seed in range(3)])
+    with EpisodeStore.create(tmp_path / "s", {"grey": Feature("pixels", shape, "uint8")},
+                             {"grey": ArrayLayout(1, codec=codec)}, {}) as store:
+        store.add_episode({"grey": frames}, {})
+    store = EpisodeStore.open(tmp_path / "s")
+    assert_within_stated_error(store.episode(0)["grey"], frames)
+    assert store.check() == []
+
+
+def test_lossless_round_trip_is_exact(tmp_path):
+    store = camera_store(tmp_path / "s", "lossless", FRAMES)
+    for index, frames in enumerate(FRAMES):
+        np.testing.assert_array_equal(store.episode(index)["image"], frames)
+    assert store.info()["features"]["image"]["codec"] == "lossless" and store.check() == []
+
+
+@pytest.mark.parametrize("codec", LOSSY)
+def test_checksums_cover_the_encoded_frames(tmp_path, codec):
+    """A frame swapped for another still decodes; the checksums of what was encoded tell."""
+    path = tmp_path / "s"
+    camera_store(path, codec, FRAMES).close()
+    zarr.open_array(path / "data/image", mode="r+")[8] = rendered_scene(99)  # episode 1
+    store = EpisodeStore.open(path)
+    assert store.check() == ["data/image: episode 1 differs from its checksum (changed since recording)"]
+    assert store.verify_episodes(store.load()) == store.check()
+    with pytest.raises(RoboilError, match="damaged"):  # the cheap check verifies the last episode
+        EpisodeStore.open(path, mode="a")
+    assert EpisodeStore.repair(path).dropped == [1]
+
+
+@pytest.mark.parametrize("codec", LOSSY)
+def test_training_reads_frames_from_disk_as_zarr_decodes_them(tmp_path, codec):
+    """The loader's direct reader (pread + the codec, no zarr pipeline) gives zarr's frames, in worker processes
+    too."""
+    import pickle
+
+    from roboil.rows import RowReader
+
+    store = camera_store(tmp_path / "s", codec, FRAMES)
+    reader = RowReader(store.array("image"), store.path / "data" / "image")
+    assert reader.fast
+    rows = np.array([0, 3, 6, 7, 11])
+    expected = store.array("image")[:][rows]
+    np.testing.assert_array_equal(reader.read(rows), expected)
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(reader)).read(rows), expected)
+
+
+@pytest.mark.parametrize("layout, match", [
+    (ArrayLayout(1, codec="png"), r"codec 'png'; valid: lossless, jpeg, jpegxl, avif"),
+    (ArrayLayout(1, codec="jpeg", quality=0), r"quality=0; use an integer from 1 to 100"),
+    (ArrayLayout(1, codec="jpeg", quality=101), r"quality=101; use an integer from 1 to 100"),
+    (ArrayLayout(2, codec="jpeg"), r"codec 'jpeg' with time_chunk=2; use time_chunk=1 \(an append would re-encode"),
+])
+def test_bad_codec_layouts_are_one_line_errors(tmp_path, layout, match):
+    with pytest.raises(RoboilError, match=f"layout for 'image' has {match}") as refused:
+        EpisodeStore.create(tmp_path / "s", CAMERA, {"image": layout}, {})
+    assert "\n" not in str(refused.value) and not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("feature", [Feature("proprio", (96, 96, 3), "float32"), Feature("pixels", (8, 8, 4), "uint8"),
+                                     Feature("proprio", (7,), "uint8")])
+def test_image_codecs_refuse_arrays_that_are_not_images(tmp_path, feature):
+    with pytest.raises(RoboilError, match=r"codec 'jpeg' but its rows are .* not uint8 images .*use codec 'lossless'"):
+        EpisodeStore.create(tmp_path / "s", {"x": feature}, {"x": ArrayLayout(1, codec="jpeg")}, {})
+
+
+@pytest.mark.skipif(unavailable("jpeg") is not None, reason=f"jpeg: {unavailable('jpeg')}")
+def test_a_store_with_a_codec_needs_imagecodecs(tmp_path, monkeypatch, capsys):
+    path = tmp_path / "s"
+    camera_store(path, "jpeg", FRAMES[:1]).close()
+    monkeypatch.setitem(sys.modules, "imagecodecs", None)  # as if not installed: importing it fails
+    for attempt in (lambda: EpisodeStore.open(path), lambda: camera_store(tmp_path / "t", "jpeg", FRAMES)):
+        with pytest.raises(RoboilError, match=r"needs imagecodecs \(imagecodecs is not installed\); pip install "
+                                              r"roboil\[codecs\]") as refused:
+            attempt()
+        assert "\n" not in str(refused.value)
+    main_fails_in_one_line(capsys, ["store", "check", str(path)], "data/image as jpeg", "pip install roboil[codecs]")
+    assert camera_store(tmp_path / "lossless", "lossless", FRAMES).check() == []  # only codec stores need it
+
+
+def test_pixels_params_choose_the_codec():
+    from roboil_pixels import PixelParams, layout
+
+    camera = Feature("pixels", (96, 96, 3), "uint8")
+    assert layout(camera, PixelParams()) == ArrayLayout(time_chunk=1, clevel=3)
+    assert layout(camera, PixelParams(codec="avif", quality=70)) == ArrayLayout(1, clevel=3, codec="avif", quality=70)
+    for bad, match in ((dict(codec="png"), "obs.pixels.codec must be one of lossless, jpeg, jpegxl, avif, got 'png'"),
+                       (dict(quality=0), "obs.pixels.quality must be between 1 and 100, got 0")):
+        with pytest.raises(RoboilError, match=match):
+            PixelParams(**bad)
+
+
+@pytest.mark.skipif(unavailable("jpeg") is not None, reason=f"jpeg: {unavailable('jpeg')}")
+def test_pusht_recorded_with_obs_pixels_codec_jpeg_checks_trains_and_exports(tmp_path, capsys):
+    """`record ... obs.pixels.codec=jpeg` keeps the camera as JPEG (the recording's params reach the layout); the
+    store checks, trains from disk and exports to zarr 2 with its frames decoded."""
+    from roboil.cli import main
+    from roboil.config import load_config
+    from roboil.record import record
+    from roboil.train import train
+
+    lossless, path = tmp_path / "lossless.zarr", tmp_path / "jpeg.zarr"
+    record("pusht", 2, lossless, progress=False)
+    record("pusht", 2, path, obs_overrides={"pixels": {"codec": "jpeg"}}, progress=False)
+    assert main(["store", "check", str(path)]) == 0
+    assert "OK" in capsys.readouterr().out
+    store, source = EpisodeStore.open(path, require_healthy=True), EpisodeStore.open(lossless)
+    assert store.info()["features"]["rgb_top"]["codec"] == "jpeg"
+    frames = store.load(["rgb_top"])["rgb_top"]
+    assert_within_stated_error(frames, source.load(["rgb_top"])["rgb_top"])  # the same seeds, the same scenes
+
+    exported = tmp_path / "v2.zarr"
+    assert main(["export", "--to", "zarr2", str(path), str(exported)]) == 0
+    assert np.array_equal(zarr.open(str(exported), mode="r")["data"]["rgb_top"][:], frames)
+
+    config = load_config("configs/pusht/diffusion_pixels.yaml", [
+        f"data.path={path}", "data.cache_max_gb=0", "train.loader_workers=0", "train.steps=2", "train.batch_size=4",
+        "train.warmup_steps=1", "algorithm.down_dims=[16,32]", "algorithm.horizon=8"])
+    assert train(config, tmp_path / "run", progress=False).exists()
