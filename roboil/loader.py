@@ -7,6 +7,8 @@ exactly, however many batches were in flight. Workers only gather and decode (on
 
 from __future__ import annotations
 
+import atexit
+import os
 import queue
 import threading
 from typing import Iterator
@@ -78,14 +80,17 @@ class _Windows(Dataset):
         return {k: torch.from_numpy(v) for k, v in windows.items()}, state
 
 
-def _one_thread(_: int) -> None:
+def _set_up_worker(_: int) -> None:
     torch.set_num_threads(1)  # workers decode with numpy and the codecs; torch's threads would fight the model's
+    # the AVIF and JPEG XL decoders leave C++ threads whose exit-time destructors abort the process (a "killed by
+    # signal" traceback as training ends); a worker has nothing to flush, so it leaves before they run
+    atexit.register(os._exit, 0)
 
 
 def _in_workers(sampler: WindowSampler, batch_size: int, rows: slice, workers: int, device: torch.device):
     # spawn, not fork: zarr's I/O runs on an event-loop thread, which a forked child would inherit stopped
     loader = DataLoader(_Windows(sampler, rows), sampler=_Draws(sampler, batch_size), batch_size=None,
                         num_workers=workers, pin_memory=device.type == "cuda", prefetch_factor=4,
-                        persistent_workers=True, multiprocessing_context="spawn", worker_init_fn=_one_thread,
+                        persistent_workers=True, multiprocessing_context="spawn", worker_init_fn=_set_up_worker,
                         generator=torch.Generator())  # its seed draw would otherwise shift the training's torch RNG
     yield from loader

@@ -191,3 +191,39 @@ def test_pusht_recorded_with_obs_pixels_codec_jpeg_checks_trains_and_exports(tmp
         f"data.path={path}", "data.cache_max_gb=0", "train.loader_workers=0", "train.steps=2", "train.batch_size=4",
         "train.warmup_steps=1", "algorithm.down_dims=[16,32]", "algorithm.horizon=8"])
     assert train(config, tmp_path / "run", progress=False).exists()
+
+
+WORKERS_CLOSE = """
+import sys
+sys.path[:0] = [{root!r}]
+import numpy as np, torch
+from roboil.loader import batches
+from roboil.rows import RowReader
+from roboil.sampler import WindowSampler
+from roboil.store import EpisodeStore
+if __name__ == "__main__":
+    store = EpisodeStore.open({path!r})
+    arrays = {{"image": RowReader(store.array("image"), store.path / "data" / "image"),
+              "action": np.zeros((store.n_steps, 1), np.float32)}}
+    sampler = WindowSampler(arrays, store.episode_ends, np.arange(store.n_episodes), ["image"], 2, 1, seed=0)
+    made = batches(sampler, 4, torch.device("cpu"), workers=2)
+    for _ in range(3):
+        next(made)
+    made.close()
+    print("done")
+"""
+
+
+@pytest.mark.parametrize("codec", LOSSY)
+def test_loader_workers_decoding_frames_end_quietly(tmp_path, codec):
+    """The AVIF and JPEG XL decoders' threads aborted each worker process as it exited (a traceback after
+    training from such a store)."""
+    import subprocess
+    from pathlib import Path
+
+    camera_store(tmp_path / "s", codec, FRAMES)
+    script = tmp_path / "close.py"
+    script.write_text(WORKERS_CLOSE.format(root=str(Path(__file__).resolve().parents[1]), path=str(tmp_path / "s")))
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and result.stdout.strip() == "done", result.stderr
+    assert "terminate called" not in result.stderr and "Aborted" not in result.stderr, result.stderr
