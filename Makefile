@@ -39,7 +39,11 @@ xvfb:
 test: install browser xvfb
 	$(PY) -m pytest -q
 
+# results and how to read them: docs/benchmarks.md (LeRobot runs from its own environment when it is there)
 bench: install
+	$(PY) tools/bench_loading.py
+	$(PY) tools/bench_training.py diffusion --steps 20 --warmup 5
+	$(PY) tools/bench_training.py act --steps 20 --warmup 5
 	$(PY) tools/bench.py
 
 clean:

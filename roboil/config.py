@@ -48,8 +48,9 @@ class TrainConfig:
     checkpoint_every: int = 5000
     compile: bool = False
     amp: bool = True  # bf16 autocast on CUDA
-    # processes reading batches from disk when the store does not fit data.cache_max_gb (0: one thread)
-    loader_workers: int = 2
+    # processes reading batches from disk when the store does not fit data.cache_max_gb; 0: a thread, the faster
+    # for lossless frames (no copy between processes); processes pay off for AVIF/JPEG XL on many cores
+    loader_workers: int = 0
 
     def __post_init__(self):
         if self.lr_schedule not in ("cosine", "constant"):

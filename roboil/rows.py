@@ -41,7 +41,7 @@ _DECOMPRESS = {"BloscCodec": blosc.decompress, "ZstdCodec": Zstd().decode}
 
 
 class RowReader:
-    """``read(rows)``: the given rows (sorted, unique) of one zarr array, as one numpy array."""
+    """``read(rows)``: the given rows of one zarr array, as one numpy array."""
 
     def __init__(self, array: zarr.Array, path: str | Path):
         self.array, self.path = array, Path(path)
@@ -63,12 +63,14 @@ class RowReader:
         whole_rows = tuple(meta.chunk_grid.chunk_shape[1:]) == self.row_shape
         self.dtype = np.dtype(array.dtype).newbyteorder("<")
         self.decode = None  # a chunk's bytes -> its rows' values, flat or as an image
+        self.decompress_into = None  # (bytes, destination): Blosc writes into the output, saving a copy a frame
         if len(codecs) == 1 and isinstance(codecs[0], ImageCodec):
             self.decode = functools.partial(decode_frame, codecs[0].image_format)
         elif len(codecs) in (1, 2) and isinstance(codecs[0], BytesCodec) and np.dtype(array.dtype).byteorder in "=<|":
             decompress = _DECOMPRESS.get(type(codecs[1]).__name__) if len(codecs) == 2 else _as_is
             if decompress is not None:
                 self.decode = functools.partial(_decompressed, decompress, self.dtype)
+                self.decompress_into = blosc.decompress if decompress is blosc.decompress else None
         self.fast = whole_rows and self.decode is not None
         self._files: dict[int, tuple[int, np.ndarray | None]] = {}
 
@@ -76,30 +78,46 @@ class RowReader:
         return {**self.__dict__, "_files": {}}
 
     def read(self, rows: np.ndarray) -> np.ndarray:
+        """``array[rows]`` for a 1-d integer ``rows``, in any order, repeats allowed."""
+        if not self.fast or self.chunk_rows > 1:  # chunks of several rows: each decoded once, for all its rows
+            unique, inverse = np.unique(rows, return_inverse=True)
+            return self._sorted(unique)[inverse]
+        out = np.empty((len(rows), *self.row_shape), self.dtype)
+        # a frame per chunk: each decoded straight into its place (a frame that repeats, at an episode's edge,
+        # is decoded again: cheaper than sorting the batch and copying it back into order)
+        for i, row in enumerate(rows.tolist()):
+            data = self._chunk_bytes(row)
+            if data is None:  # never written: zarr knows the fill value
+                out[i] = self.array[row]
+            elif self.decompress_into is not None:
+                self.decompress_into(data, out[i])
+            else:
+                out[i] = self.decode(data).reshape(self.row_shape)
+        return out
+
+    def _sorted(self, rows: np.ndarray) -> np.ndarray:
         if not self.fast:
             return self.array.get_orthogonal_selection((rows,))
         out = np.empty((len(rows), *self.row_shape), self.dtype)
         chunk_of = rows // self.chunk_rows
         starts = np.flatnonzero(np.diff(chunk_of, prepend=-1))  # rows sorted: each chunk is decoded once
         for first, last in zip(starts, [*starts[1:], len(rows)]):
-            chunk = self._chunk(int(chunk_of[first]))
-            if chunk is None:  # never written: zarr knows the fill value
+            data = self._chunk_bytes(int(chunk_of[first]))
+            if data is None:
                 out[first:last] = self.array.get_orthogonal_selection((rows[first:last],))
             else:
+                chunk = self.decode(data).reshape(self.chunk_rows, *self.row_shape)
                 out[first:last] = chunk[rows[first:last] - chunk_of[first] * self.chunk_rows]
         return out
 
-    def _chunk(self, index: int) -> np.ndarray | None:
+    def _chunk_bytes(self, index: int) -> bytes | None:
+        """The stored bytes of chunk ``index``; None if it was never written."""
         shard, inner = divmod(index, self.file_rows // self.chunk_rows)
         fd, shard_index = self._file(shard)
         if shard_index is None:
-            data = os.pread(fd, os.fstat(fd).st_size, 0)
-        else:
-            offset, length = shard_index[inner]
-            if offset == _MISSING:
-                return None
-            data = os.pread(fd, int(length), int(offset))
-        return self.decode(data).reshape(self.chunk_rows, *self.row_shape)
+            return os.pread(fd, os.fstat(fd).st_size, 0)
+        offset, length = shard_index[inner]
+        return None if offset == _MISSING else os.pread(fd, int(length), int(offset))
 
     def _file(self, shard: int) -> tuple[int, np.ndarray | None]:
         if shard not in self._files:

@@ -20,8 +20,7 @@ def gather(array: "np.ndarray | RowReader", index: np.ndarray) -> np.ndarray:
     """``array[index]`` for a numpy array, or for an array on disk by decoding only the chunks that hold the rows."""
     if isinstance(array, np.ndarray):
         return array[index]
-    rows, inverse = np.unique(index, return_inverse=True)
-    return array.read(rows)[inverse.reshape(index.shape)]
+    return array.read(index.ravel()).reshape(*index.shape, *array.row_shape)
 
 
 class WindowSampler:

@@ -109,3 +109,13 @@ def test_scalar_actions_come_as_one_dimension_per_step():
     batch = WindowSampler(arrays, ENDS, np.arange(3), ["state"], 2, 4, seed=0).sample(5)
     assert batch[ACTION].shape == (5, 4, 1)
     assert compute_stats(arrays, np.arange(4), [ACTION])[ACTION]["max"].tolist() == [3]  # per dimension, 1-d
+
+
+def test_gather_reads_never_written_frames_of_a_shard_as_the_fill_value(tmp_path):
+    array = zarr.create_array(tmp_path / "a.zarr", shape=(8, 2), dtype="float32", chunks=(1, 2), shards=(4, 2),
+                              fill_value=7)
+    array[:5] = np.arange(10, dtype=np.float32).reshape(5, 2)  # shard 1 holds row 4 only
+    reader = RowReader(array, tmp_path / "a.zarr")
+    assert reader.fast
+    np.testing.assert_array_equal(reader.read(np.array([3, 4, 5, 6])), array[:][[3, 4, 5, 6]])
+    assert (reader.read(np.array([5, 6])) == 7).all()
