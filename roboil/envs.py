@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
-import signal
-import threading
 import traceback
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
@@ -16,7 +14,7 @@ import numpy as np
 
 from .actions import to_env_action
 from .config import make_observers
-from .errors import RoboilError
+from .errors import RoboilError, sigint_kept_from_children
 from .plugins import registry
 from .specs import Feature
 from .video import write_mp4, write_png
@@ -38,7 +36,8 @@ class ObservedEnv(gym.Env):
                  max_steps: int | None = None, video_dir: str | Path | None = None,
                  video_seeds: tuple[int, ...] = ()):
         self.task = registry().get("task", task)
-        env = registry().call("task", task, "make_env", render_mode=render_mode)
+        with sigint_kept_from_children():
+            env = registry().call("task", task, "make_env", render_mode=render_mode)
         limit = max_steps if max_steps is not None else self.task.max_episode_steps
         if limit is not None:
             env = gym.wrappers.TimeLimit(env, max_episode_steps=limit)
@@ -119,11 +118,7 @@ class EnvPool:
     def __init__(self, make_env: Callable[[], gym.Env], n: int):
         context = multiprocessing.get_context("spawn")
         self._pipes, self._processes = [], []
-        # Ctrl-C reaches the whole process group; the main process closes the workers. Ignored from their first
-        # instruction on (a spawned interpreter keeps an ignored SIGINT), not only once their imports are done.
-        in_main_thread = threading.current_thread() is threading.main_thread()
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if in_main_thread else None
-        try:
+        with sigint_kept_from_children():  # the main process closes the workers after a Ctrl-C
             for index in range(n):
                 here, there = context.Pipe()
                 process = context.Process(target=_serve, args=(make_env, there), name=f"roboil-env-{index}",
@@ -132,9 +127,6 @@ class EnvPool:
                 there.close()
                 self._pipes.append(here)
                 self._processes.append(process)
-        finally:
-            if in_main_thread:
-                signal.signal(signal.SIGINT, previous)
         try:
             for index in range(n):
                 self._receive(index)  # built

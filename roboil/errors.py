@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
@@ -40,6 +41,19 @@ def catch_interrupts(raise_them: bool) -> None:
             raise KeyboardInterrupt
 
     signal.signal(signal.SIGINT, handler)
+
+
+@contextlib.contextmanager
+def sigint_kept_from_children():
+    """Processes started inside never see a Ctrl-C. It reaches the whole process group, and a child (an env
+    worker, or a library's helper started at import, such as pyGLFW's version probe) would print its own
+    KeyboardInterrupt traceback after roboil's one line. SIGINT is blocked in this thread, a mask children keep
+    for life; this process still gets the signal, at the latest when the block ends."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def interrupted() -> bool:

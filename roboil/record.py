@@ -110,7 +110,7 @@ def open_or_create(out: Path, task: str, observations: Mapping, env: ObservedEnv
         params = from_dict(spec.params, params or {}, f"obs.{observer_kind}")
         for key, feature in env.features.items():
             if feature.kind == observer_kind:
-                layouts[key] = spec.layout(feature, params)
+                layouts[key] = reg.call("observation", observer_kind, "layout", feature, params)
     return EpisodeStore.create(out, features, layouts,
                                {"task": task, "fps": env.task.fps, "observations": dict(observations)})
 

@@ -35,7 +35,7 @@ import inspect
 import json
 import math
 import typing
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
@@ -83,9 +83,9 @@ def check_plugin(plugin: Any, installed: bool = True) -> list[str]:
     Checked: every ``@roboil.hookimpl`` names a hook roboil defines and takes only parameters that hook passes
     (by name, without defaults); functions named like a hook are marked; each ``register_*`` hook returns a
     list of the right record type, with valid and unique names, parameter dataclasses whose fields all have
-    defaults, callables where callables belong, and sensible task and observation settings. With
-    ``installed``, names that another installed plugin already registers and task observation kinds that no
-    plugin provides are problems too.
+    defaults, callables where callables belong (taking the arguments roboil passes them), and sensible task and
+    observation settings. With ``installed``, names that another installed plugin already registers and task
+    observation kinds that no plugin provides are problems too.
     """
     obj, problems = _resolve(plugin)
     if obj is None:
@@ -244,9 +244,12 @@ def _check_record(record: Any, label: str) -> list[str]:
         if hasattr(record, name):
             problems.extend(_check_parameters(getattr(record, name), f"{label}: {name}"))
     required, optional = CALLABLE_FIELDS[type(record)]
+    hints = typing.get_type_hints(type(record), localns={"np": np})  # specs.py imports numpy for annotations only
     for name in required + optional:
         value = getattr(record, name)
-        if not callable(value) and not (value is None and name in optional):
+        if callable(value):
+            problems.extend(_check_arguments(value, hints[name], f"{label}: {name}"))
+        elif not (value is None and name in optional):
             problems.append(f"{label}: {name}={value!r} is not callable")
     if not isinstance(record.summary, str):
         problems.append(f"{label}: summary={record.summary!r} is not a string")
@@ -255,6 +258,27 @@ def _check_record(record: Any, label: str) -> list[str]:
     if isinstance(record, TaskSpec):
         problems.extend(_check_task(record, label))
     return problems
+
+
+def _check_arguments(function: Any, hint: Any, where: str) -> list[str]:
+    """A record's callable must take the positional arguments the core passes it, as many as its
+    ``Callable[[...], R]`` annotation in ``roboil/specs.py`` lists (``Callable[..., R]`` takes any)."""
+    for option in (hint, *typing.get_args(hint)):  # the Callable itself, or inside ``Callable[...] | None``
+        if typing.get_origin(option) is Callable:
+            arguments = typing.get_args(option)[0]
+            break
+    else:
+        return []
+    if arguments is Ellipsis:
+        return []
+    try:
+        inspect.signature(function).bind(*arguments)
+    except ValueError:  # a builtin without a readable signature: nothing to check
+        return []
+    except TypeError as exc:
+        return [f"{where} cannot take the {len(arguments)} argument(s) roboil passes ({exc}); see its field in "
+                "roboil/specs.py"]
+    return []
 
 
 def _check_parameters(cls: Any, where: str) -> list[str]:

@@ -138,6 +138,7 @@ class BrokenPlugin:
             roboil.AlgorithmSpec(name="no-default", config=NoDefault, build=build),
             roboil.AlgorithmSpec(name="an-instance", config=GoodConfig(), build=build),
             roboil.AlgorithmSpec(name="not-callable", config=GoodConfig, build="build"),
+            roboil.AlgorithmSpec(name="train-no-context", config=GoodConfig, build=build, train=lambda: None),
             roboil.AlgorithmSpec(name="twice", config=GoodConfig, build=build),
             roboil.AlgorithmSpec(name="twice", config=GoodConfig, build=build),
             roboil.AlgorithmSpec(name="gcbc", config=GoodConfig, build=build),  # a built-in owns it
@@ -175,6 +176,8 @@ BROKEN_PROBLEMS = [
     "algorithm 'no-default': config NoDefault.width has no default; every parameter needs one",
     "algorithm 'an-instance': config=GoodConfig(width=8) is not a dataclass; pass the class, not an instance",
     "algorithm 'not-callable': build='build' is not callable",
+    "algorithm 'train-no-context': train cannot take the 1 argument(s) roboil passes (too many positional "
+    "arguments)",
     "algorithm 'twice' is registered twice by this plugin",
     "algorithm 'gcbc' is already registered by the installed plugin 'gcbc'; pick another name",
     "task 'half-state': max_episode_steps=0; give a positive int (or None for no limit)",
@@ -197,7 +200,7 @@ def test_check_plugin_names_every_problem_of_a_broken_plugin():
 
 
 def test_assert_plugin_ok_lists_the_problems():
-    listing = r"(?s)plugin 'BrokenPlugin' has 15 problem\(s\):\n- .*\n- algorithm 'Bad Name': the name is invalid"
+    listing = r"(?s)plugin 'BrokenPlugin' has 16 problem\(s\):\n- .*\n- algorithm 'Bad Name': the name is invalid"
     with pytest.raises(AssertionError, match=listing):
         assert_plugin_ok(BrokenPlugin())
 

@@ -170,6 +170,48 @@ def test_ctrl_c_at_the_start_of_record_is_one_line_and_exit_130(tmp_path, delay)
         assert EpisodeStore.open(tmp_path / "s.zarr").check(deep=True) == []
 
 
+def _first_child(pid: int, timeout: float) -> int | None:
+    """The pid of a process that ``pid`` started, once one runs (polling /proc), or None after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:  # it ended while we looked
+                continue
+            if int(fields[1]) == pid:
+                return int(stat.parent.name)
+        time.sleep(0.002)
+    return None
+
+
+# As gymnasium-robotics does when its import loads pyGLFW (which probes its library in a child interpreter),
+# only slower, so that Ctrl-C lands while the helper runs.
+SLOW_IMPORT_HELPER = """
+import subprocess, sys
+class SlowHelper:
+    def find_spec(self, name, path, target=None):
+        if name == "gymnasium_robotics":
+            sys.meta_path.remove(self)
+            subprocess.run([sys.executable, "-c", "import time; time.sleep(2)"])
+sys.meta_path.insert(0, SlowHelper())
+"""
+
+
+def test_ctrl_c_while_a_library_helper_process_runs_is_one_line(tmp_path, monkeypatch):
+    """Ctrl-C reaches the whole process group: a helper a library starts as the task's env is made printed its own
+    KeyboardInterrupt traceback after our line (CI, with pyGLFW's probe)."""
+    (tmp_path / "sitecustomize.py").write_text(SLOW_IMPORT_HELPER)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")])))
+    process = launch("record", "--task", "fetch-reach", "--episodes", 20, "--out", tmp_path / "s.zarr")
+    assert _first_child(process.pid, timeout=60) is not None, "the helper never started"
+    time.sleep(0.5)  # its interpreter is up, sleeping
+    os.killpg(process.pid, signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    lines = [line for line in stderr.splitlines() if line.strip() and not line.startswith("record ")]
+    assert process.returncode == 130 and lines == ["roboil: interrupted"], stderr
+
+
 def test_sigkill_of_eval_leaves_no_worker_and_no_traceback(tiny_reach_run, tmp_path):
     process = launch("eval", tiny_reach_run, "--episodes", 500, "--envs", 2, "--out", tmp_path)
     time.sleep(4)  # the env workers are stepping

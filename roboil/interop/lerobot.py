@@ -693,8 +693,8 @@ class _ImportPlan:
             if array == ACTION:
                 layouts[array] = ACTION_LAYOUT
             else:
-                spec = reg.get("observation", feature.kind)
-                layouts[array] = spec.layout(feature, spec.params())
+                params = reg.get("observation", feature.kind).params()
+                layouts[array] = reg.call("observation", feature.kind, "layout", feature, params)
             self.sources[array] = (key, kind)
         return features, layouts
 

@@ -309,8 +309,8 @@ class _Plan:
                 features[key] = Feature("pixels", tuple(ds.shape[1:]), "uint8")
             else:
                 features[key] = Feature("proprio", tuple(ds.shape[1:]) or (1,), "float32")
-            spec = reg.get("observation", features[key].kind)
-            layouts[key] = spec.layout(features[key], spec.params())
+            kind = features[key].kind
+            layouts[key] = reg.call("observation", kind, "layout", features[key], reg.get("observation", kind).params())
         actions = first["actions"]
         if actions.dtype.kind not in "biuf" or actions.ndim > 2:
             raise RoboilError(f"'{self.path}': data/{self.demos[0]}/actions is {actions.dtype} {actions.shape}; "
