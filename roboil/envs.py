@@ -80,10 +80,15 @@ class ObservedEnv(gym.Env):
         return self._observe(self.task.set_state(self.env, np.asarray(state, np.float64)))
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
-        raw_obs, info = self.env.reset(seed=seed, options=options)
+        """Reset from ``seed``; with ``options={"state": state}`` (from :meth:`state`), the episode then starts in
+        that state instead (a vector env passes options through to each env it resets)."""
+        options = dict(options or {})
+        state = options.pop("state", None)
+        raw_obs, info = self.env.reset(seed=seed, options=options or None)
+        obs = self._observe(raw_obs) if state is None else self.restore(state)
         self._seed = seed
         self._frames = [self.env.render()] if seed in self.video_seeds else None
-        return self._observe(raw_obs), info
+        return obs, info
 
     def step(self, action):
         raw_obs, reward, terminated, truncated, info = self.env.step(to_env_action(self.action_space, action))

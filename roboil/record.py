@@ -416,10 +416,8 @@ class Session:
         self.rng.bit_generator.state = np.random.PCG64(device_seed).state
         self.noise_rng = np.random.default_rng(noise_seed)
         with self.scene_lock:
-            self.env.reset(seed=seed)
-            if state is not None:
-                self.env.restore(state)
-            else:
+            self.env.reset(seed=seed, options=None if state is None else {"state": state})
+            if state is None:
                 state = self.env.state()
         for role in (self.driver, self.policy, self.labeler):
             if role is not None:

@@ -4,6 +4,7 @@ each replay reproduces the recorded success (and how far its observations drift 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -12,6 +13,10 @@ from .errors import RoboilError
 from .keys import ACTION
 from .store import EpisodeStore
 from .video import write_mp4
+
+# largest difference between a replay's observations and the stored ones that still counts as the same episode:
+# float32 storage rounds them (relative 6e-8), and MuJoCo replays its own states exactly
+REPLAY_TOLERANCE = 1e-4
 
 
 def replay(path: str | Path, episodes: list[int] | None = None, video: str | Path | None = None,
@@ -57,18 +62,46 @@ def replay(path: str | Path, episodes: list[int] | None = None, video: str | Pat
     return {"replayed": len(results), "reproduced": reproduced, "episodes": results, "lines": lines}
 
 
+def demonstration_states(store: EpisodeStore, episodes: Sequence[int]) -> np.ndarray:
+    """The simulation state (``TaskSpec.get_state``) before each step of ``episodes``, found by replaying their
+    actions from their start states, so that episodes can start anywhere along a demonstration (Zhu et al.
+    2018). An episode whose replay does not reproduce its stored observations is refused: its states are
+    unknown."""
+    if ACTION not in store.features:
+        raise RoboilError(f"store '{store.path}' holds observations only (no actions), so the states along its "
+                          "demonstrations cannot be replayed; use a store with actions")
+    env = ObservedEnv(store.attrs["task"], store.attrs.get("observations", {"proprio": {}}),
+                      max_steps=int(store.episode_lengths[list(episodes)].max()) + 1)
+    if env.task.set_state is None:
+        env.close()
+        raise RoboilError(f"task '{env.task.name}' cannot start an episode from a stored state (it has no "
+                          "set_state)")
+    attrs, states = store.episode_attrs(), []
+    try:
+        for index in episodes:
+            drift = _replay_one(env, store.episode(index), attrs[index], index, None, states)["max_observation_drift"]
+            if drift > REPLAY_TOLERANCE:
+                raise RoboilError(f"episode {index} of '{store.path}' does not replay to its stored observations "
+                                  f"(they drift by up to {drift:.3g}), so the states along it are unknown; check it "
+                                  "with `roboil replay`, or leave it out")
+    finally:
+        env.close()
+    return np.stack(states)
+
+
 def _replay_one(env: ObservedEnv, episode: dict[str, np.ndarray], attrs: dict, index: int,
-                video: Path | None) -> dict:
+                video: Path | None, states: list[np.ndarray] | None = None) -> dict:
+    """Replay one episode; with ``states``, the state before each step is appended to it."""
     seed, state = attrs.get("seed"), attrs.get("start_state")
-    obs, info = env.reset(seed=seed)
-    if state is not None:
-        obs = env.restore(state)
+    obs, info = env.reset(seed=seed, options=None if state is None else {"state": state})
     frames = [env.render()] if video else None
     keys = [k for k in episode if k != ACTION]
     drift = 0.0
     success = False
     for t, action in enumerate(episode[ACTION]):
         drift = max(drift, *(_deviation(obs[k], episode[k][t]) for k in keys))
+        if states is not None:
+            states.append(env.state())
         obs, _, _, _, info = env.step(action)
         success = bool(info.get("is_success", False))
         if frames is not None:

@@ -5,19 +5,23 @@ run that beats a random policy clearly."""
 
 import json
 import math
+import shutil
 
 import numpy as np
 import pytest
 import torch
 import yaml
+import zarr
 
 from conftest import run_cli
 from roboil.checkpoint import build_model
 from roboil.config import validate
 from roboil.envs import ObservedEnv
+from roboil.errors import RoboilError
+from roboil.replay import demonstration_states
 from roboil.store import EpisodeStore
-from roboil.train import TrainingData
-from roboil_gail.loop import Discriminating, expert_transitions, with_absorbing
+from roboil.train import TrainContext, TrainingData
+from roboil_gail.loop import Discriminating, Episodes, expert_transitions, with_absorbing
 from roboil_gail.model import imitation_reward, mix_rewards
 
 
@@ -195,6 +199,51 @@ def test_resume_continues_exactly(stores, tmp_path):
     assert [m["step"] for m in lines(split)] == [512, 1024]
     assert [{k: v for k, v in m.items() if k != "time"} for m in lines(split)] == \
         [{k: v for k, v in m.items() if k != "time"} for m in lines(whole)]
+
+
+def test_demonstration_states_are_the_states_along_the_stored_episodes(stores, tmp_path):
+    store = EpisodeStore.open(stores / "mountain-car.zarr")
+    states = demonstration_states(store, [0, 2])
+    lengths = store.episode_lengths[[0, 2]]
+    assert len(states) == lengths.sum()
+    stored = np.concatenate([store.episode(i)["state"] for i in (0, 2)])
+    env = ObservedEnv("mountain-car", {"proprio": {}})
+    for t in (0, 1, int(lengths[0]) - 1, int(lengths[0]), len(states) - 1):  # each restores its stored frame
+        obs, _ = env.reset(seed=1, options={"state": states[t]})
+        assert np.allclose(obs["state"], stored[t], atol=1e-6), t
+    env.close()
+
+    tampered = tmp_path / "tampered.zarr"
+    shutil.copytree(stores / "mountain-car.zarr", tampered)
+    actions = zarr.open_array(tampered / "data/action", mode="r+")
+    actions[:] = (actions[:] + 1) % 3  # other actions than those recorded: another trajectory
+    with pytest.raises(RoboilError, match="episode 1 of .* does not replay to its stored observations"):
+        demonstration_states(EpisodeStore.open(tampered), [1])
+
+
+def test_a_share_of_episodes_starts_along_the_demonstrations(stores, tmp_path):
+    config = gail_config(stores / "mountain-car.zarr")
+    data = TrainingData(config, actions=True)
+    states = demonstration_states(data.store, data.episodes.tolist())
+    stored = data.store.load()["state"]
+    along = lambda obs: [bool(np.isclose(stored, row, atol=1e-6).all(-1).any()) for row in obs["state"]]  # noqa: E731
+    context = TrainContext(config, tmp_path)
+    runs = {}
+    for share in (0.0, 0.5, 1.0):
+        episodes = Episodes(context, 8, seed=0, demo_states=states, demo_share=share)
+        episodes.restart()
+        first = along(episodes.obs)
+        episodes.step(np.zeros(8, np.int64))
+        runs[share] = (first, episodes.obs["state"].copy())
+        episodes.close()
+    assert sum(runs[1.0][0]) == 8 and 1 <= sum(runs[0.5][0]) <= 7 and sum(runs[0.0][0]) == 0, runs
+    again = Episodes(context, 8, seed=0, demo_states=states, demo_share=0.5)  # the same draws, so resumes are exact
+    again.restart()
+    again.step(np.zeros(8, np.int64))
+    assert np.array_equal(again.obs["state"], runs[0.5][1])
+    again.close()
+    with pytest.raises(RoboilError, match="holds observations only"):
+        demonstration_states(EpisodeStore.open(stores / "cartpole_obs.zarr"), [0])
 
 
 @pytest.mark.slow

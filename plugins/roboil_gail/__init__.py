@@ -44,6 +44,9 @@ class GailConfig:
     n_envs: int = 8
     gamma: float = 0.99
     bc_steps: int = 0  # warm start: behaviour-clone the demonstrated actions for this many steps first
+    # share of training episodes that start from a state along the demonstrations (Zhu et al.) rather than from
+    # the task's reset; the states are found by replaying the demonstrated actions (needs the task's set_state)
+    demo_state_resets: float = 0.0
     eval_every: int = 0  # environment steps between evaluations of the deterministic policy (0: never)
     eval_episodes: int = 10
     # PPO
@@ -66,7 +69,8 @@ class GailConfig:
             raise RoboilError(f"algorithm.learner '{self.learner}' is invalid; valid: {', '.join(LEARNERS)}")
         if self.reward not in REWARDS:
             raise RoboilError(f"algorithm.reward '{self.reward}' is invalid; valid: {', '.join(REWARDS)}")
-        for name in ("imitation_weight", "imitation_weight_final", "demo_replay_fraction", "gae_lambda", "tau"):
+        for name in ("imitation_weight", "imitation_weight_final", "demo_replay_fraction", "demo_state_resets",
+                     "gae_lambda", "tau"):
             if getattr(self, name) is not None:
                 check_range(f"algorithm.{name}", getattr(self, name), low=0.0, high=1.0)
         check_range("algorithm.gamma", self.gamma, low=0.0, high=1.0, low_open=True, high_open=True)
@@ -79,9 +83,10 @@ class GailConfig:
 
     @property
     def needs_actions(self) -> bool:
-        """Whether the demonstrations must hold actions: a discriminator over (s, a), a BC warm start, or
-        demonstrations replayed to the learner."""
-        return not self.state_only or self.bc_steps > 0 or self.demo_replay_fraction > 0
+        """Whether the demonstrations must hold actions: a discriminator over (s, a), a BC warm start,
+        demonstrations replayed to the learner, or episodes started along them."""
+        return (not self.state_only or self.bc_steps > 0 or self.demo_replay_fraction > 0
+                or self.demo_state_resets > 0)
 
 
 def build(context):

@@ -16,6 +16,7 @@ import torch
 from torch.nn import functional as F
 
 from roboil import RoboilError
+from roboil.replay import demonstration_states
 from roboil.sampler import gather
 
 from .model import GailModel, imitation_reward, mix_rewards
@@ -110,23 +111,39 @@ def expert_transitions(data, model: GailModel, cfg, device) -> Transitions:
 
 class Episodes:
     """``n`` environments and their episodes: each episode seeded from (train.seed, its index), finished ones
-    restarted at once, the task returns of finished episodes kept."""
+    restarted at once, the task returns of finished episodes kept. With ``demo_states`` and ``demo_share``,
+    that share of episodes starts instead from a state along the demonstrations, drawn from the episode's seed
+    (so a resumed run draws the same)."""
 
-    def __init__(self, context, n: int, seed: int, started: int = 0, recent=()):
+    def __init__(self, context, n: int, seed: int, started: int = 0, recent=(),
+                 demo_states: np.ndarray | None = None, demo_share: float = 0.0):
         self.envs = context.make_envs(n)
         self.n, self.seed, self.started = n, seed, started
+        self.demo_states, self.demo_share = demo_states, demo_share
         self.returns = np.zeros(n)
         self.recent = deque(recent, maxlen=RECENT_EPISODES)
         self.obs: dict[str, np.ndarray] = {}
 
-    def _next_seeds(self, count: int) -> list[int]:
-        seeds = [episode_seed(self.seed, self.started + i) for i in range(count)]
-        self.started += count
-        return seeds
+    def _begin(self, mask: np.ndarray | None) -> None:
+        """New episodes in the envs of ``mask`` (None: all of them)."""
+        indices = np.arange(self.n) if mask is None else np.flatnonzero(mask)
+        seeds = [episode_seed(self.seed, self.started + i) for i in range(len(indices))]
+        self.started += len(indices)
+        every = dict(zip(indices.tolist(), seeds))
+        self.obs, _ = self.envs.reset(seed=[every.get(i) for i in range(self.n)],
+                                      options=None if mask is None else {"reset_mask": mask})
+        if self.demo_states is None:
+            return
+        for index, seed in every.items():
+            draw = np.random.default_rng(seed)
+            if draw.random() < self.demo_share:
+                state = self.demo_states[draw.integers(len(self.demo_states))]
+                self.obs, _ = self.envs.reset(seed=[seed if i == index else None for i in range(self.n)],
+                                              options={"reset_mask": np.arange(self.n) == index, "state": state})
 
     def restart(self) -> None:
         """Every environment begins a new episode (at the start and after each checkpoint)."""
-        self.obs, _ = self.envs.reset(seed=self._next_seeds(self.n))
+        self._begin(None)
         self.returns[:] = 0.0
 
     def step(self, actions: np.ndarray):
@@ -138,9 +155,7 @@ class Episodes:
         if done.any():
             self.recent.extend(self.returns[done].tolist())
             self.returns[done] = 0.0
-            seeds = iter(self._next_seeds(int(done.sum())))
-            self.obs, _ = self.envs.reset(seed=[next(seeds) if d else None for d in done],
-                                          options={"reset_mask": done})
+            self._begin(done)
         else:
             self.obs = following
         return following, reward, terminated, truncated
@@ -239,7 +254,7 @@ def behaviour_clone(model: GailModel, data, steps: int, batch_size: int, lr: flo
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-    return float(loss)
+    return float(loss.detach())
 
 
 class Evaluation:
@@ -302,7 +317,10 @@ def train_gail(context) -> None:
     elif cfg.bc_steps:
         loss = behaviour_clone(model, data, cfg.bc_steps, train.batch_size, train.lr, device)
         print(f"roboil: gail warm start: {cfg.bc_steps} BC steps, final loss {loss:.4f}")
-    episodes = Episodes(context, cfg.n_envs, train.seed, **(state["episodes"] if state else {}))
+    demo_states = (demonstration_states(data.store, data.episodes.tolist()) if cfg.demo_state_resets > 0
+                   else None)
+    episodes = Episodes(context, cfg.n_envs, train.seed, **(state["episodes"] if state else {}),
+                        demo_states=demo_states, demo_share=cfg.demo_state_resets)
     evaluation = Evaluation(context, cfg, model)
     try:
         episodes.restart()
