@@ -21,7 +21,8 @@ from roboil.errors import RoboilError
 from roboil.replay import demonstration_states
 from roboil.store import EpisodeStore
 from roboil.train import TrainContext, TrainingData
-from roboil_gail.loop import Discriminating, Episodes, expert_transitions, with_absorbing
+from roboil_gail.loop import Discriminating, Episodes, bc_loss, behaviour_clone, expert_transitions, with_absorbing
+from roboil_gail.sac import SAC
 from roboil_gail.model import imitation_reward, mix_rewards
 
 
@@ -244,6 +245,36 @@ def test_a_share_of_episodes_starts_along_the_demonstrations(stores, tmp_path):
     again.close()
     with pytest.raises(RoboilError, match="holds observations only"):
         demonstration_states(EpisodeStore.open(stores / "cartpole_obs.zarr"), [0])
+
+
+def test_bc_weight_holds_the_sac_actor_to_the_demonstrations(tmp_path):
+    store = tmp_path / "pendulum.zarr"
+    run_cli("record", "--task", "pendulum", "--episodes", 2, "--out", store, check=True)
+    after = {}
+    for weight in (0.0, 1.0):
+        torch.manual_seed(0)
+        config = validate({"task": "pendulum", "data": {"path": str(store)}, "train": {"lr": 3e-3, "batch_size": 128},
+                           "algorithm": {"name": "gail", "learner": "sac", "state_only": True, "bc_weight": weight,
+                                         "n_envs": 2, "learning_starts": 0}})
+        cfg, context = config.algorithm_params, TrainContext(config, tmp_path / f"run_{weight}")
+        data = context.load_demonstrations(actions=True)
+        model = context.build_policy(data.features, data.action_dim, data.stats)
+        behaviour_clone(model, data, steps=300, batch_size=128, lr=1e-3, device="cpu")
+        with torch.no_grad():
+            cloned = float(bc_loss(model, data, 4096, "cpu"))
+        discriminating = Discriminating(model, cfg, expert_transitions(data, model, cfg, "cpu"), 128, 800)
+        learner, episodes, step = SAC(context, model, discriminating, data), Episodes(context, 2, seed=0), 0
+        episodes.restart()
+        while step < 800:
+            step, metrics = learner.advance(episodes, step)
+        episodes.close()
+        assert ("bc_loss" in metrics) == bool(weight)
+        with torch.no_grad():
+            after[weight] = float(bc_loss(model, data, 4096, "cpu")) / cloned
+    # measured: 5.3x the cloned loss without the term, 0.5x with it
+    assert after[1.0] < 1.5 and after[0.0] > 3 * after[1.0], after
+    with pytest.raises(RoboilError, match="algorithm.bc_weight is a term of SAC's actor loss"):
+        gail_config(store, bc_weight=1.0)
 
 
 @pytest.mark.slow

@@ -63,6 +63,9 @@ class GailConfig:
     updates_per_step: float = 1.0  # SAC gradient steps per environment step
     tau: float = 0.005
     demo_replay_fraction: float = 0.0  # share of each SAC batch drawn from the demonstrations (needs actions)
+    # keep cloning the demonstrated actions in SAC's actor loss with this weight (times the batch's mean |Q|),
+    # so learning does not undo the warm start (Nair et al. 2018; the scaling as in TD3+BC)
+    bc_weight: float = 0.0
 
     def __post_init__(self):
         if self.learner not in LEARNERS:
@@ -77,15 +80,17 @@ class GailConfig:
         for name in ("n_envs", "rollout_steps", "epochs", "minibatches", "eval_episodes", "buffer_size"):
             if getattr(self, name) < 1:
                 raise RoboilError(f"algorithm.{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("gradient_penalty", "discriminator_ratio", "bc_steps", "eval_every", "learning_starts",
-                     "updates_per_step", "entropy_weight", "value_weight", "discriminator_lr"):
+        for name in ("gradient_penalty", "discriminator_ratio", "bc_steps", "bc_weight", "eval_every",
+                     "learning_starts", "updates_per_step", "entropy_weight", "value_weight", "discriminator_lr"):
             check_range(f"algorithm.{name}", getattr(self, name), low=0.0)
+        if self.bc_weight and self.learner != "sac":
+            raise RoboilError("algorithm.bc_weight is a term of SAC's actor loss; set learner: sac, or bc_weight: 0")
 
     @property
     def needs_actions(self) -> bool:
-        """Whether the demonstrations must hold actions: a discriminator over (s, a), a BC warm start,
+        """Whether the demonstrations must hold actions: a discriminator over (s, a), a BC warm start or term,
         demonstrations replayed to the learner, or episodes started along them."""
-        return (not self.state_only or self.bc_steps > 0 or self.demo_replay_fraction > 0
+        return (not self.state_only or self.bc_steps > 0 or self.bc_weight > 0 or self.demo_replay_fraction > 0
                 or self.demo_state_resets > 0)
 
 

@@ -238,19 +238,23 @@ class Discriminating:
         self.owed = state["owed"]
 
 
+def bc_loss(model: GailModel, data, batch_size: int, device) -> torch.Tensor:
+    """Behaviour cloning's loss on a batch of demonstrated steps: cross-entropy of the choice, or the squared error
+    of the deterministic action."""
+    rows = data.rows[torch.randint(0, len(data.rows), (batch_size,)).numpy()]
+    obs = {k: torch.as_tensor(gather(data.arrays[k], rows), device=device) for k in data.features}
+    target = model.from_env(torch.as_tensor(gather(data.arrays["action"], rows), device=device).float())
+    if model.discrete:
+        return F.cross_entropy(model.distribution(obs).logits, target.argmax(-1))
+    return F.mse_loss(model.deterministic(obs), target)
+
+
 def behaviour_clone(model: GailModel, data, steps: int, batch_size: int, lr: float, device) -> float:
     """Warm start: fit the policy to the demonstrated actions; returns the last batch's loss."""
-    obs_keys = list(data.features)
     optimizer = torch.optim.Adam([*model.actor_encoder.parameters(), *model.actor.parameters()], lr=lr)
     loss = torch.zeros(())
     for _ in range(steps):
-        rows = data.rows[torch.randint(0, len(data.rows), (batch_size,)).numpy()]
-        obs = {k: torch.as_tensor(gather(data.arrays[k], rows), device=device) for k in obs_keys}
-        target = model.from_env(torch.as_tensor(gather(data.arrays["action"], rows), device=device).float())
-        if model.discrete:
-            loss = F.cross_entropy(model.distribution(obs).logits, target.argmax(-1))
-        else:
-            loss = F.mse_loss(model.deterministic(obs), target)
+        loss = bc_loss(model, data, batch_size, device)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

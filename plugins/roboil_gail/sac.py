@@ -10,7 +10,8 @@ from torch.nn import functional as F
 
 from roboil.sampler import gather
 
-from .loop import Episodes, Transitions, as_tensors, cat_batches, demonstration_steps, nested, with_absorbing
+from .loop import (Episodes, Transitions, as_tensors, bc_loss, cat_batches, demonstration_steps, nested,
+                   with_absorbing)
 
 
 class Replay:
@@ -62,7 +63,7 @@ def demonstration_replay(data, model, device) -> Replay:
 class SAC:
     def __init__(self, context, model, discriminating, data):
         self.cfg, self.train = context.config.algorithm_params, context.config.train
-        self.model, self.discriminating, self.device = model, discriminating, context.device
+        self.model, self.discriminating, self.device, self.data = model, discriminating, context.device, data
         lr = self.train.lr
         self.actor_optimizer = torch.optim.Adam(model.policy_params(), lr=lr)
         self.critic_optimizer = torch.optim.Adam(model.critic_params(), lr=lr)
@@ -125,7 +126,12 @@ class SAC:
 
         action, log_prob = model.squashed_sample(batch["obs"])
         q1, q2 = model.q_values(batch["obs"], action)
-        actor_loss = (alpha * log_prob - torch.min(q1, q2)).mean()
+        q = torch.min(q1, q2)
+        actor_loss = (alpha * log_prob - q).mean()
+        if cfg.bc_weight:  # scaled by |Q| so the balance does not depend on the rewards' scale (as TD3+BC)
+            cloning = bc_loss(model, self.data, self.train.batch_size, self.device)
+            actor_loss = actor_loss + cfg.bc_weight * q.abs().mean().detach() * cloning
+            metrics["bc_loss"] = cloning.detach()
         self.actor_optimizer.zero_grad(set_to_none=True)
         actor_loss.backward()
         self.actor_optimizer.step()
