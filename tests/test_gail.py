@@ -202,6 +202,39 @@ def test_resume_continues_exactly(stores, tmp_path):
         [{k: v for k, v in m.items() if k != "time"} for m in lines(whole)]
 
 
+def test_discriminator_deltas_let_it_see_what_an_action_changed(stores):
+    """Mountain-car transitions from the demonstrations' own states but with the other push: s' differs from the
+    expert's by one step of the action's force, about 1% of the velocity's range."""
+    model, data, config = model_and_data(stores / "mountain-car.zarr", state_only=True)
+    expert = expert_transitions(data, model, config.algorithm_params, "cpu")
+    states = demonstration_states(data.store, data.episodes.tolist())
+    env = ObservedEnv("mountain-car", {"proprio": {}})
+    pushed = {"obs": [], "next": []}
+    for state, action in zip(states, data.store.load()["action"]):
+        obs, _ = env.reset(seed=0, options={"state": state})
+        pushed["obs"].append(obs["state"]), pushed["next"].append(env.step(2 - action)[0]["state"])
+    env.close()
+    other = with_absorbing(*({"state": torch.as_tensor(np.array(pushed[k]))} for k in ("obs", "next")),
+                           torch.zeros(len(states), model.action_size), torch.zeros(len(states), dtype=torch.bool),
+                           absorbing=False)
+    live = expert.rows(torch.nonzero(expert["absorbing"].sum(-1) == 0)[:, 0])
+    accuracy = {}
+    for deltas in (False, True):
+        torch.manual_seed(0)
+        model, _, config = model_and_data(stores / "mountain-car.zarr", state_only=True, discriminator_deltas=deltas)
+        disc = model.discriminator
+        if deltas:
+            disc.fit_delta_scale(live["obs"], live["next"])
+        discriminating = Discriminating(model, config.algorithm_params, live, 128, 1000)
+        for _ in range(1000):
+            discriminating.step(live.sample(128), other.sample(128))
+        with torch.no_grad():
+            accuracy[deltas] = float(((disc(live["obs"], live["next"], live["absorbing"]) > 0).float().mean()
+                                      + (disc(other["obs"], other["next"], other["absorbing"]) < 0).float().mean()) / 2)
+    # measured: 0.95 with the deltas, 0.57 (chance is 0.5) without
+    assert accuracy[True] >= 0.9 and accuracy[True] >= accuracy[False] + 0.2, accuracy
+
+
 def test_demonstration_states_are_the_states_along_the_stored_episodes(stores, tmp_path):
     store = EpisodeStore.open(stores / "mountain-car.zarr")
     states = demonstration_states(store, [0, 2])

@@ -31,6 +31,7 @@ class GailConfig:
     learner: str = "ppo"  # "ppo" (on-policy) or "sac" (off-policy; continuous actions)
     state_only: bool = False  # discriminate (s, s') instead of (s, a): GAIfO, works without demonstrated actions
     discriminator_keys: list[str] | None = None  # observation arrays the discriminator sees (None: all of them)
+    discriminator_deltas: bool = False  # state-only: show it s' - s too, scaled to unit spread over the demos
     reward: str = "gail"  # from D = P(expert): "gail" -log(1 - D), "logd" log D, "logit" log D - log(1 - D) (AIRL)
     gradient_penalty: float = 0.0  # weight of the penalty on the discriminator's gradient between the two data
     spectral_norm: bool = False  # spectral normalization of the discriminator's layers

@@ -307,6 +307,9 @@ def train_gail(context) -> None:
     model = context.build_policy(data.features, data.action_dim or 0, data.stats)
     device = context.device
     expert = expert_transitions(data, model, cfg, device)
+    if model.discriminator.deltas:  # a resumed run loads the scale it saved
+        live = expert["absorbing"].sum(-1) == 0
+        model.discriminator.fit_delta_scale(*(nested(lambda x: x[live], expert[k]) for k in ("obs", "next")))
     discriminating = Discriminating(model, cfg, expert, train.batch_size, train.steps)
     if cfg.learner == "ppo":
         from .ppo import PPO as Learner

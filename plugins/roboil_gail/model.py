@@ -65,12 +65,14 @@ class Discriminator(nn.Module):
     """
 
     def __init__(self, encoder: nn.Module, state_only: bool, action_size: int, hidden: list[int],
-                 spectral_norm: bool):
+                 spectral_norm: bool, deltas: bool = False):
         super().__init__()
-        self.encoder, self.state_only = encoder, state_only
+        self.encoder, self.state_only, self.deltas = encoder, state_only, state_only and deltas
         self.width = encoder.output_dim
-        n_in = 2 * self.width + 2 if state_only else self.width + action_size + 1
+        n_in = (2 + self.deltas) * self.width + 2 if state_only else self.width + action_size + 1
         self.head = mlp([n_in, *hidden, 1], spectral_norm)
+        if self.deltas:  # only then, so checkpoints of discriminators without it load as they were saved
+            self.register_buffer("delta_scale", torch.ones(self.width))  # see fit_delta_scale
 
     def inputs(self, obs: Mapping[str, torch.Tensor], other, absorbing: torch.Tensor) -> torch.Tensor:
         """The head's input: ``other`` is the next observation (state-only) or the action vector; ``absorbing``
@@ -79,8 +81,19 @@ class Discriminator(nn.Module):
         state = encode(self.encoder, obs) * live[:, :1]
         if self.state_only:
             following = encode(self.encoder, other) * live[:, 1:]
-            return torch.cat([state, following, absorbing], dim=-1)
+            if not self.deltas:
+                return torch.cat([state, following, absorbing], dim=-1)
+            change = (following - state) * self.delta_scale * live[:, :1] * live[:, 1:]
+            return torch.cat([state, following, change, absorbing], dim=-1)
         return torch.cat([state, other * live[:, :1], absorbing[:, :1]], dim=-1)
+
+    @torch.no_grad()
+    def fit_delta_scale(self, obs: Mapping[str, torch.Tensor], following: Mapping[str, torch.Tensor]) -> None:
+        """Scale s' - s to unit spread over the demonstrations' transitions: what an action changes in one step is
+        often a small part of a state's range (mountain-car's velocity: 1%), too small for the head to see in s
+        and s' side by side."""
+        change = encode(self.encoder, following) - encode(self.encoder, obs)
+        self.delta_scale.copy_(1.0 / change.std(0).clamp_min(1e-6))
 
     def absorbing_input(self) -> torch.Tensor:
         """The input of the absorbing state's own transition (absorbing to absorbing), ``(1, n_in)``."""
@@ -134,7 +147,8 @@ class GailModel(roboil.PolicyModel):
             if not self.discrete:
                 self.log_std = nn.Parameter(torch.zeros(self.action_size))
         self.discriminator = Discriminator(context.make_encoder(sorted(disc_keys)), cfg.state_only,
-                                           self.action_size, cfg.discriminator_hidden, cfg.spectral_norm)
+                                           self.action_size, cfg.discriminator_hidden, cfg.spectral_norm,
+                                           cfg.discriminator_deltas)
         self.discriminator_keys = sorted(disc_keys)
 
     # ---- actions ------------------------------------------------------------------------------------------------
