@@ -28,19 +28,34 @@ _interrupted = False
 
 def catch_interrupts(raise_them: bool) -> None:
     """Make SIGINT (Ctrl-C) set the flag ``interrupted()`` reads and, with ``raise_them``, raise KeyboardInterrupt
-    as Python's own handler does.
+    as Python's own handler does, except inside an import: there it is raised once the import is over.
 
-    The flag matters because a C extension being imported (MuJoCo's, inside a plugin) can turn the
-    KeyboardInterrupt into an ImportError that would read as a broken plugin; not raising suits the CLI's own
-    imports, where a KeyboardInterrupt could only end in a traceback.
+    A KeyboardInterrupt raised inside an import can abort the process (torch's C++ initialization calls back into
+    Python, and pybind11 turns the exception into std::terminate) or become an ImportError that reads as a
+    broken plugin (MuJoCo's extension). Not raising at all suits the CLI's own imports, where a
+    KeyboardInterrupt could only end in a traceback.
     """
     def handler(signum, frame):
         global _interrupted
         _interrupted = True
         if raise_them:
-            raise KeyboardInterrupt
+            _raise_outside_imports(signum, frame)
 
     signal.signal(signal.SIGINT, handler)
+
+
+_RETRY_SECONDS = 0.02  # how often a deferred interrupt checks whether the import is over
+
+
+def _raise_outside_imports(signum, frame) -> None:
+    """KeyboardInterrupt now, or, while ``frame`` is inside an import, from a timer that checks again."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            signal.signal(signal.SIGALRM, _raise_outside_imports)
+            signal.setitimer(signal.ITIMER_REAL, _RETRY_SECONDS)
+            return
+        frame = frame.f_back
+    raise KeyboardInterrupt
 
 
 @contextlib.contextmanager

@@ -46,6 +46,29 @@ def test_torch_device_auto_is_resolved_for_the_runner_too(tiny_reach_run, tmp_pa
     assert result.returncode == 0, result.stderr
 
 
+def test_ctrl_c_inside_an_import_is_raised_once_the_import_is_over(tmp_path):
+    """Raised inside an import, a KeyboardInterrupt can abort the process: torch's C++ start-up calls back into
+    Python, pybind11 turns the exception into std::terminate, and `roboil eval` died by SIGABRT with a C++ trace
+    when Ctrl-C came 0.5 s in (CI). Here the interrupt lands in the middle of a module's import."""
+    (tmp_path / "slow_to_import.py").write_text(
+        "import os, signal, time\nos.kill(os.getpid(), signal.SIGINT)\ntime.sleep(0.3)\nCOMPLETE = True\n")
+    script = (
+        "import sys, time\n"
+        "from roboil.errors import catch_interrupts\n"
+        "catch_interrupts(raise_them=True)\n"
+        "start = time.monotonic()\n"
+        "try:\n"
+        "    import slow_to_import\n"
+        "    time.sleep(10)\n"
+        "except KeyboardInterrupt:\n"
+        "    complete = getattr(sys.modules.get('slow_to_import'), 'COMPLETE', False)\n"
+        "    print('import', 'complete' if complete else 'cut short', round(time.monotonic() - start, 1))\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    words = result.stdout.split()
+    assert result.returncode == 0 and words[:2] == ["import", "complete"] and float(words[2]) < 2, result
+
+
 @pytest.mark.parametrize("delay", [0.5, 3.0])  # while the env workers start, and while they step
 def test_ctrl_c_ends_eval_in_one_line_with_exit_130(tiny_reach_run, tmp_path, delay):
     process = subprocess.Popen([sys.executable, "-m", "roboil.cli", "eval", str(tiny_reach_run), "--episodes", "200",
