@@ -217,7 +217,7 @@ def test_discriminator_deltas_let_it_see_what_an_action_changed(stores):
     other = with_absorbing(*({"state": torch.as_tensor(np.array(pushed[k]))} for k in ("obs", "next")),
                            torch.zeros(len(states), model.action_size), torch.zeros(len(states), dtype=torch.bool),
                            absorbing=False)
-    live = expert.rows(torch.nonzero(expert["absorbing"].sum(-1) == 0)[:, 0])
+    live = expert.live()
     accuracy = {}
     for deltas in (False, True):
         torch.manual_seed(0)

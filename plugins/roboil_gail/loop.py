@@ -72,6 +72,10 @@ class Transitions(dict):
     def rows(self, index: torch.Tensor) -> "Transitions":
         return Transitions({name: nested(lambda x: x[index], value) for name, value in self.items()})
 
+    def live(self) -> "Transitions":
+        """The real transitions: neither s nor s' absorbing."""
+        return self.rows(torch.nonzero(self["absorbing"].sum(-1) == 0)[:, 0])
+
     def sample(self, n: int) -> "Transitions":
         return self.rows(torch.randint(0, self.size, (n,), device=self["absorbing"].device))
 
@@ -308,8 +312,8 @@ def train_gail(context) -> None:
     device = context.device
     expert = expert_transitions(data, model, cfg, device)
     if model.discriminator.deltas:  # a resumed run loads the scale it saved
-        live = expert["absorbing"].sum(-1) == 0
-        model.discriminator.fit_delta_scale(*(nested(lambda x: x[live], expert[k]) for k in ("obs", "next")))
+        live = expert.live()
+        model.discriminator.fit_delta_scale(live["obs"], live["next"])
     discriminating = Discriminating(model, cfg, expert, train.batch_size, train.steps)
     if cfg.learner == "ppo":
         from .ppo import PPO as Learner
