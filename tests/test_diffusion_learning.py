@@ -1,5 +1,8 @@
 """A tiny Diffusion Policy run through the real pipeline: its denoising loss falls and, on FetchReach, the
-policy beats a random one over the same evaluation seeds."""
+policy beats a random one over the same evaluation seeds.
+
+Sized to be quick (about 30 s on 2 cores): with training seeds 0, 1 and 2 this run succeeds in 0.9, 0.9 and 0.8 of
+the 10 episodes; 700 steps instead of 1000 gave 0.9 and 0.6, too close to the bar."""
 
 import json
 
@@ -30,9 +33,9 @@ def test_tiny_diffusion_learns_fetch_reach(tmp_path):
     store, run = tmp_path / "reach.zarr", tmp_path / "run"
     run_cli("record", "--task", "fetch-reach", "--episodes", 30, "--out", store, check=True)
     run_cli("train", "configs/fetch_push/diffusion_state.yaml", "task=fetch-reach", f"data.path={store}",
-            "data.obs_keys=[observation,desired_goal]", "algorithm.down_dims=[32,64]", "algorithm.horizon=8",
-            "algorithm.n_action_steps=4", "train.steps=1500", "train.batch_size=128", "train.log_every=50",
-            "train.lr=0.001", "train.warmup_steps=100", "--out", run, check=True)
+            "data.obs_keys=[observation,desired_goal]", "algorithm.down_dims=[32,64]", "algorithm.diffusion_step_embed_dim=32",
+            "algorithm.horizon=8", "algorithm.n_action_steps=4", "train.steps=1000", "train.batch_size=128",
+            "train.log_every=50", "train.lr=0.002", "train.warmup_steps=100", "--out", run, check=True)
     losses = [json.loads(line)["loss"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:2])  # the denoising loss fell
     run_cli("eval", run, "--episodes", len(SEEDS), "--envs", 2, "--seed", SEEDS[0], check=True)

@@ -125,7 +125,8 @@ def test_recording_into_a_store_of_another_task_is_refused(reach_store):
 
 
 def test_killed_recording_keeps_every_completed_episode(tmp_path):
-    """SIGKILL `roboil record` at random moments; the store stays valid and re-running continues it."""
+    """SIGKILL `roboil record` at random moments once it has committed an episode more; the store stays valid and
+    re-running continues it."""
     import random
     import signal
     import subprocess
@@ -139,7 +140,11 @@ def test_killed_recording_keeps_every_completed_episode(tmp_path):
         writer = subprocess.Popen([sys.executable, "-m", "roboil.cli", "record", "--task", "fetch-reach",
                                    "--episodes", "1000", "--out", str(path)],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(5.0, 9.0))
+        deadline = time.monotonic() + 120
+        while not (path / "zarr.json").exists() or EpisodeStore.open(path).n_episodes <= committed:
+            assert writer.poll() is None and time.monotonic() < deadline, "the recorder committed no episode"
+            time.sleep(0.2)
+        time.sleep(rng.uniform(0.0, 1.0))  # then kill it at a random moment of a later episode
         writer.send_signal(signal.SIGKILL)
         writer.wait()
         check = run_cli("store", "check", path)
