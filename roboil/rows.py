@@ -3,8 +3,8 @@
 zarr-python decodes every selection through its asyncio pipeline: about 0.8 ms per chunk here, whatever its
 size. A training window reads a few single-frame chunks, so that overhead, not decoding, held reading from
 disk to a few hundred windows per second. For the layouts our stores write (whole rows per chunk, Blosc or one
-of :mod:`roboil.codecs`' images, optionally inside zarr v3 shards, whose format the zarr v3 specification fixes)
-this module reads a chunk's bytes with one ``os.pread`` at the offset the shard index gives and decodes them
+of :mod:`roboil.codecs`' images or videos, optionally inside zarr v3 shards, whose format the zarr v3
+specification fixes) this module reads a chunk's bytes with one ``os.pread`` at the offset the shard index gives and decodes them
 directly: about 0.05 ms a 96x96 frame with Blosc. Any other layout goes through zarr.
 
 A reader keeps each file it opened open, with its shard index: a store appended to meanwhile replaces a shard
@@ -23,7 +23,7 @@ from numcodecs import Zstd, blosc
 from zarr.codecs import BytesCodec, ShardingCodec
 from zarr.codecs.sharding import ShardingCodecIndexLocation
 
-from .codecs import ImageCodec, decode_frame
+from .codecs import ImageCodec, decode_chunk
 
 _MISSING = 2**64 - 1  # the shard index's offset and length of a chunk never written
 
@@ -65,7 +65,7 @@ class RowReader:
         self.decode = None  # a chunk's bytes -> its rows' values, flat or as an image
         self.decompress_into = None  # (bytes, destination): Blosc writes into the output, saving a copy a frame
         if len(codecs) == 1 and isinstance(codecs[0], ImageCodec):
-            self.decode = functools.partial(decode_frame, codecs[0].image_format)
+            self.decode = functools.partial(decode_chunk, codecs[0].image_format)
         elif len(codecs) in (1, 2) and isinstance(codecs[0], BytesCodec) and np.dtype(array.dtype).byteorder in "=<|":
             decompress = _DECOMPRESS.get(type(codecs[1]).__name__) if len(codecs) == 2 else _as_is
             if decompress is not None:

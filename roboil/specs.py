@@ -40,9 +40,10 @@ class ArrayLayout:
     - ``shard_rows``: steps per file, a multiple of ``time_chunk`` (zarr v3 sharding: a file holds many chunks,
       so the file count grows with steps / shard_rows). None: the store picks about 1024 steps, at most 32 MiB
       raw; ``time_chunk``: a file per chunk, as stores made before sharding.
-    - ``codec``: ``"lossless"`` (Blosc with ``cname`` and ``clevel``), or for uint8 images with ``time_chunk``
-      1 a lossy image codec at ``quality`` 1..100: ``"jpeg"``, ``"jpegxl"`` or ``"avif"`` (they need
-      ``pip install roboil[codecs]``; see :mod:`roboil.codecs`).
+    - ``codec``: ``"lossless"`` (Blosc with ``cname`` and ``clevel``), or for uint8 images a lossy codec at
+      ``quality`` 1..100: ``"jpeg"``, ``"jpegxl"`` or ``"avif"`` with ``time_chunk`` 1, or ``"h264"`` (uint8
+      (H, W, 3) frames, a chunk of ``time_chunk`` frames as one short video). They need
+      ``pip install roboil[codecs]``; see :mod:`roboil.codecs`.
     """
 
     time_chunk: int

@@ -18,13 +18,15 @@ steps / shard_rows, not steps / time_chunk. An array whose shard would be a sing
 sharding, a file per chunk, as every array of stores made before sharding is; both layouts read, append, check
 and repair alike. An append writes its last shard whole again: zarr reads the file, adds the new chunks and
 writes it through a temp file and a rename, copying the chunks of committed rows byte for byte (never
-re-encoded), so a kill leaves the old file or the new one. Images may use a lossy codec instead of Blosc (see
-:mod:`roboil.codecs`), one frame per chunk.
+re-encoded, but for a video chunk the new rows share), so a kill leaves the old file or the new one. Images may
+use a lossy codec instead of Blosc (see :mod:`roboil.codecs`): an image format, one frame per chunk, or H.264, a
+short video per chunk.
 
 Integrity: every episode's attrs carry a crc32 per array of its rows, computed from the arrays given to
-``add_episode`` (for a lossy codec: of the encoded frames as written, since decoders of other builds may differ
-by a unit) and written before the commit point. ``check()`` verifies them all; opening for appending (or with
-``require_healthy``) runs the cheap check: metadata, episode_ends and attrs, that every committed chunk is on
+``add_episode`` (for a lossy codec: of the encoded chunks the episode completed, as written, since decoders of
+other builds may differ by a unit; a video chunk shared with the next episode counts for that one, as its append
+encodes it again) and written before the commit point. ``check()`` verifies them all; opening for appending (or
+with ``require_healthy``) runs the cheap check: metadata, episode_ends and attrs, that every committed chunk is on
 disk (its file, or its entry in its shard's index), and the last episode's checksums. Episodes recorded before
 checksums existed have none: a note, not a problem.
 
@@ -65,7 +67,7 @@ import zarr
 from zarr.codecs import BloscCodec, BloscShuffle, BytesCodec, Crc32cCodec, ShardingCodecIndexLocation
 from zarr.core.sync import sync as zarr_sync
 
-from .codecs import CODECS, INSTALL, LOSSLESS, ImageCodec, frame_shape_problem, unavailable
+from .codecs import CODECS, INSTALL, LOSSLESS, VIDEO, ImageCodec, frame_shape_problem, library, unavailable
 from .errors import RoboilError, one_line
 from .specs import ArrayLayout, Feature
 
@@ -200,16 +202,16 @@ def _array_options(key: str, feature: Feature, lay: ArrayLayout) -> dict:
             raise RoboilError(f"layout for '{key}' has a bad Blosc setting ({e}); use e.g. cname='zstd', clevel=3")
     if lay.codec not in CODECS:
         raise RoboilError(f"layout for '{key}' has codec {lay.codec!r}; valid: {', '.join(CODECS)}")
-    if problem := frame_shape_problem(feature.shape, dtype):
+    if problem := frame_shape_problem(lay.codec, feature.shape, dtype):
         raise RoboilError(f"layout for '{key}' has codec '{lay.codec}' but its {problem}; use codec 'lossless'")
-    if lay.time_chunk != 1:
+    if lay.time_chunk != 1 and lay.codec != VIDEO:
         raise RoboilError(f"layout for '{key}' has codec '{lay.codec}' with time_chunk={lay.time_chunk}; use "
                           "time_chunk=1 (an append would re-encode, and degrade, the frames already in a chunk)")
     if isinstance(lay.quality, bool) or not isinstance(lay.quality, int) or not 1 <= lay.quality <= 100:
         raise RoboilError(f"layout for '{key}' has quality={lay.quality!r}; use an integer from 1 to 100")
     if reason := unavailable(lay.codec):
-        raise RoboilError(f"layout for '{key}' has codec '{lay.codec}', which needs imagecodecs ({reason}); "
-                          f"{INSTALL}")
+        raise RoboilError(f"layout for '{key}' has codec '{lay.codec}', which needs {library(lay.codec)} "
+                          f"({reason}); {INSTALL}")
     return {**options, "serializer": ImageCodec(image_format=lay.codec, quality=lay.quality), "compressors": None}
 
 
@@ -298,8 +300,8 @@ class EpisodeStore:
         self._lossy = {k: a.serializer for k, a in self._arrays.items() if isinstance(a.serializer, ImageCodec)}
         for key, codec in self._lossy.items():
             if reason := unavailable(codec.image_format):
-                raise RoboilError(f"store '{path}' keeps data/{key} as {codec.image_format}, which needs imagecodecs "
-                                  f"({reason}); {INSTALL}")
+                raise RoboilError(f"store '{path}' keeps data/{key} as {codec.image_format}, which needs "
+                                  f"{library(codec.image_format)} ({reason}); {INSTALL}")
         self.notes: list[str] = []  # findings of the last scan that are not problems
         self._scan()
 
@@ -766,7 +768,9 @@ class EpisodeStore:
 
     def _mismatched(self, key: str, rows: np.ndarray, episodes: range, row0: int) -> list[int]:
         """Which of ``episodes`` differ from their checksum for ``key``; ``rows`` holds store rows from ``row0``
-        (unused for a lossy array: its checksums cover the encoded frames, read here from disk)."""
+        (unused for a lossy array: its checksums cover the encoded chunks, read here from disk). A lossy
+        checksum that differs also blames the earlier episodes with rows in its chunks (a video chunk holds the
+        end of the episode before)."""
         starts = np.concatenate([[0], self._ends[:-1]]).astype(np.int64)
 
         def checksum(i: int) -> str:
@@ -774,14 +778,23 @@ class EpisodeStore:
                 return self._frames_checksum(key, int(starts[i]), int(self._ends[i]))
             return _checksum(rows[starts[i] - row0:self._ends[i] - row0])
 
-        return [i for i in episodes if self._checksums[i] is not None and checksum(i) != self._checksums[i][key]]
+        bad = [i for i in episodes if self._checksums[i] is not None and checksum(i) != self._checksums[i][key]]
+        if key in self._lossy:
+            chunk = self._arrays[key].chunks[0]
+            bad = sorted({j for i in bad
+                          for j in (i, *self._holding(list(range(starts[i] // chunk, self._ends[i] // chunk)), chunk))})
+        return bad
 
     def _frames_checksum(self, key: str, lo: int, hi: int) -> str:
-        """crc32 of the encoded frames of rows ``lo..hi`` of a lossy array (a frame per chunk), as stored; a
-        missing chunk counts as no bytes. Each file is read through one open, so a concurrent append's rename
-        of a shard cannot mix two versions of it."""
+        """crc32 of the encoded chunks of a lossy array that the episode of rows ``lo..hi`` completed, as stored:
+        those from the one holding row ``lo`` up to the one holding row ``hi``, not included (for images, a frame
+        per chunk, exactly the episode's frames). A video chunk holding the end of one episode is encoded again
+        by the next append, so it counts for the episode that completes it. A missing chunk counts as no bytes.
+        Each file is read through one open, so a concurrent append's rename of a shard cannot mix two versions."""
         arr, crc = self._arrays[key], 0
-        per_file, zeros = (arr.shards or arr.chunks)[0], (0,) * (arr.ndim - 1)
+        rows = arr.chunks[0]
+        lo, hi = lo // rows, hi // rows  # in chunks from here on
+        per_file, zeros = (arr.shards or arr.chunks)[0] // rows, (0,) * (arr.ndim - 1)
         for i in range(lo // per_file, -(-hi // per_file)):
             try:
                 with open(self.path / "data" / key / arr.metadata.encode_chunk_key((i, *zeros)), "rb") as file:

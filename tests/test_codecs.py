@@ -1,6 +1,6 @@
-"""Lossy image codecs for camera arrays: the round trip within the stated error, checksums of the encoded frames,
-one-line errors for bad layouts and params and for a missing imagecodecs, and a recorded PushT store kept as JPEG
-that checks and trains."""
+"""Lossy codecs for camera arrays: the round trip within the stated error, checksums of the encoded frames,
+one-line errors for bad layouts and params and for a missing imagecodecs or PyAV, and recorded PushT stores kept
+as JPEG and as H.264 that check and train."""
 
 import json
 import sys
@@ -10,7 +10,7 @@ import pytest
 import zarr
 
 from conftest import main_fails_in_one_line
-from roboil.codecs import CODEC_NAME, IMAGE_FORMATS, unavailable
+from roboil.codecs import CODEC_NAME, H264_CHUNK_FRAMES, IMAGE_FORMATS, VIDEO, unavailable
 from roboil.errors import RoboilError
 from roboil.specs import ArrayLayout, Feature
 from roboil.store import EpisodeStore, array_layout
@@ -19,8 +19,18 @@ from roboil.store import EpisodeStore, array_layout
 # error, and the 99.9th percentile (sharp coloured edges cost the few largest errors, up to ~100 for JPEG XL).
 MEAN_ERROR, P999_ERROR = 2.0, 32.0
 CAMERA = {"image": Feature("pixels", (96, 96, 3), "uint8")}
-LOSSY = [pytest.param(f, marks=pytest.mark.skipif(unavailable(f) is not None, reason=f"{f}: {unavailable(f)}"))
-         for f in IMAGE_FORMATS]
+
+
+def available(*codecs: str) -> list:
+    return [pytest.param(f, marks=pytest.mark.skipif(unavailable(f) is not None, reason=f"{f}: {unavailable(f)}"))
+            for f in codecs]
+
+
+IMAGES, LOSSY = available(*IMAGE_FORMATS), available(*IMAGE_FORMATS, VIDEO)
+
+
+def chunk_frames(codec: str) -> int:
+    return H264_CHUNK_FRAMES if codec == VIDEO else 1
 
 
 def rendered_scene(seed: int) -> np.ndarray:
@@ -45,7 +55,8 @@ def assert_within_stated_error(decoded: np.ndarray, original: np.ndarray) -> Non
 
 
 def camera_store(path, codec: str, episodes: list[np.ndarray], quality: int = 90) -> EpisodeStore:
-    with EpisodeStore.create(path, CAMERA, {"image": ArrayLayout(1, codec=codec, quality=quality)}, {}) as store:
+    layout = ArrayLayout(chunk_frames(codec), codec=codec, quality=quality)
+    with EpisodeStore.create(path, CAMERA, {"image": layout}, {}) as store:
         for frames in episodes:
             store.add_episode({"image": frames}, {})
     return EpisodeStore.open(path)
@@ -61,7 +72,8 @@ def test_lossy_round_trip_within_the_stated_error(tmp_path, codec):
         assert_within_stated_error(store.episode(index)["image"], frames)
     assert store.check() == [] and store.notes == []
     assert store.info()["features"]["image"].items() >= {"codec": codec, "quality": 90, "shard_rows": 1024}.items()
-    assert array_layout(store.array("image")) == ArrayLayout(1, shard_rows=1024, codec=codec, quality=90)
+    assert array_layout(store.array("image")) == ArrayLayout(chunk_frames(codec), shard_rows=1024, codec=codec,
+                                                             quality=90)
     serializer = json.loads((tmp_path / "s/data/image/zarr.json").read_text())["codecs"][0]["configuration"]["codecs"]
     assert serializer == [{"name": CODEC_NAME, "configuration": {"image_format": codec, "quality": 90}}]
     assert zarr.open_group(tmp_path / "s", mode="r").attrs["roboil"]["format"] == 2  # earlier roboil refuses it
@@ -69,7 +81,7 @@ def test_lossy_round_trip_within_the_stated_error(tmp_path, codec):
     assert lower.info()["bytes_on_disk"] < store.info()["bytes_on_disk"]
 
 
-@pytest.mark.parametrize("codec", LOSSY)
+@pytest.mark.parametrize("codec", IMAGES)
 @pytest.mark.parametrize("shape", [(96, 96), (96, 96, 1)])
 def test_grey_frames_keep_their_shape(tmp_path, codec, shape):
     frames = np.stack([rendered_scene(seed)[..., 1].reshape(shape) for seed in range(3)])
@@ -88,7 +100,7 @@ def test_lossless_round_trip_is_exact(tmp_path):
     assert store.info()["features"]["image"]["codec"] == "lossless" and store.check() == []
 
 
-@pytest.mark.parametrize("codec", LOSSY)
+@pytest.mark.parametrize("codec", IMAGES)
 def test_checksums_cover_the_encoded_frames(tmp_path, codec):
     """A frame swapped for another still decodes; the checksums of what was encoded tell."""
     path = tmp_path / "s"
@@ -100,6 +112,45 @@ def test_checksums_cover_the_encoded_frames(tmp_path, codec):
     with pytest.raises(RoboilError, match="damaged"):  # the cheap check verifies the last episode
         EpisodeStore.open(path, mode="a")
     assert EpisodeStore.repair(path).dropped == [1]
+
+
+@pytest.mark.skipif(unavailable(VIDEO) is not None, reason=f"h264: {unavailable(VIDEO)}")
+def test_h264_checksums_cover_the_chunks_an_episode_completed(tmp_path):
+    """Episodes of 7 and 5 frames in chunks of 8: episode 1's checksum covers chunk 0, which holds all of
+    episode 0 too, so a frame of episode 0 swapped for another blames both and repair drops both."""
+    path = tmp_path / "s"
+    camera_store(path, VIDEO, FRAMES).close()
+    zarr.open_array(path / "data/image", mode="r+")[3] = rendered_scene(99)  # episode 0, in chunk 0
+    store = EpisodeStore.open(path)
+    assert store.check() == ["data/image: episodes 0, 1 differ from their checksums (changed since recording)"]
+    assert EpisodeStore.repair(path).dropped == [0, 1]
+
+
+@pytest.mark.skipif(unavailable(VIDEO) is not None, reason=f"h264: {unavailable(VIDEO)}")
+def test_h264_appends_keep_earlier_frames_and_a_torn_append_breaks_no_checksum(tmp_path):
+    """Each append re-encodes the chunk holding the end of the episode before: over many short episodes (each
+    chunk re-encoded up to three times) and a delete, every frame stays within the stated error. An append cut
+    off after writing its rows, before the commit, leaves every committed checksum whole."""
+    path = tmp_path / "s"
+    episodes = [np.stack([rendered_scene(100 * e + t) for t in range(3)]) for e in range(6)]
+    store = camera_store(path, VIDEO, episodes[:5])
+    store.close()
+    with EpisodeStore.open(path, mode="a") as store:
+        store.delete_last_episode()
+        store.add_episode({"image": episodes[5]}, {})
+    store = EpisodeStore.open(path)
+    assert store.check() == []
+    for index, frames in enumerate(episodes[:4] + episodes[5:]):
+        assert_within_stated_error(store.episode(index)["image"], frames)
+    torn = zarr.open_array(path / "data/image", mode="r+")  # what add_episode writes before its commit point
+    torn.resize((store.n_steps + 3, *torn.shape[1:]))
+    torn[store.n_steps:] = episodes[0]
+    reopened = EpisodeStore.open(path)
+    assert reopened.check() == [] and reopened.n_episodes == 5
+    assert_within_stated_error(reopened.episode(4)["image"], episodes[5])
+    with EpisodeStore.open(path, mode="a") as store:  # trims the tail and appends
+        store.add_episode({"image": episodes[1]}, {})
+    assert EpisodeStore.open(path).check() == []
 
 
 @pytest.mark.parametrize("codec", LOSSY)
@@ -120,7 +171,7 @@ def test_training_reads_frames_from_disk_as_zarr_decodes_them(tmp_path, codec):
 
 
 @pytest.mark.parametrize("layout, match", [
-    (ArrayLayout(1, codec="png"), r"codec 'png'; valid: lossless, jpeg, jpegxl, avif"),
+    (ArrayLayout(1, codec="png"), r"codec 'png'; valid: lossless, jpeg, jpegxl, avif, h264"),
     (ArrayLayout(1, codec="jpeg", quality=0), r"quality=0; use an integer from 1 to 100"),
     (ArrayLayout(1, codec="jpeg", quality=101), r"quality=101; use an integer from 1 to 100"),
     (ArrayLayout(2, codec="jpeg"), r"codec 'jpeg' with time_chunk=2; use time_chunk=1 \(an append would re-encode"),
@@ -138,17 +189,27 @@ def test_image_codecs_refuse_arrays_that_are_not_images(tmp_path, feature):
         EpisodeStore.create(tmp_path / "s", {"x": feature}, {"x": ArrayLayout(1, codec="jpeg")}, {})
 
 
-@pytest.mark.skipif(unavailable("jpeg") is not None, reason=f"jpeg: {unavailable('jpeg')}")
-def test_a_store_with_a_codec_needs_imagecodecs(tmp_path, monkeypatch, capsys):
+def test_h264_takes_colour_frames_only(tmp_path):
+    with pytest.raises(RoboilError, match=r"codec 'h264' but its rows are \(96, 96\) uint8, not uint8 colour images "
+                                          r"\(H, W, 3\); use codec 'lossless'"):
+        EpisodeStore.create(tmp_path / "s", {"x": Feature("pixels", (96, 96), "uint8")},
+                            {"x": ArrayLayout(8, codec="h264")}, {})
+
+
+@pytest.mark.parametrize("codec, module, missing", [
+    *[pytest.param(*case, marks=pytest.mark.skipif(unavailable(case[0]) is not None, reason=case[0]))
+      for case in (("jpeg", "imagecodecs", "imagecodecs is not installed"), (VIDEO, "av", "PyAV is not installed"))]])
+def test_a_store_with_a_codec_needs_its_library(tmp_path, monkeypatch, capsys, codec, module, missing):
     path = tmp_path / "s"
-    camera_store(path, "jpeg", FRAMES[:1]).close()
-    monkeypatch.setitem(sys.modules, "imagecodecs", None)  # as if not installed: importing it fails
-    for attempt in (lambda: EpisodeStore.open(path), lambda: camera_store(tmp_path / "t", "jpeg", FRAMES)):
-        with pytest.raises(RoboilError, match=r"needs imagecodecs \(imagecodecs is not installed\); pip install "
+    camera_store(path, codec, FRAMES[:1]).close()
+    monkeypatch.setitem(sys.modules, module, None)  # as if not installed: importing it fails
+    for attempt in (lambda: EpisodeStore.open(path), lambda: camera_store(tmp_path / "t", codec, FRAMES)):
+        with pytest.raises(RoboilError, match=rf"needs {module} \({missing}\); pip install "
                                               r"roboil\[codecs\]") as refused:
             attempt()
         assert "\n" not in str(refused.value)
-    main_fails_in_one_line(capsys, ["store", "check", str(path)], "data/image as jpeg", "pip install roboil[codecs]")
+    main_fails_in_one_line(capsys, ["store", "check", str(path)], f"data/image as {codec}",
+                           "pip install roboil[codecs]")
     assert camera_store(tmp_path / "lossless", "lossless", FRAMES).check() == []  # only codec stores need it
 
 
@@ -158,28 +219,30 @@ def test_pixels_params_choose_the_codec():
     camera = Feature("pixels", (96, 96, 3), "uint8")
     assert layout(camera, PixelParams()) == ArrayLayout(time_chunk=1, clevel=3)
     assert layout(camera, PixelParams(codec="avif", quality=70)) == ArrayLayout(1, clevel=3, codec="avif", quality=70)
-    for bad, match in ((dict(codec="png"), "obs.pixels.codec must be one of lossless, jpeg, jpegxl, avif, got 'png'"),
+    assert layout(camera, PixelParams(codec="h264")) == ArrayLayout(8, clevel=3, codec="h264")
+    for bad, match in ((dict(codec="png"), "obs.pixels.codec must be one of lossless, jpeg, jpegxl, avif, h264, got "
+                                           "'png'"),
                        (dict(quality=0), "obs.pixels.quality must be between 1 and 100, got 0")):
         with pytest.raises(RoboilError, match=match):
             PixelParams(**bad)
 
 
-@pytest.mark.skipif(unavailable("jpeg") is not None, reason=f"jpeg: {unavailable('jpeg')}")
-def test_pusht_recorded_with_obs_pixels_codec_jpeg_checks_trains_and_exports(tmp_path, capsys):
-    """`record ... obs.pixels.codec=jpeg` keeps the camera as JPEG (the recording's params reach the layout); the
-    store checks, trains from disk and exports to zarr 2 with its frames decoded."""
+@pytest.mark.parametrize("codec", available("jpeg", VIDEO))
+def test_pusht_recorded_with_obs_pixels_codec_checks_trains_and_exports(tmp_path, capsys, codec):
+    """`record ... obs.pixels.codec=jpeg` keeps the camera as JPEG (the recording's params reach the layout), and
+    likewise H.264; the store checks, trains from disk and exports to zarr 2 with its frames decoded."""
     from roboil.cli import main
     from roboil.config import load_config
     from roboil.record import record
     from roboil.train import train
 
-    lossless, path = tmp_path / "lossless.zarr", tmp_path / "jpeg.zarr"
+    lossless, path = tmp_path / "lossless.zarr", tmp_path / f"{codec}.zarr"
     record("pusht", 2, lossless, progress=False)
-    record("pusht", 2, path, obs_overrides={"pixels": {"codec": "jpeg"}}, progress=False)
+    record("pusht", 2, path, obs_overrides={"pixels": {"codec": codec}}, progress=False)
     assert main(["store", "check", str(path)]) == 0
     assert "OK" in capsys.readouterr().out
     store, source = EpisodeStore.open(path, require_healthy=True), EpisodeStore.open(lossless)
-    assert store.info()["features"]["rgb_top"]["codec"] == "jpeg"
+    assert store.info()["features"]["rgb_top"]["codec"] == codec
     frames = store.load(["rgb_top"])["rgb_top"]
     assert_within_stated_error(frames, source.load(["rgb_top"])["rgb_top"])  # the same seeds, the same scenes
 
@@ -217,7 +280,7 @@ if __name__ == "__main__":
 @pytest.mark.parametrize("codec", LOSSY)
 def test_loader_workers_decoding_frames_end_quietly(tmp_path, codec):
     """The AVIF and JPEG XL decoders' threads aborted each worker process as it exited (a traceback after
-    training from such a store)."""
+    training from such a store); H.264's decoder runs there too."""
     import subprocess
     from pathlib import Path
 

@@ -6,7 +6,8 @@ disk.
 
 It records ``--episodes`` scripted PushT episodes (or reads ``--store``), then copies them into one store per
 layout: sharded lossless (the default layout), a file per frame (stores made before sharding), and the camera as
-JPEG, JPEG XL and AVIF at quality 90. roboil, all in this process, back to back:
+JPEG, JPEG XL and AVIF at quality 90, and as H.264 at quality 90 and 65 (8 frames a chunk). roboil, all in this
+process, back to back:
 - the gather limit: numpy fancy indexing of the in-RAM arrays at precomputed window indices (no sampling, no
   edge padding), a fresh batch each call;
 - the in-RAM sampler (what training uses when the store fits ``data.cache_max_gb``);
@@ -60,11 +61,13 @@ def disk_use(path: Path) -> tuple[int, int, int]:
 
 def camera_layouts() -> dict[str, object]:
     """The layouts compared, for the camera (the other arrays keep the recording's)."""
+    from roboil.codecs import H264_CHUNK_FRAMES
     from roboil.specs import ArrayLayout
 
     return {"sharded lossless (default)": ArrayLayout(1, clevel=3),
             "a file per frame (before sharding)": ArrayLayout(1, clevel=3, shard_rows=1),
-            **{f"{codec}, quality 90": ArrayLayout(1, codec=codec, quality=90) for codec in ("jpeg", "jpegxl", "avif")}}
+            **{f"{codec}, quality 90": ArrayLayout(1, codec=codec, quality=90) for codec in ("jpeg", "jpegxl", "avif")},
+            **{f"h264, quality {q}": ArrayLayout(H264_CHUNK_FRAMES, codec="h264", quality=q) for q in (90, 65)}}
 
 
 def copy_with_camera_layout(source: Path, out: Path, layout) -> None:
@@ -124,8 +127,9 @@ def roboil_rates(stores: dict[str, Path], seconds: float) -> dict[str, float]:
 
 def codec_errors(recorded: Path, exported: Path, out: Path, every: int) -> dict[str, tuple[float, float]]:
     """Bytes a frame and mean absolute error (0..255) of every ``every``-th camera frame through each codec at
-    several qualities, and through LeRobot's H.264 export (read back by ``roboil import --from lerobot``)."""
-    from roboil.codecs import decode_frame, encode_frame
+    several qualities, and through LeRobot's H.264 export (read back by ``roboil import --from lerobot``). Our
+    H.264 codes chunks of consecutive frames: as many as the sample holds, from the start."""
+    from roboil.codecs import H264_CHUNK_FRAMES, decode_chunk, decode_video, encode_frame, encode_video
     from roboil.store import EpisodeStore
 
     frames = EpisodeStore.open(recorded).load(["rgb_top"])["rgb_top"]
@@ -141,9 +145,17 @@ def codec_errors(recorded: Path, exported: Path, out: Path, every: int) -> dict[
     for codec, qualities in (("jpeg", (90, 75)), ("avif", (90, 75, 60, 50)), ("jpegxl", (90, 75))):
         for quality in qualities:
             coded = [encode_frame(codec, frame, quality) for frame in sample]
-            decoded = np.stack([decode_frame(codec, c).reshape(frame.shape) for c, frame in zip(coded, sample)])
+            decoded = np.stack([decode_chunk(codec, c).reshape(frame.shape) for c, frame in zip(coded, sample)])
             table[f"{codec}, quality {quality}"] = (float(np.mean([len(c) for c in coded])), float(np.abs(
                 decoded.astype(int) - sample.astype(int)).mean()))
+    consecutive = frames[:len(sample) // H264_CHUNK_FRAMES * H264_CHUNK_FRAMES]
+    for quality in (90, 65, 50):
+        coded = [encode_video(consecutive[i:i + H264_CHUNK_FRAMES], quality)
+                 for i in range(0, len(consecutive), H264_CHUNK_FRAMES)]
+        decoded = np.concatenate([decode_video(c) for c in coded])
+        table[f"h264, quality {quality}, {H264_CHUNK_FRAMES} frames a chunk"] = (
+            sum(map(len, coded)) / len(consecutive),
+            float(np.abs(decoded.astype(int) - consecutive.astype(int)).mean()))
     return table
 
 

@@ -1,10 +1,11 @@
 """Observation kind ``pixels``: named MuJoCo cameras rendered offscreen, stored as uint8 (H, W, 3) frames.
 
 Params: ``cameras`` (list of camera names in the task's MuJoCo model), ``height`` and ``width`` (default 96),
-``codec`` (how the store keeps the frames: ``lossless``, the default, or ``jpeg``, ``jpegxl`` or ``avif``, which
-need ``pip install roboil[codecs]``) and ``quality`` (1..100, default 90, for those three). Arrays are named
-``rgb_<camera>``, a frame per chunk. The encoder (ResNet-18 with GroupNorm and a spatial-softmax head, or its
-feature-map cells as tokens) lives here so every algorithm can learn from pixels.
+``codec`` (how the store keeps the frames: ``lossless``, the default, ``jpeg``, ``jpegxl`` or ``avif``, or
+``h264``, the smallest, which need ``pip install roboil[codecs]``) and ``quality`` (1..100, default 90, for those
+four). Arrays are named ``rgb_<camera>``, a frame per chunk (8 frames for ``h264``). The encoder (ResNet-18 with
+GroupNorm and a spatial-softmax head, or its feature-map cells as tokens) lives here so every algorithm can learn
+from pixels.
 """
 
 from __future__ import annotations
@@ -78,8 +79,11 @@ class PixelObserver:
 
 def layout(feature: Feature, params: PixelParams) -> ArrayLayout:
     """One frame per chunk, so a window decodes only the frames it needs (the store packs them into shard files),
-    kept with the codec ``params`` choose."""
-    return ArrayLayout(time_chunk=1, clevel=3, codec=params.codec, quality=params.quality)
+    kept with the codec ``params`` choose; H.264 codes a chunk of frames as one short video."""
+    from roboil.codecs import H264_CHUNK_FRAMES, VIDEO
+
+    return ArrayLayout(time_chunk=H264_CHUNK_FRAMES if params.codec == VIDEO else 1, clevel=3, codec=params.codec,
+                       quality=params.quality)
 
 
 def make_encoder(features, params: PixelEncoderParams):
