@@ -113,21 +113,28 @@ def encode_video(frames: np.ndarray, quality: int) -> bytes:
     return b"".join(bytes(p) for p in packets)
 
 
-def decode_video(data: bytes) -> np.ndarray:
-    """The (N, H, W, 3) frames of an :func:`encode_video` stream."""
+def decode_video(data: bytes, wanted: np.ndarray | None = None) -> np.ndarray:
+    """The (N, H, W, 3) frames of an :func:`encode_video` stream, or only those at the sorted indices ``wanted``:
+    decoding stops after the last of them and only they are converted to RGB (the conversion costs more than
+    the decoding), so a read of a frame or two out of a chunk costs about a third of the whole chunk's."""
     import av
     from av.video.reformatter import VideoReformatter
 
     decoder = av.CodecContext.create("h264", "r")
-    decoder.thread_count = 1
+    decoder.thread_count = 1  # and no B-frames: each packet gives its picture at once
+    needed = None if wanted is None else int(wanted[-1]) + 1
     pictures = []
     for packet in [*decoder.parse(data), *decoder.parse(None)]:
         pictures += decoder.decode(packet)
-    pictures += decoder.decode(None)
-    if not pictures:
-        raise ValueError("no H.264 frames in the chunk")
+        if needed is not None and len(pictures) >= needed:
+            break
+    else:
+        pictures += decoder.decode(None)
+    if len(pictures) < (needed or 1):
+        raise ValueError(f"{len(pictures)} H.264 frames in the chunk, frame {(needed or 1) - 1} wanted")
     to_rgb = VideoReformatter()  # as in encode_video
-    return np.stack([to_rgb.reformat(p, format="rgb24").to_ndarray() for p in pictures])
+    return np.stack([to_rgb.reformat(pictures[i], format="rgb24").to_ndarray()
+                     for i in (range(len(pictures)) if wanted is None else wanted.tolist())])
 
 
 def encode_frame(image_format: str, frame: np.ndarray, quality: int) -> bytes:

@@ -23,7 +23,7 @@ from numcodecs import Zstd, blosc
 from zarr.codecs import BytesCodec, ShardingCodec
 from zarr.codecs.sharding import ShardingCodecIndexLocation
 
-from .codecs import ImageCodec, decode_chunk
+from .codecs import VIDEO, ImageCodec, decode_chunk, decode_video
 
 _MISSING = 2**64 - 1  # the shard index's offset and length of a chunk never written
 
@@ -64,8 +64,10 @@ class RowReader:
         self.dtype = np.dtype(array.dtype).newbyteorder("<")
         self.decode = None  # a chunk's bytes -> its rows' values, flat or as an image
         self.decompress_into = None  # (bytes, destination): Blosc writes into the output, saving a copy a frame
+        self.decode_rows = None  # (bytes, sorted rows of the chunk) -> those rows only: H.264 decodes no further
         if len(codecs) == 1 and isinstance(codecs[0], ImageCodec):
             self.decode = functools.partial(decode_chunk, codecs[0].image_format)
+            self.decode_rows = decode_video if codecs[0].image_format == VIDEO else None
         elif len(codecs) in (1, 2) and isinstance(codecs[0], BytesCodec) and np.dtype(array.dtype).byteorder in "=<|":
             decompress = _DECOMPRESS.get(type(codecs[1]).__name__) if len(codecs) == 2 else _as_is
             if decompress is not None:
@@ -103,11 +105,13 @@ class RowReader:
         starts = np.flatnonzero(np.diff(chunk_of, prepend=-1))  # rows sorted: each chunk is decoded once
         for first, last in zip(starts, [*starts[1:], len(rows)]):
             data = self._chunk_bytes(int(chunk_of[first]))
+            inner = rows[first:last] - chunk_of[first] * self.chunk_rows
             if data is None:
                 out[first:last] = self.array.get_orthogonal_selection((rows[first:last],))
+            elif self.decode_rows is not None:
+                out[first:last] = self.decode_rows(data, inner)
             else:
-                chunk = self.decode(data).reshape(self.chunk_rows, *self.row_shape)
-                out[first:last] = chunk[rows[first:last] - chunk_of[first] * self.chunk_rows]
+                out[first:last] = self.decode(data).reshape(self.chunk_rows, *self.row_shape)[inner]
         return out
 
     def _chunk_bytes(self, index: int) -> bytes | None:
