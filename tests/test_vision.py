@@ -81,6 +81,21 @@ def test_groupnorm_not_batchnorm(encoder):
     assert norms and all(m.num_groups == m.num_channels // 16 for m in norms)
 
 
+def test_convolutions_run_channels_last(encoder):
+    """Frames arrive (B, H, W, C): the activations stay channels-last through the trunk, and so do the weights."""
+    convs = [m for m in encoder.modules() if isinstance(m, nn.Conv2d)]
+    assert convs and all(m.weight.is_contiguous(memory_format=torch.channels_last) for m in convs)
+    layouts = []
+    hooks = [m.register_forward_hook(lambda m, i, out: layouts.append(
+        out.is_contiguous(memory_format=torch.channels_last))) for m in convs]
+    try:
+        encoder.eval()(images())
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert len(layouts) == len(convs) and all(layouts)
+
+
 def test_spatial_softmax_finds_the_peak():
     head = SpatialSoftmax(channels=1, num_keypoints=1, out_dim=2)
     with torch.no_grad():
