@@ -56,6 +56,12 @@ CODEC_NAME = "roboil_image"  # as zarr.json names it
 H264_CHUNK_FRAMES = 8
 
 
+def chunk_frames(codec: str) -> int:
+    """Frames per chunk for camera arrays kept with ``codec``: a whole H.264 group of pictures, else one frame
+    (a window then decodes only the frames it needs)."""
+    return H264_CHUNK_FRAMES if codec == VIDEO else 1
+
+
 def unavailable(image_format: str) -> str | None:
     """Why ``image_format`` cannot be encoded or decoded here (None if it can), to say "needs <library> (why);
     pip install roboil[codecs]"."""

@@ -67,7 +67,8 @@ import zarr
 from zarr.codecs import BloscCodec, BloscShuffle, BytesCodec, Crc32cCodec, ShardingCodecIndexLocation
 from zarr.core.sync import sync as zarr_sync
 
-from .codecs import CODECS, INSTALL, LOSSLESS, VIDEO, ImageCodec, frame_shape_problem, library, unavailable
+from .codecs import (CODECS, INSTALL, LOSSLESS, VIDEO, ImageCodec, chunk_frames, frame_shape_problem, library,
+                     unavailable)
 from .errors import RoboilError, one_line
 from .specs import ArrayLayout, Feature
 
@@ -962,18 +963,34 @@ def array_layout(array: zarr.Array) -> ArrayLayout:
     return ArrayLayout(time_chunk=time_chunk, cname=codec.cname.value, clevel=codec.clevel, shard_rows=shard_rows)
 
 
-def copy_without(source: str | Path, out: str | Path, drop: list[str]) -> EpisodeStore:
+def camera_layouts(features: dict[str, Feature], codec: str, quality: int) -> dict[str, ArrayLayout]:
+    """Layouts keeping every array of uint8 frames that ``codec`` can hold with ``codec`` at ``quality``, as the
+    pixels plugin lays them out; a RoboilError if there is none."""
+    layouts = {key: ArrayLayout(chunk_frames(codec), clevel=3, codec=codec, quality=quality)
+               for key, f in features.items() if frame_shape_problem(codec, f.shape, f.dtype) is None}
+    if not layouts:
+        raise RoboilError(f"the store has no camera arrays that codec '{codec}' can hold (uint8 frames); its arrays "
+                          f"are {', '.join(features)}")
+    return layouts
+
+
+def copy_store(source: str | Path, out: str | Path, drop: list[str] = (),
+               layouts: dict[str, ArrayLayout] | None = None) -> EpisodeStore:
     """A new store at ``out`` holding ``source``'s committed episodes without the arrays ``drop`` (e.g. the
-    actions, for observation-only demonstrations as video or another embodiment would give), with the same
-    chunking, codecs, store attrs and episode attrs; ``source`` is not changed."""
+    actions, for observation-only demonstrations as video or another embodiment would give), the arrays in
+    ``layouts`` kept so (e.g. a camera in another codec: frames of a lossy store are decoded and encoded again),
+    the rest with the same chunking and codecs, and the same store and episode attrs; ``source`` is not
+    changed."""
     src = EpisodeStore.open(source, require_healthy=True)
-    if unknown := [k for k in drop if k not in src.features]:
+    if unknown := [k for k in [*drop, *(layouts or {})] if k not in src.features]:
         raise RoboilError(f"store '{source}' has no array '{unknown[0]}'; it holds {', '.join(src.features)}")
     kept = {k: f for k, f in src.features.items() if k not in drop}
     if not kept:
         raise RoboilError(f"dropping {', '.join(drop)} leaves store '{source}' without arrays; keep at least one")
-    layouts = {key: array_layout(src.array(key)) for key in kept}
-    attrs = {**src.attrs, "copied_from": str(source), "dropped": [*src.attrs.get("dropped", []), *drop]}
+    layouts = {key: (layouts or {}).get(key) or array_layout(src.array(key)) for key in kept}
+    attrs = {**src.attrs, "copied_from": str(source)}
+    if drop:
+        attrs["dropped"] = [*src.attrs.get("dropped", []), *drop]
     with EpisodeStore.create(out, kept, layouts, attrs) as copy:
         for index, episode_attrs in enumerate(src.episode_attrs()):
             rows = src.episode(index)

@@ -213,6 +213,37 @@ def test_a_store_with_a_codec_needs_its_library(tmp_path, monkeypatch, capsys, c
     assert camera_store(tmp_path / "lossless", "lossless", FRAMES).check() == []  # only codec stores need it
 
 
+@pytest.mark.skipif(unavailable(VIDEO) is not None, reason=f"h264: {unavailable(VIDEO)}")
+def test_store_recode_keeps_the_cameras_in_another_codec_and_the_rest_as_is(tmp_path, capsys):
+    """`roboil store recode` re-lays the camera arrays only; a store without any is one line."""
+    from roboil.cli import main
+
+    features = {**CAMERA, "state": Feature("proprio", (2,), "float32")}
+    episodes = [{"image": frames, "state": np.random.default_rng(len(frames)).normal(size=(len(frames), 2))}
+                for frames in FRAMES]
+    with EpisodeStore.create(tmp_path / "s", features, {"image": ArrayLayout(1), "state": ArrayLayout(64)},
+                             {"task": "test"}) as store:
+        for index, episode in enumerate(episodes):
+            store.add_episode(episode, {"seed": index})
+    assert main(["store", "recode", str(tmp_path / "s"), "--codec", "h264", "--quality", "65",
+                 "--out", str(tmp_path / "h264")]) == 0
+    printed = capsys.readouterr().out
+    assert "2 episodes, image as h264 (quality 65)" in printed and " MB on disk (" in printed, printed
+    copy = EpisodeStore.open(tmp_path / "h264")
+    assert copy.check() == [] and copy.episode_attrs() == [{"seed": 0}, {"seed": 1}]
+    assert array_layout(copy.array("image")) == ArrayLayout(8, shard_rows=1024, codec="h264", quality=65)
+    assert array_layout(copy.array("state")) == array_layout(EpisodeStore.open(tmp_path / "s").array("state"))
+    for index, episode in enumerate(episodes):
+        assert_within_stated_error(copy.episode(index)["image"], episode["image"])
+        np.testing.assert_array_equal(copy.episode(index)["state"], episode["state"].astype(np.float32))
+    with EpisodeStore.create(tmp_path / "states", {"state": features["state"]}, {"state": ArrayLayout(64)},
+                             {}) as store:
+        store.add_episode({"state": episodes[0]["state"]}, {})
+    main_fails_in_one_line(capsys, ["store", "recode", str(tmp_path / "states"), "--codec", "h264", "--out",
+                                    str(tmp_path / "none")], "no camera arrays that codec 'h264' can hold")
+    assert not (tmp_path / "none").exists()
+
+
 def test_pixels_params_choose_the_codec():
     from roboil_pixels import PixelParams, layout
 

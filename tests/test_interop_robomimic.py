@@ -13,7 +13,7 @@ import zarr
 from conftest import main_fails_in_one_line, store_layouts
 from roboil.cli import main
 from roboil.keys import ACTION
-from roboil.store import EpisodeStore, copy_without
+from roboil.store import EpisodeStore, copy_store
 
 h5py = pytest.importorskip("h5py")
 
@@ -210,7 +210,7 @@ def test_one_line_errors(pusht_store, exported, tmp_path, capsys):
     assert not (tmp_path / "s.zarr").exists()  # nothing made by a refused import
 
     obs_only = tmp_path / "obs_only.zarr"
-    copy_without(pusht_store, obs_only, [ACTION]).close()
+    copy_store(pusht_store, obs_only, [ACTION]).close()
     out = tmp_path / "obs_only.hdf5"
     main_fails_in_one_line(capsys, ["export", "--to", "robomimic", str(obs_only), str(out)], "observations only")
     assert not out.exists()

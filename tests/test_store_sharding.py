@@ -11,7 +11,7 @@ import zarr
 
 from roboil.errors import RoboilError
 from roboil.specs import ArrayLayout, Feature
-from roboil.store import EpisodeStore, array_layout, copy_without
+from roboil.store import EpisodeStore, array_layout, copy_store
 from test_store import FEATURES, LAYOUTS, SHARDED, assert_episodes, drop_chunk, held, make_attrs, make_episode, \
     new_store, shard_file, shard_index
 from test_store_edit import assert_healthy_and_appendable, edits_killed_at_each_write
@@ -90,7 +90,7 @@ def test_file_count_grows_with_shards_not_frames(tmp_path):
 def test_copy_keeps_each_array_layout(tmp_path):
     for name, layouts in (("sharded", SHARDED), ("unsharded", LAYOUTS)):
         new_store(tmp_path / name, 3, layouts).close()
-        copy = copy_without(tmp_path / name, tmp_path / f"{name}-copy", ["step"])
+        copy = copy_store(tmp_path / name, tmp_path / f"{name}-copy", ["step"])
         for key in ("state", "image"):
             assert array_layout(copy.array(key)) == array_layout(EpisodeStore.open(tmp_path / name).array(key))
         assert copy.check() == []

@@ -59,7 +59,7 @@ def disk_use(path: Path) -> tuple[int, int, int]:
     return files, dirs, used
 
 
-def camera_layouts() -> dict[str, object]:
+def compared_layouts() -> dict[str, object]:
     """The layouts compared, for the camera (the other arrays keep the recording's)."""
     from roboil.codecs import H264_CHUNK_FRAMES
     from roboil.specs import ArrayLayout
@@ -68,16 +68,6 @@ def camera_layouts() -> dict[str, object]:
             "a file per frame (before sharding)": ArrayLayout(1, clevel=3, shard_rows=1),
             **{f"{codec}, quality 90": ArrayLayout(1, codec=codec, quality=90) for codec in ("jpeg", "jpegxl", "avif")},
             **{f"h264, quality {q}": ArrayLayout(H264_CHUNK_FRAMES, codec="h264", quality=q) for q in (90, 65)}}
-
-
-def copy_with_camera_layout(source: Path, out: Path, layout) -> None:
-    from roboil.store import EpisodeStore, array_layout
-
-    src = EpisodeStore.open(source, require_healthy=True)
-    layouts = {k: layout if k == "rgb_top" else array_layout(src.array(k)) for k in src.features}
-    with EpisodeStore.create(out, src.features, layouts, src.attrs) as store:
-        for index, attrs in enumerate(src.episode_attrs()):
-            store.add_episode(src.episode(index), attrs)
 
 
 def roboil_rates(stores: dict[str, Path], seconds: float) -> dict[str, float]:
@@ -207,16 +197,16 @@ def main() -> None:
     if not recorded.exists():
         subprocess.run([*roboil, "record", "--task", "pusht", "--episodes", str(args.episodes), "--out",
                         str(recorded)], check=True)
+    from roboil.store import EpisodeStore, copy_store
+
     stores = {}
-    for index, (name, layout) in enumerate(camera_layouts().items()):
+    for index, (name, layout) in enumerate(compared_layouts().items()):
         stores[name] = out / f"layout-{index}.zarr"
         if not stores[name].exists():
-            copy_with_camera_layout(recorded, stores[name], layout)
+            copy_store(recorded, stores[name], layouts={"rgb_top": layout}).close()
     exported = out / "lerobot"
     if not exported.exists():
         subprocess.run([*roboil, "export", "--to", "lerobot", str(recorded), str(exported)], check=True)
-    from roboil.store import EpisodeStore
-
     episodes = EpisodeStore.open(recorded).n_episodes
     rates = roboil_rates(stores, args.seconds)
     if Path(args.lerobot_python).exists():

@@ -80,10 +80,9 @@ class PixelObserver:
 def layout(feature: Feature, params: PixelParams) -> ArrayLayout:
     """One frame per chunk, so a window decodes only the frames it needs (the store packs them into shard files),
     kept with the codec ``params`` choose; H.264 codes a chunk of frames as one short video."""
-    from roboil.codecs import H264_CHUNK_FRAMES, VIDEO
+    from roboil.codecs import chunk_frames
 
-    return ArrayLayout(time_chunk=H264_CHUNK_FRAMES if params.codec == VIDEO else 1, clevel=3, codec=params.codec,
-                       quality=params.quality)
+    return ArrayLayout(time_chunk=chunk_frames(params.codec), clevel=3, codec=params.codec, quality=params.quality)
 
 
 def make_encoder(features, params: PixelEncoderParams):

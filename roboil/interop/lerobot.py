@@ -270,7 +270,7 @@ class _ExportPlan:
             if name in self.columns or name in self.videos or name in DEFAULT_FEATURES:
                 other = self.videos.get(name) or ", ".join(self.columns.get(name, [])) or "LeRobot's own column"
                 raise RoboilError(f"store arrays '{key}' and '{other}' would both be LeRobot feature '{name}'; export "
-                                  "a copy without one of them (roboil.store.copy_without)")
+                                  "a copy without one of them (roboil.store.copy_store)")
             if _is_camera(feature):
                 self.videos[name] = key
             else:
