@@ -10,8 +10,9 @@ import numpy as np
 
 from .envs import ObservedEnv
 from .errors import RoboilError
+from .codecs import LOSSLESS
 from .keys import ACTION
-from .store import EpisodeStore
+from .store import EpisodeStore, array_layout
 from .video import write_mp4
 
 # largest difference between a replay's observations and the stored ones that still counts as the same episode:
@@ -49,7 +50,8 @@ def replay(path: str | Path, episodes: list[int] | None = None, video: str | Pat
                 lines.append(f"episode {index}: its actions are labels (by {attrs[index].get('labeler')}, noise "
                              f"{attrs[index].get('action_noise', 0)}), not what was executed: not replayable")
                 continue
-            results.append(_replay_one(env, store.episode(index), attrs[index], index, Path(video) if video else None))
+            results.append(_replay_one(env, store.episode(index), attrs[index], index, Path(video) if video else None,
+                                       _compared(store)))
             lines.append(results[-1]["line"])
     finally:
         env.close()
@@ -79,7 +81,8 @@ def demonstration_states(store: EpisodeStore, episodes: Sequence[int]) -> np.nda
     attrs, states = store.episode_attrs(), []
     try:
         for index in episodes:
-            drift = _replay_one(env, store.episode(index), attrs[index], index, None, states)["max_observation_drift"]
+            drift = _replay_one(env, store.episode(index), attrs[index], index, None, _compared(store),
+                                states)["max_observation_drift"]
             if drift > REPLAY_TOLERANCE:
                 raise RoboilError(f"episode {index} of '{store.path}' does not replay to its stored observations "
                                   f"(they drift by up to {drift:.3g}), so the states along it are unknown; check it "
@@ -89,17 +92,23 @@ def demonstration_states(store: EpisodeStore, episodes: Sequence[int]) -> np.nda
     return np.stack(states)
 
 
+def _compared(store: EpisodeStore) -> list[str]:
+    """The observation arrays a replay must reproduce: those kept losslessly (a lossy codec's frames differ from
+    what was rendered by its coding error, up to ~150 levels of 255 on sharp edges)."""
+    return [k for k in store.features if k != ACTION and array_layout(store.array(k)).codec == LOSSLESS]
+
+
 def _replay_one(env: ObservedEnv, episode: dict[str, np.ndarray], attrs: dict, index: int,
-                video: Path | None, states: list[np.ndarray] | None = None) -> dict:
-    """Replay one episode; with ``states``, the state before each step is appended to it."""
+                video: Path | None, keys: list[str], states: list[np.ndarray] | None = None) -> dict:
+    """Replay one episode, comparing its observations ``keys``; with ``states``, the state before each step is
+    appended to it."""
     seed, state = attrs.get("seed"), attrs.get("start_state")
     obs, info = env.reset(seed=seed, options=None if state is None else {"state": state})
     frames = [env.render()] if video else None
-    keys = [k for k in episode if k != ACTION]
     drift = 0.0
     success = False
     for t, action in enumerate(episode[ACTION]):
-        drift = max(drift, *(_deviation(obs[k], episode[k][t]) for k in keys))
+        drift = max(drift, 0.0, *(_deviation(obs[k], episode[k][t]) for k in keys))
         if states is not None:
             states.append(env.state())
         obs, _, _, _, info = env.step(action)
