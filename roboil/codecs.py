@@ -28,7 +28,8 @@ a keyframe and then predicted frames (libx264, 4:4:4 chroma, no B-frames, one th
 frame at quality 90 (mean error 0.17), 274 at quality 65 (0.58), where LeRobot's H.264 files take 108 at error 1.0
 and Blosc 1,305; decoding ~0.55 ms a frame. An append that adds to a chunk holding the end of the previous episode
 re-encodes that chunk: those frames (fewer than a chunk) go through the encoder once more. Checksums cover the
-encoded chunks an episode completed (see :mod:`roboil.store`), so that rewrite never touches a committed checksum.
+encoded chunks an episode completed, and the last episode's tail checksum its unfinished chunk, checked only
+while no append is in flight (see :mod:`roboil.store`), so that rewrite never breaks a committed checksum.
 """
 
 from __future__ import annotations

@@ -25,9 +25,10 @@ short video per chunk.
 Integrity: every episode's attrs carry a crc32 per array of its rows, computed from the arrays given to
 ``add_episode`` (for a lossy codec: of the encoded chunks the episode completed, as written, since decoders of
 other builds may differ by a unit; a video chunk shared with the next episode counts for that one, as its append
-encodes it again) and written before the commit point. ``check()`` verifies them all; opening for appending (or
-with ``require_healthy``) runs the cheap check: metadata, episode_ends and attrs, that every committed chunk is on
-disk (its file, or its entry in its shard's index), and the last episode's checksums. Episodes recorded before
+encodes it again, and until then the last episode's ``tail_checksums`` cover it) and written before the commit
+point. ``check()`` verifies them all; opening for appending (or with ``require_healthy``) runs the cheap check:
+metadata, episode_ends and attrs, that every committed chunk is on disk (its file, or its entry in its shard's
+index), and the last episode's checksums. Episodes recorded before
 checksums existed have none: a note, not a problem.
 
 One writer per store: mode "a" (and create) holds an exclusive, non-blocking ``flock`` on ``roboil.lock`` in the
@@ -85,6 +86,10 @@ _INDEX_CODECS = (BytesCodec(endian="little"), Crc32cCodec())
 _NO_CHUNK = 2**64 - 1
 LOCK_FILE = "roboil.lock"
 CHECKSUMS = "checksums"  # the episode attr the store writes itself
+# and the last episode's crc32 of each video array's unfinished last chunk: no episode has completed it yet, and the
+# next append encodes it again, so it is checked only while that episode is last and no append is in flight
+TAIL_CHECKSUMS = "tail_checksums"
+RESERVED = (CHECKSUMS, TAIL_CHECKSUMS)
 # Without this zarr skips writing all-fill chunks (e.g. a black frame), which check() would see as missing.
 _WRITE_ALL = {"write_empty_chunks": True}
 _CHECK_BATCH_BYTES = 32 << 20
@@ -563,9 +568,16 @@ class EpisodeStore:
             self._ends_arr.resize((slot,))
 
     def _trim(self) -> None:
-        """Cut the uncommitted tail, commit point first, so a kill mid-trim still leaves a valid store."""
+        """Cut the uncommitted tail, commit point first, so a kill mid-trim still leaves a valid store. The last
+        episode's tail checksums are taken again first: the append cut here (or a deleted episode's) encoded its
+        unfinished chunk again, and cutting the rows past it leaves that chunk as it is now."""
         n, steps = self.n_episodes, self.n_steps
         self._uncommit(n)
+        if n and isinstance(self._episode_attrs[-1], dict):
+            last = {k: v for k, v in self._episode_attrs[-1].items() if k != TAIL_CHECKSUMS}
+            if tails := self._tail_checksums(steps):
+                last[TAIL_CHECKSUMS] = tails
+            self._episode_attrs[-1] = last
         self._meta.attrs["episodes"] = self._episode_attrs
         for arr in self._arrays.values():
             if arr.shape[0] > steps:
@@ -613,7 +625,7 @@ class EpisodeStore:
 
     def episode_attrs(self) -> list[dict]:
         """The attrs each episode was added with (JSON round-tripped), without the store's checksums."""
-        return [{k: v for k, v in a.items() if k != CHECKSUMS} for a in self._episode_attrs]
+        return [{k: v for k, v in a.items() if k not in RESERVED} for a in self._episode_attrs]
 
     # ---- writing ---------------------------------------------------------------------------------------------
 
@@ -641,8 +653,8 @@ class EpisodeStore:
         entry = _jsonable(attrs, "episode attrs")
         if not isinstance(entry, dict):
             raise RoboilError("episode attrs must be a dict")
-        if CHECKSUMS in entry:
-            raise RoboilError(f"episode attr '{CHECKSUMS}' is reserved (the store writes it); rename it")
+        if reserved := [k for k in RESERVED if k in entry]:
+            raise RoboilError(f"episode attr '{reserved[0]}' is reserved (the store writes it); rename it")
         if entry.get("length", length) != length:
             raise RoboilError(f"episode attr 'length' {entry['length']} but the arrays hold {length} steps; drop it "
                               "or fix it")
@@ -655,6 +667,8 @@ class EpisodeStore:
             arr[start:end] = x
             if key in self._lossy:
                 entry[CHECKSUMS][key] = self._frames_checksum(key, start, end)
+        if tails := self._tail_checksums(end):
+            entry[TAIL_CHECKSUMS] = tails
         self._meta.attrs["episodes"] = self._episode_attrs + [entry]  # 2) per-episode attrs, with the checksums
         self._ends_arr.resize((index + 1,))  # 3) the commit point: a torn resize leaves a 0 that reads as tail
         self._ends_arr[index] = end
@@ -786,6 +800,25 @@ class EpisodeStore:
                           for j in (i, *self._holding(list(range(starts[i] // chunk, self._ends[i] // chunk)), chunk))})
         return bad
 
+    def _tail_checksums(self, end: int) -> dict[str, str]:
+        """The crc32 of each video array's chunk holding row ``end`` when rows before ``end`` are in it."""
+        return {key: self._frames_checksum(key, end, end + self._arrays[key].chunks[0]) for key in self._lossy
+                if end % self._arrays[key].chunks[0]}
+
+    def _tail_mismatch(self, key: str) -> list[_Finding]:
+        """The last episode's tail checksum of ``key`` against the chunk as stored, unless an append or a trim in
+        flight (rows past the committed end) may have encoded it again."""
+        if not self.n_episodes or self._arrays[key].shape[0] > self.n_steps \
+                or not isinstance(self._episode_attrs[-1], dict):
+            return []
+        expected = self._episode_attrs[-1].get(TAIL_CHECKSUMS, {}).get(key)
+        if expected is None or self._tail_checksums(self.n_steps).get(key) == expected:
+            return []
+        rows = self._arrays[key].chunks[0]
+        bad = self._holding([self.n_steps // rows], rows)
+        return [(f"data/{key}: the last, unfinished chunk differs from its checksum ({_episodes(bad)}; changed "
+                 "since recording)", bad)]
+
     def _frames_checksum(self, key: str, lo: int, hi: int) -> str:
         """crc32 of the encoded chunks of a lossy array that the episode of rows ``lo..hi`` completed, as stored:
         those from the one holding row ``lo`` up to the one holding row ``hi``, not included (for images, a frame
@@ -874,7 +907,7 @@ class EpisodeStore:
                 failing = failing or list(episodes)  # a batch that fails only as a whole: blame all of it
                 problems.append((f"{e} ({_episodes(failing)})", failing))
             batch_first = last + 1
-        return problems + [(line, bad) for line in self._mismatch_problem(key, bad)]
+        return problems + [(line, bad) for line in self._mismatch_problem(key, bad)] + self._tail_mismatch(key)
 
     def _layout_info(self, key: str) -> dict:
         arr, codec = self._arrays[key], self._lossy.get(key)

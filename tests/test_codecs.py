@@ -127,6 +127,57 @@ def test_h264_checksums_cover_the_chunks_an_episode_completed(tmp_path):
 
 
 @pytest.mark.skipif(unavailable(VIDEO) is not None, reason=f"h264: {unavailable(VIDEO)}")
+@pytest.mark.parametrize("edit", ["append", "delete"])
+def test_h264_edits_killed_at_every_write_leave_a_healthy_appendable_store(tmp_path, monkeypatch, edit):
+    """Both edits encode the unfinished chunk again (an append adds to it, a delete cuts rows out of it); a kill
+    after any of their writes leaves no checksum, complete or tail, that the store then fails."""
+    from test_store_edit import edits_killed_at_each_write
+
+    base = tmp_path / "base"
+    camera_store(base, VIDEO, FRAMES).close()  # ends 7 and 12: chunk 1 unfinished
+
+    def act(store):
+        if edit == "append":
+            store.add_episode({"image": FRAMES[0]}, {})
+        else:
+            store.delete_last_episode()
+
+    for k, path, store, finished in edits_killed_at_each_write(monkeypatch, base, tmp_path, act):
+        store.close()
+        reopened = EpisodeStore.open(path)
+        assert reopened.check() == [], (k, reopened.check())
+        assert reopened.n_episodes in ((2, 3) if edit == "append" else (1, 2)), k
+        with EpisodeStore.open(path, mode="a") as store:  # trims what the kill left, appends
+            store.add_episode({"image": FRAMES[1]}, {})
+        appended = EpisodeStore.open(path)
+        assert appended.check() == [] and appended.notes == [], k
+        assert_within_stated_error(appended.episode(0)["image"], FRAMES[0])
+    assert k > 3
+
+
+@pytest.mark.skipif(unavailable(VIDEO) is not None, reason=f"h264: {unavailable(VIDEO)}")
+def test_h264_last_unfinished_chunk_has_its_own_checksum(tmp_path):
+    """No episode has completed the chunk the last one ends in (rows 8-11 of episodes of 7 and 5 frames): the last
+    episode's tail checksum covers it until the next append, so a frame swapped there is found (it decodes fine)
+    and the append that would encode it again is refused. A delete takes the new last episode's tail again."""
+    path = tmp_path / "s"
+    camera_store(path, VIDEO, FRAMES).close()
+    with EpisodeStore.open(path, mode="a") as store:  # a delete, then the store is as healthy as before
+        store.delete_last_episode()
+    assert EpisodeStore.open(path).check() == []
+    with EpisodeStore.open(path, mode="a") as store:
+        store.add_episode({"image": FRAMES[1]}, {})
+    zarr.open_array(path / "data/image", mode="r+")[10] = rendered_scene(99)  # episode 1, in the unfinished chunk
+    store = EpisodeStore.open(path)
+    assert store.check() == ["data/image: the last, unfinished chunk differs from its checksum (episode 1; changed "
+                             "since recording)"]
+    with pytest.raises(RoboilError, match="damaged"):
+        EpisodeStore.open(path, mode="a")
+    assert EpisodeStore.repair(path).dropped == [1]
+    assert EpisodeStore.open(path).check() == []
+
+
+@pytest.mark.skipif(unavailable(VIDEO) is not None, reason=f"h264: {unavailable(VIDEO)}")
 def test_h264_appends_keep_earlier_frames_and_a_torn_append_breaks_no_checksum(tmp_path):
     """Each append re-encodes the chunk holding the end of the episode before: over many short episodes (each
     chunk re-encoded up to three times) and a delete, every frame stays within the stated error. An append cut
