@@ -94,12 +94,16 @@ def cmd_store(args) -> int:
         print(f"{copy.path}: {copy.n_episodes} episodes, {copy.n_steps} steps, observations only")
         return 0
     if args.store_command == "recode":
+        if args.codec == "lossless" and args.quality is not None:
+            raise RoboilError("--quality is for the lossy codecs; drop it for --codec lossless")
+        quality = 90 if args.quality is None else args.quality
         source = EpisodeStore.open(args.path, require_healthy=True)
-        layouts = camera_layouts(source.features, args.codec, args.quality)
+        layouts = camera_layouts(source.features, args.codec, quality)
         copy = copy_store(args.path, args.out, layouts=layouts)
         before, after = source.info()["bytes_on_disk"], EpisodeStore.open(copy.path).info()["bytes_on_disk"]
-        print(f"{copy.path}: {copy.n_episodes} episodes, {', '.join(layouts)} as {args.codec} (quality "
-              f"{args.quality}); {before / 2**20:.1f} MB -> {after / 2**20:.1f} MB on disk ({after / before:.2f}x)")
+        how = args.codec if args.codec == "lossless" else f"{args.codec} (quality {quality})"
+        print(f"{copy.path}: {copy.n_episodes} episodes, {', '.join(layouts)} as {how}; {before / 2**20:.1f} MB -> "
+              f"{after / 2**20:.1f} MB on disk ({after / before:.2f}x)")
         return 0
     if args.store_command == "check" and args.repair:
         report = EpisodeStore.repair(args.path)
@@ -265,7 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     recode.add_argument("path")
     recode.add_argument("--codec", required=True, help="lossless, jpeg, jpegxl, avif or h264 (the last four need "
                         "pip install roboil[codecs])")
-    recode.add_argument("--quality", type=int, default=90, help="1..100 for the lossy codecs (default 90; h264 "
+    recode.add_argument("--quality", type=int, help="1..100 for the lossy codecs (default 90; h264 "
                         "at 65 matches LeRobot's video error with a quarter of lossless's bytes)")
     recode.add_argument("--out", required=True, help="the new store (the source is not changed)")
     recode.set_defaults(run=cmd_store)

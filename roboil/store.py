@@ -76,7 +76,9 @@ from .specs import ArrayLayout, Feature
 # 2: a store with a sharded or lossy-coded array. An earlier roboil would misread one (it looks for a file per
 # chunk, so its check finds them missing and its repair would drop those episodes), so it must refuse it.
 # 1: neither, as every earlier store; new stores without such arrays stay 1, readable by earlier versions too.
-FORMAT, PLAIN_FORMAT = 2, 1
+# 3: a store with an H.264 array, which format-2 roboil cannot decode (it called such a store damaged).
+VIDEO_FORMAT, FORMAT, PLAIN_FORMAT = 3, 2, 1
+FORMATS = (PLAIN_FORMAT, FORMAT, VIDEO_FORMAT)
 ENDS_CHUNK = 1024
 SHARD_ROWS = 1024  # the steps per shard file the store picks: a few episodes per file
 SHARD_BYTES = 32 << 20  # but at most this much raw data, as an append writes its last shard whole again
@@ -268,9 +270,9 @@ def _require_store(path: Path) -> None:
         meta = None
     if not isinstance(meta, dict):
         raise RoboilError(f"'{path}' is not a roboil episode store; point at a directory made by `roboil record`")
-    if meta.get("format") not in (PLAIN_FORMAT, FORMAT):
-        raise RoboilError(f"store '{path}' has format {meta.get('format')}, this roboil reads {PLAIN_FORMAT} and "
-                          f"{FORMAT}; use a matching roboil version")
+    if meta.get("format") not in FORMATS:
+        raise RoboilError(f"store '{path}' has format {meta.get('format')}, this roboil reads "
+                          f"{', '.join(map(str, FORMATS))}; use a matching roboil version")
 
 
 def _damaged(path: Path, problems: list[str]) -> RoboilError:
@@ -340,7 +342,8 @@ class EpisodeStore:
         # built before any write, so a bad layout leaves no half-made directory
         options = {key: _array_options(key, f, layouts[key]) for key, f in features.items()}
         plain = all(o["shards"] is None and "serializer" not in o for o in options.values())
-        root_attrs = {"format": PLAIN_FORMAT if plain else FORMAT,
+        video = any(getattr(o.get("serializer"), "image_format", None) == VIDEO for o in options.values())
+        root_attrs = {"format": VIDEO_FORMAT if video else PLAIN_FORMAT if plain else FORMAT,
                       "features": {k: f.to_dict() for k, f in features.items()}, **_jsonable(attrs, "store attrs")}
         tmp = path.parent / f".{path.name}.creating-{os.getpid()}-{secrets.token_hex(4)}"
         try:
@@ -999,6 +1002,8 @@ def array_layout(array: zarr.Array) -> ArrayLayout:
 def camera_layouts(features: dict[str, Feature], codec: str, quality: int) -> dict[str, ArrayLayout]:
     """Layouts keeping every array of uint8 frames that ``codec`` can hold with ``codec`` at ``quality``, as the
     pixels plugin lays them out; a RoboilError if there is none."""
+    if codec not in CODECS:
+        raise RoboilError(f"codec '{codec}' is not one of {', '.join(CODECS)}")
     layouts = {key: ArrayLayout(chunk_frames(codec), clevel=3, codec=codec, quality=quality)
                for key, f in features.items() if frame_shape_problem(codec, f.shape, f.dtype) is None}
     if not layouts:

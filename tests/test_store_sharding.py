@@ -61,8 +61,8 @@ def test_format_2_marks_the_stores_an_earlier_roboil_would_misread(tmp_path):
     new_store(tmp_path / "sharded", 1, SHARDED).close()
     assert store_format(tmp_path / "plain") == 1 and store_format(tmp_path / "sharded") == 2
     root = zarr.open_group(tmp_path / "sharded", mode="r+")
-    root.attrs["roboil"] = {**root.attrs["roboil"], "format": 3}
-    with pytest.raises(RoboilError, match="has format 3, this roboil reads 1 and 2; use a matching roboil version"):
+    root.attrs["roboil"] = {**root.attrs["roboil"], "format": 4}
+    with pytest.raises(RoboilError, match="has format 4, this roboil reads 1, 2, 3; use a matching roboil version"):
         EpisodeStore.open(tmp_path / "sharded")
 
 
