@@ -7,6 +7,7 @@ import errno
 import os
 import shutil
 import signal
+import threading
 from pathlib import Path
 
 
@@ -63,12 +64,23 @@ def sigint_kept_from_children():
     """Processes started inside never see a Ctrl-C. It reaches the whole process group, and a child (an env
     worker, or a library's helper started at import, such as pyGLFW's version probe) would print its own
     KeyboardInterrupt traceback after roboil's one line. SIGINT is blocked in this thread, a mask children keep
-    for life; this process still gets the signal, at the latest when the block ends."""
+    for life; this process still gets the signal. Another thread may take it, and Python then runs the handler
+    in the main thread at once: in the main thread the handler waits for the block's end, so a start is never
+    cut between spawning a child and handing it its work (the child printed an EOFError traceback)."""
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    in_main = threading.current_thread() is threading.main_thread()
+    caught = []
+    handler = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(frame)) if in_main else None
     try:
         yield
     finally:
+        if in_main:
+            signal.signal(signal.SIGINT, handler)
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        if caught and callable(handler):
+            handler(signal.SIGINT, caught[-1])
+        elif caught and handler == signal.SIG_DFL:
+            signal.raise_signal(signal.SIGINT)
 
 
 def interrupted() -> bool:

@@ -69,6 +69,27 @@ def test_ctrl_c_inside_an_import_is_raised_once_the_import_is_over(tmp_path):
     assert result.returncode == 0 and words[:2] == ["import", "complete"] and float(words[2]) < 2, result
 
 
+def test_a_ctrl_c_taken_by_another_thread_waits_until_children_have_started():
+    """SIGINT is blocked in the starting thread, but another thread can take it, and Python runs the handler in
+    the main thread at once: an eval cut between spawning an env worker and handing it its work left the worker
+    printing an EOFError traceback (a CI run of the test below)."""
+    import threading
+
+    from roboil.errors import sigint_kept_from_children
+
+    other = threading.Thread(target=time.sleep, args=(2,))  # started before the block: SIGINT not blocked there
+    other.start()
+    steps = []
+    with pytest.raises(KeyboardInterrupt):
+        with sigint_kept_from_children():
+            signal.pthread_kill(other.ident, signal.SIGINT)
+            for _ in range(50):  # the old code raised in here, at once
+                time.sleep(0.001)
+            steps.append("children started")
+    other.join()
+    assert steps == ["children started"]
+
+
 @pytest.mark.parametrize("delay", [0.5, 3.0])  # while the env workers start, and while they step
 def test_ctrl_c_ends_eval_in_one_line_with_exit_130(tiny_reach_run, tmp_path, delay):
     process = subprocess.Popen([sys.executable, "-m", "roboil.cli", "eval", str(tiny_reach_run), "--episodes", "200",
