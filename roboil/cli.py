@@ -82,7 +82,7 @@ def cmd_replay(args) -> int:
 
 
 def cmd_store(args) -> int:
-    from .store import EpisodeStore, camera_layouts, copy_store
+    from .store import EpisodeStore, copy_store, recoded_layouts
 
     if args.store_command == "view":
         from .store_view import view_store
@@ -97,8 +97,8 @@ def cmd_store(args) -> int:
         if args.codec == "lossless" and args.quality is not None:
             raise RoboilError("--quality is for the lossy codecs; drop it for --codec lossless")
         quality = 90 if args.quality is None else args.quality
-        source = EpisodeStore.open(args.path, require_healthy=True)
-        layouts = camera_layouts(source.features, args.codec, quality)
+        source = EpisodeStore.open(args.path)  # copy_store checks its health
+        layouts = recoded_layouts(source, args.codec, quality)
         copy = copy_store(args.path, args.out, layouts=layouts)
         before, after = source.info()["bytes_on_disk"], EpisodeStore.open(copy.path).info()["bytes_on_disk"]
         how = args.codec if args.codec == "lossless" else f"{args.codec} (quality {quality})"
@@ -269,8 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
     recode.add_argument("path")
     recode.add_argument("--codec", required=True, help="lossless, jpeg, jpegxl, avif or h264 (the last four need "
                         "pip install roboil[codecs])")
-    recode.add_argument("--quality", type=int, help="1..100 for the lossy codecs (default 90; h264 "
-                        "at 65 matches LeRobot's video error with a quarter of lossless's bytes)")
+    recode.add_argument("--quality", type=int, help="1..100 for the lossy codecs (default 90; h264 at 65 errs "
+                        "less than LeRobot's videos, in about a quarter of lossless's bytes)")
     recode.add_argument("--out", required=True, help="the new store (the source is not changed)")
     recode.set_defaults(run=cmd_store)
     view = store_sub.add_parser("view", help="write a static HTML page to look at a store: its summary, every "

@@ -24,12 +24,13 @@ lossless) JPEG saves 30%, JPEG XL 44%, AVIF 61%. Decoding costs more: per frame 
 H.264: no image codec gets near a video's size (each frame is coded alone; a video codes most frames as their
 difference from the one before), so ``h264`` keeps each chunk of :data:`H264_CHUNK_FRAMES` frames as one stream,
 a keyframe and then predicted frames (libx264, 4:4:4 chroma, no B-frames, one thread, constant rate factor
-``round((100 - quality) * 0.51)``). A read decodes the whole chunk. Measured on PushT's 96x96 frames: 511 bytes a
-frame at quality 90 (mean error 0.17), 274 at quality 65 (0.58), where LeRobot's H.264 files take 108 at error 1.0
-and Blosc 1,305; decoding ~0.55 ms a frame. An append that adds to a chunk holding the end of the previous episode
-re-encodes that chunk: those frames (fewer than a chunk) go through the encoder once more. Checksums cover the
-encoded chunks an episode completed, and the last episode's tail checksum its unfinished chunk, checked only
-while no append is in flight (see :mod:`roboil.store`), so that rewrite never breaks a committed checksum.
+``round((100 - quality) * 0.51)``). A read decodes the chunk up to the last frame it wants. Measured on PushT's
+96x96 frames: 511 bytes a frame at quality 90 (mean error 0.17), 274 at quality 65 (0.58), where LeRobot's H.264
+files take 108 at error 1.0 and Blosc 1,305; decoding ~0.55 ms a frame. An append that adds to a chunk holding
+the end of the previous episode re-encodes that chunk: those frames (fewer than a chunk) go through the encoder
+once more. Checksums cover the encoded chunks an episode completed, and the last episode's tail checksum its
+unfinished chunk, checked only while no append is in flight (see :mod:`roboil.store`), so that rewrite never
+breaks a committed checksum.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ CODECS = (LOSSLESS, *IMAGE_FORMATS, VIDEO)
 INSTALL = "pip install roboil[codecs]"
 CODEC_NAME = "roboil_image"  # as zarr.json names it
 # Frames per H.264 chunk (the group of pictures). Measured on PushT at quality 65: 4 frames take 398 bytes a
-# frame, 8 take 274, 16 take 212; a read decodes a whole chunk, so longer groups make random reads slower.
+# frame, 8 take 274, 16 take 212; a read decodes a chunk up to its frame, so longer groups make random reads slower.
 H264_CHUNK_FRAMES = 8
 
 

@@ -8,9 +8,9 @@ from typing import Sequence
 
 import numpy as np
 
+from .codecs import LOSSLESS
 from .envs import ObservedEnv
 from .errors import RoboilError
-from .codecs import LOSSLESS
 from .keys import ACTION
 from .store import EpisodeStore, array_layout
 from .video import write_mp4
@@ -43,7 +43,7 @@ def replay(path: str | Path, episodes: list[int] | None = None, video: str | Pat
     task, observations = store.attrs["task"], store.attrs.get("observations", {"proprio": {}})
     env = ObservedEnv(task, observations, render_mode="rgb_array" if video else None,
                       max_steps=int(store.episode_lengths[indices].max()) + 1)
-    results, lines = [], []
+    results, lines, compared = [], [], _compared(store)
     try:
         for index in indices:
             if attrs[index].get("relabeled") or attrs[index].get("action_noise"):
@@ -51,7 +51,7 @@ def replay(path: str | Path, episodes: list[int] | None = None, video: str | Pat
                              f"{attrs[index].get('action_noise', 0)}), not what was executed: not replayable")
                 continue
             results.append(_replay_one(env, store.episode(index), attrs[index], index, Path(video) if video else None,
-                                       _compared(store)))
+                                       compared))
             lines.append(results[-1]["line"])
     finally:
         env.close()
@@ -78,10 +78,10 @@ def demonstration_states(store: EpisodeStore, episodes: Sequence[int]) -> np.nda
         env.close()
         raise RoboilError(f"task '{env.task.name}' cannot start an episode from a stored state (it has no "
                           "set_state)")
-    attrs, states = store.episode_attrs(), []
+    attrs, states, compared = store.episode_attrs(), [], _compared(store)
     try:
         for index in episodes:
-            drift = _replay_one(env, store.episode(index), attrs[index], index, None, _compared(store),
+            drift = _replay_one(env, store.episode(index), attrs[index], index, None, compared,
                                 states)["max_observation_drift"]
             if drift > REPLAY_TOLERANCE:
                 raise RoboilError(f"episode {index} of '{store.path}' does not replay to its stored observations "

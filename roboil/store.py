@@ -28,8 +28,8 @@ other builds may differ by a unit; a video chunk shared with the next episode co
 encodes it again, and until then the last episode's ``tail_checksums`` cover it) and written before the commit
 point. ``check()`` verifies them all; opening for appending (or with ``require_healthy``) runs the cheap check:
 metadata, episode_ends and attrs, that every committed chunk is on disk (its file, or its entry in its shard's
-index), and the last episode's checksums. Episodes recorded before
-checksums existed have none: a note, not a problem.
+index), and the last episode's checksums. Episodes recorded before checksums existed have none: a note, not a
+problem.
 
 One writer per store: mode "a" (and create) holds an exclusive, non-blocking ``flock`` on ``roboil.lock`` in the
 store directory (listing the root group with zarr warns that it is not a zarr node: harmless) until ``close()``
@@ -59,7 +59,7 @@ import secrets
 import shutil
 import zlib
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import google_crc32c
@@ -803,10 +803,11 @@ class EpisodeStore:
                           for j in (i, *self._holding(list(range(starts[i] // chunk, self._ends[i] // chunk)), chunk))})
         return bad
 
-    def _tail_checksums(self, end: int) -> dict[str, str]:
-        """The crc32 of each video array's chunk holding row ``end`` when rows before ``end`` are in it."""
-        return {key: self._frames_checksum(key, end, end + self._arrays[key].chunks[0]) for key in self._lossy
-                if end % self._arrays[key].chunks[0]}
+    def _tail_checksums(self, end: int, keys=None) -> dict[str, str]:
+        """The crc32 of the chunk holding row ``end`` of each video array in ``keys`` (default: all) when rows
+        before ``end`` are in it."""
+        return {key: self._frames_checksum(key, end, end + self._arrays[key].chunks[0])
+                for key in (self._lossy if keys is None else keys) if end % self._arrays[key].chunks[0]}
 
     def _tail_mismatch(self, key: str) -> list[_Finding]:
         """The last episode's tail checksum of ``key`` against the chunk as stored, unless an append or a trim in
@@ -815,7 +816,7 @@ class EpisodeStore:
                 or not isinstance(self._episode_attrs[-1], dict):
             return []
         expected = self._episode_attrs[-1].get(TAIL_CHECKSUMS, {}).get(key)
-        if expected is None or self._tail_checksums(self.n_steps).get(key) == expected:
+        if expected is None or self._tail_checksums(self.n_steps, [key]).get(key) == expected:
             return []
         rows = self._arrays[key].chunks[0]
         bad = self._holding([self.n_steps // rows], rows)
@@ -999,16 +1000,17 @@ def array_layout(array: zarr.Array) -> ArrayLayout:
     return ArrayLayout(time_chunk=time_chunk, cname=codec.cname.value, clevel=codec.clevel, shard_rows=shard_rows)
 
 
-def camera_layouts(features: dict[str, Feature], codec: str, quality: int) -> dict[str, ArrayLayout]:
-    """Layouts keeping every array of uint8 frames that ``codec`` can hold with ``codec`` at ``quality``, as the
-    pixels plugin lays them out; a RoboilError if there is none."""
+def recoded_layouts(store: EpisodeStore, codec: str, quality: int) -> dict[str, ArrayLayout]:
+    """The layouts of ``store``'s arrays of uint8 frames that ``codec`` can hold, changed to ``codec`` at
+    ``quality`` (with its frames per chunk; the store picks the shards); a RoboilError if there is none."""
     if codec not in CODECS:
         raise RoboilError(f"codec '{codec}' is not one of {', '.join(CODECS)}")
-    layouts = {key: ArrayLayout(chunk_frames(codec), clevel=3, codec=codec, quality=quality)
-               for key, f in features.items() if frame_shape_problem(codec, f.shape, f.dtype) is None}
+    layouts = {key: replace(array_layout(store.array(key)), time_chunk=chunk_frames(codec), shard_rows=None,
+                             codec=codec, quality=quality)
+               for key, f in store.features.items() if frame_shape_problem(codec, f.shape, f.dtype) is None}
     if not layouts:
         raise RoboilError(f"the store has no camera arrays that codec '{codec}' can hold (uint8 frames); its arrays "
-                          f"are {', '.join(features)}")
+                          f"are {', '.join(store.features)}")
     return layouts
 
 
