@@ -38,6 +38,11 @@ def success_after_forward(env) -> bool:
     return env._info()["is_success"]
 
 
+def lifted(env) -> float:
+    mujoco.mj_forward(env.model, env.data)
+    return env._info()["lifted"]
+
+
 def reset_env(task):
     env = AlohaEnv(task)
     env.reset(seed=0)
@@ -61,6 +66,7 @@ def test_cube_held_by_both_left_fingers_in_the_air_is_a_success(cube_env):
     place_left_gripper(cube_env, HELD_AT, finger=FINGER_FACE + CUBE_HALF - 0.001)  # 1 mm into each face
     set_body(cube_env, "red_box_joint", HELD_AT)
     assert success_after_forward(cube_env)
+    assert lifted(cube_env) == 1.0
 
 
 def test_cube_touched_by_one_left_finger_is_not_a_success(cube_env):
@@ -74,6 +80,7 @@ def test_cube_held_on_the_table_is_not_a_success(cube_env):
     place_left_gripper(cube_env, on_table + [0, 0, 0.004], finger=FINGER_FACE + CUBE_HALF - 0.001)
     set_body(cube_env, "red_box_joint", on_table)
     assert not success_after_forward(cube_env)
+    assert lifted(cube_env) == 0.0
 
 
 def test_cube_lying_across_both_left_fingers_is_not_a_success(cube_env):
@@ -110,7 +117,7 @@ def test_cube_held_by_both_grippers_or_lying_on_an_open_finger_is_not_a_success(
         obs, _, _, _, info = env.step(expert.act(obs))
     assert all(touches(env, "red_box", finger) for finger in finger_geoms("left"))
     assert any(touches(env, "red_box", finger) for finger in finger_geoms("right"))
-    assert not info["is_success"]
+    assert not info["is_success"] and info["lifted"] == 1.0  # picked up, not yet handed over
     for _ in range(400 - left_closed):
         obs, _, _, _, info = env.step(expert.act(obs))
     assert info["is_success"]  # the right gripper has let go
@@ -141,6 +148,7 @@ def test_insertion_success_needs_the_peg_inside_the_tube(insertion_env, peg_offs
     set_body(insertion_env, "blue_socket_joint", SOCKET_AT)
     set_body(insertion_env, "red_peg_joint", SOCKET_AT + peg_offset, quat)
     assert success_after_forward(insertion_env) is expected
+    assert lifted(insertion_env) == 1.0
 
 
 def test_insertion_on_the_table_is_not_a_success(insertion_env):
@@ -149,6 +157,9 @@ def test_insertion_on_the_table_is_not_a_success(insertion_env):
     set_body(insertion_env, "red_peg_joint", socket + [0.105, 0, 0])
     assert not success_after_forward(insertion_env)
     assert insertion_env.task.inserted(insertion_env.scene)  # only the lift is missing
+    assert lifted(insertion_env) == 0.0
+    set_body(insertion_env, "blue_socket_joint", SOCKET_AT)  # the socket up, the peg still on the table
+    assert lifted(insertion_env) == 0.5
 
 
 @pytest.mark.parametrize("task_class", [TransferCube, Insertion])
@@ -179,4 +190,4 @@ def test_a_diverged_simulation_ends_the_episode_as_a_failure(cube_env, tmp_path,
     monkeypatch.chdir(tmp_path)  # where MuJoCo writes its MUJOCO_LOG.TXT
     cube_env.data.qvel[:] = 1e30
     _, _, terminated, _, info = cube_env.step(cube_env.joints())
-    assert terminated and info == {"is_success": False, "diverged": True}
+    assert terminated and info == {"is_success": False, "lifted": 0.0, "diverged": True}

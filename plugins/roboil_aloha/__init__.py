@@ -7,6 +7,8 @@ episodes last 400 steps; the objects start at random positions (the ACT paper's 
 state-only policies) and the cameras ``top``, ``left_wrist`` and ``right_wrist`` through the ``pixels``
 kind (``top`` by default). Success is strict (see ``tasks.py``): the cube held off the table by both left
 fingers and nothing of the right arm; the peg at least 1 cm inside the socket's tube, both off the table.
+The episode metric ``lifted`` (in ``roboil eval``'s report) is the share of the task's objects off the table at
+the episode's end, held by either arm: progress short of success, e.g. a cube picked up but not handed over.
 The scripted experts follow grasp-point waypoints through each arm's inverse kinematics.
 
 State (``get_state``): the MuJoCo integration state alone; the env keeps nothing else between steps (the objects'
@@ -63,6 +65,7 @@ def register_tasks():
         make_expert=functools.partial(make_expert, name),
         observations={"proprio": {}, "pixels": {"cameras": ["top"], "height": 96, "width": 128}},
         max_episode_steps=EPISODE_STEPS,
+        episode_metrics=("lifted",),
         fps=50.0,
         get_state=env_state,
         set_state=set_state,

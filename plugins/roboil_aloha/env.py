@@ -115,7 +115,7 @@ class AlohaEnv(gym.Env):
         return {"joints": self.joints(), "objects": np.concatenate(objects).astype(np.float32)}
 
     def _info(self):
-        return {"is_success": bool(self.task.is_success(self.scene))}
+        return {"is_success": bool(self.task.is_success(self.scene)), "lifted": self.task.lifted(self.scene)}
 
     def reset(self, *, seed=None, options=None):
         super().reset(seed=seed)
@@ -144,7 +144,7 @@ class AlohaEnv(gym.Env):
         before = self._divergences()
         mujoco.mj_step(self.model, self.data, nstep=self.n_substeps)
         if self._divergences() > before:  # the state is the model's default now, not the episode's: it ends, failed
-            return self._obs(), 0.0, True, False, {"is_success": False, "diverged": True}
+            return self._obs(), 0.0, True, False, {"is_success": False, "lifted": 0.0, "diverged": True}
         info = self._info()
         return self._obs(), float(info["is_success"]), False, False, info
 

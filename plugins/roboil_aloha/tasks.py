@@ -15,7 +15,7 @@ def _rests_at(half_height: float) -> float:
 
 
 def _lifted(scene: Scene, body: str, half_height: float) -> bool:
-    return scene.data.body(body).xpos[2] > _rests_at(half_height) + LIFT
+    return bool(scene.data.body(body).xpos[2] > _rests_at(half_height) + LIFT)
 
 
 class TransferCube:
@@ -36,6 +36,9 @@ class TransferCube:
         from .expert import transfer_cube_phases
 
         return transfer_cube_phases()
+
+    def lifted(self, scene: Scene) -> float:
+        return float(_lifted(scene, "box", self.cube_half))
 
     def gripped_by_left(self, scene: Scene) -> bool:
         cube = scene.geom["red_box"]
@@ -81,6 +84,9 @@ class Insertion:
         from .expert import insertion_phases
 
         return insertion_phases()
+
+    def lifted(self, scene: Scene) -> float:
+        return (_lifted(scene, "peg", self.peg_half_height) + _lifted(scene, "socket", self.socket_half_height)) / 2
 
     def inserted(self, scene: Scene) -> bool:
         socket_rot = scene.data.body("socket").xmat.reshape(3, 3)
