@@ -82,6 +82,7 @@ def cmd_replay(args) -> int:
 
 
 def cmd_store(args) -> int:
+    from .specs import ArrayLayout
     from .store import EpisodeStore, copy_store, recoded_layouts
 
     if args.store_command == "view":
@@ -96,7 +97,7 @@ def cmd_store(args) -> int:
     if args.store_command == "recode":
         if args.codec == "lossless" and args.quality is not None:
             raise RoboilError("--quality is for the lossy codecs; drop it for --codec lossless")
-        quality = 90 if args.quality is None else args.quality
+        quality = ArrayLayout(time_chunk=1).quality if args.quality is None else args.quality  # the store's default
         source = EpisodeStore.open(args.path)  # copy_store checks its health
         layouts = recoded_layouts(source, args.codec, quality)
         copy = copy_store(args.path, args.out, layouts=layouts)

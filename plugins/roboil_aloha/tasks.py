@@ -52,7 +52,7 @@ class TransferCube:
         return bool(low < centre[1] < high and abs(centre[2]) < self.cube_half)
 
     def is_success(self, scene: Scene) -> bool:
-        return (_lifted(scene, "box", self.cube_half)
+        return (self.lifted(scene) == 1.0
                 and not scene.touching({scene.geom["red_box"]}) - scene.arm_geoms["left"]
                 and self.gripped_by_left(scene))
 
@@ -102,7 +102,7 @@ class Insertion:
 
     def is_success(self, scene: Scene) -> bool:
         objects = {scene.geom[name] for name in ("red_peg", "socket-1", "socket-2", "socket-3", "socket-4", "pin")}
-        return (_lifted(scene, "peg", self.peg_half_height) and _lifted(scene, "socket", self.socket_half_height)
+        return (self.lifted(scene) == 1.0
                 and scene.geom["table"] not in scene.touching(objects)
                 and self.inserted(scene))
 
