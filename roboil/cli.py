@@ -17,6 +17,7 @@ import sys  # noqa: E402
 
 from .errors import RoboilError, interrupted, write_failure  # noqa: E402
 from .keys import ACTION  # noqa: E402
+from .specs import ArrayLayout  # noqa: E402
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering unless the user chose a GL backend
 
@@ -82,7 +83,6 @@ def cmd_replay(args) -> int:
 
 
 def cmd_store(args) -> int:
-    from .specs import ArrayLayout
     from .store import EpisodeStore, copy_store, recoded_layouts
 
     if args.store_command == "view":
@@ -97,7 +97,7 @@ def cmd_store(args) -> int:
     if args.store_command == "recode":
         if args.codec == "lossless" and args.quality is not None:
             raise RoboilError("--quality is for the lossy codecs; drop it for --codec lossless")
-        quality = ArrayLayout(time_chunk=1).quality if args.quality is None else args.quality  # the store's default
+        quality = ArrayLayout.quality if args.quality is None else args.quality  # the store's default
         source = EpisodeStore.open(args.path)  # copy_store checks its health
         layouts = recoded_layouts(source, args.codec, quality)
         copy = copy_store(args.path, args.out, layouts=layouts)
@@ -270,8 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
     recode.add_argument("path")
     recode.add_argument("--codec", required=True, help="lossless, jpeg, jpegxl, avif or h264 (the last four need "
                         "pip install roboil[codecs])")
-    recode.add_argument("--quality", type=int, help="1..100 for the lossy codecs (default 90; h264 at 65 errs "
-                        "less than LeRobot's videos, in about a quarter of lossless's bytes)")
+    recode.add_argument("--quality", type=int, help=f"1..100 for the lossy codecs (default {ArrayLayout.quality}; "
+                        "h264 at 65 errs less than LeRobot's videos, in about a quarter of lossless's bytes)")
     recode.add_argument("--out", required=True, help="the new store (the source is not changed)")
     recode.set_defaults(run=cmd_store)
     view = store_sub.add_parser("view", help="write a static HTML page to look at a store: its summary, every "

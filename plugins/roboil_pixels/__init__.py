@@ -28,7 +28,7 @@ class PixelParams:
     height: int = 96
     width: int = 96
     codec: str = "lossless"
-    quality: int = 90
+    quality: int = ArrayLayout.quality
 
     def __post_init__(self):
         from roboil.codecs import CODECS  # it imports zarr: not at plugin load (`roboil --help` stays fast)
