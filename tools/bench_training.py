@@ -1,8 +1,8 @@
 """Training samples/s against LeRobot, same episodes, same device, same batch, models at matched size: each
 trainer end to end (its data loading included), as a user runs it.
 
-    python tools/bench_training.py diffusion [--device cpu|cuda] [--steps 40] [--batch 64] [--store STORE]
-    python tools/bench_training.py act [--device cpu|cuda] [--steps 40] [--batch 8] [--store STORE]
+    python tools/bench_training.py diffusion [--device cpu|cuda] [--steps 40] [--batch 64] [--store STORE] [k=v ...]
+    python tools/bench_training.py act [--device cpu|cuda] [--steps 40] [--batch 8] [--store STORE] [k=v ...]
 
 - ``diffusion``: Diffusion Policy from the 96x96 PushT camera and the pusher position at the paper's size
   (U-Net down_dims 512, 1024, 2048; ResNet-18 with GroupNorm and 32 spatial-softmax keypoints; 2 observation
@@ -11,9 +11,12 @@ trainer end to end (its data loading included), as a user runs it.
   feed-forward 3200, 4 encoder layers, 1 decoder layer, chunk 100, latent 32, no crop), 2 recorded
   aloha-transfer-cube episodes unless ``--store``.
 
-roboil runs ``roboil train`` with the configs in ``configs/`` at those sizes; LeRobot runs ``lerobot-train`` (its
-own environment: it pins another torch) on ``roboil export --to lerobot`` of the same store, with ImageNet
-weights off (nothing downloads here). Both use bf16 autocast on CUDA (LeRobot's ``use_amp``) and fp32 on CPU.
+roboil runs ``roboil train`` with the configs in ``configs/`` at those sizes (``key=value`` overrides go to it, e.g.
+``train.compile=true``); LeRobot runs ``lerobot-train`` (its own environment: it pins another torch; or its
+packages in ``--lerobot-path``, for a machine where they were installed with ``pip --target``) on ``roboil export
+--to lerobot`` of the same store (an export already in OUT/ALGORITHM/lerobot_dataset is used as it is), with
+ImageNet weights off (nothing downloads here). Both use bf16 autocast on CUDA (LeRobot's ``use_amp``) and fp32 on
+CPU.
 The rate is batch / the median step time after ``--warmup`` steps: roboil's from ``metrics.jsonl`` (logged every
 step), LeRobot's from its log's ``updt_s + data_s``. Prints one markdown table and writes OUT/results.json.
 """
@@ -31,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 LEROBOT_PYTHON = "/tmp/lerobot6/bin/python"
+LEROBOT_TRAIN = "lerobot.scripts.lerobot_train"  # the module behind its lerobot-train command
 LEROBOT_INSTALL = ("python3.12 -m venv /tmp/lerobot6 && "
                    "/tmp/lerobot6/bin/pip install 'lerobot[dataset,training,diffusion]'")
 PAPER = {  # algorithm: (task, episodes, record options, roboil config and overrides, LeRobot options)
@@ -66,18 +70,19 @@ def roboil_run(config: str, overrides: list[str], store: Path, out: Path, device
     return [b - a for a, b in zip(times, times[1:])], parameters
 
 
-def lerobot_run(python: str, options: list[str], dataset: Path, out: Path, device: str, steps: int,
-                batch: int, workers: int) -> tuple[list[float], int]:
+def lerobot_run(python: str, path: str | None, options: list[str], dataset: Path, out: Path, device: str,
+                steps: int, batch: int, workers: int) -> tuple[list[float], int]:
     """Seconds of each step (update and waiting for data), and the model's parameter count."""
     run = out / "lerobot_run"
     amp = "true" if device.startswith("cuda") else "false"
+    env = {"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", **({"PYTHONPATH": path} if path else {})}
     done = subprocess.run(
-        [str(Path(python).parent / "lerobot-train"), "--dataset.repo_id=roboil/export", f"--dataset.root={dataset}",
+        [python, "-m", LEROBOT_TRAIN, "--dataset.repo_id=roboil/export", f"--dataset.root={dataset}",
          *options, f"--policy.device={device}", f"--policy.use_amp={amp}", "--policy.push_to_hub=false",
          f"--batch_size={batch}", f"--steps={steps}", f"--num_workers={workers}", "--log_freq=1",
          "--save_checkpoint=false",
          "--wandb.enable=false", f"--output_dir={run}"],
-        capture_output=True, text=True, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
+        capture_output=True, text=True, env=env)
     log = done.stdout + done.stderr
     if done.returncode != 0:
         sys.exit(f"lerobot-train failed:\n{log[-3000:]}")
@@ -95,8 +100,11 @@ def main() -> None:
     parser.add_argument("--store", help="a recorded store of the task to use instead of recording one")
     parser.add_argument("--out", default="runs/bench_training")
     parser.add_argument("--lerobot-python", default=LEROBOT_PYTHON)
+    parser.add_argument("--lerobot-path", help="PYTHONPATH for LeRobot's process (its packages installed elsewhere)")
+    parser.add_argument("--roboil-only", action="store_true", help="leave LeRobot out (e.g. to compare settings)")
     parser.add_argument("--lerobot-workers", type=int, default=4, help="its DataLoader's processes (its default)")
-    args = parser.parse_args()
+    parser.add_argument("overrides", nargs="*", help="key=value for roboil's run, e.g. train.compile=true")
+    args = parser.parse_intermixed_args()  # overrides may come before or after the options
     if args.device is None:
         import torch
 
@@ -107,17 +115,18 @@ def main() -> None:
     store = Path(args.store) if args.store else out / f"{task}.zarr"
     if not store.exists():
         roboil("record", "--task", task, "--episodes", str(episodes), "--out", str(store), *record_options)
-    dataset = out / "lerobot_dataset"
-    if not dataset.exists():
-        roboil("export", "--to", "lerobot", str(store), str(dataset))
     for run in ("roboil_run", "lerobot_run"):
         subprocess.run(["rm", "-rf", str(out / run)], check=True)
-    runs = {"roboil": roboil_run(config, overrides, store, out, args.device, args.steps, batch)}
-    if Path(args.lerobot_python).exists():
-        runs["LeRobot"] = lerobot_run(args.lerobot_python, lerobot_options, dataset, out, args.device, args.steps,
-                                      batch, args.lerobot_workers)
-    else:
+    roboil_overrides = [*overrides, *args.overrides]
+    runs = {"roboil": roboil_run(config, roboil_overrides, store, out, args.device, args.steps, batch)}
+    if not args.roboil_only and not Path(args.lerobot_python).exists():
         print(f"no LeRobot environment at {args.lerobot_python}: {LEROBOT_INSTALL}", file=sys.stderr)
+    elif not args.roboil_only:
+        dataset = out / "lerobot_dataset"
+        if not dataset.exists():
+            roboil("export", "--to", "lerobot", str(store), str(dataset))
+        runs["LeRobot"] = lerobot_run(args.lerobot_python, args.lerobot_path, lerobot_options, dataset, out,
+                                      args.device, args.steps, batch, args.lerobot_workers)
     rates = {name: batch / statistics.median(seconds[args.warmup:]) for name, (seconds, _) in runs.items()}
     print(f"\n{args.algorithm} from pixels, batch {batch}, {args.device}, median of steps {args.warmup + 1}.."
           f"{args.steps}\n\n| trainer | parameters | samples/s | / LeRobot |\n|---|---:|---:|---:|")
@@ -125,7 +134,7 @@ def main() -> None:
         versus = f"{rate / rates['LeRobot']:.2f}" if "LeRobot" in rates else "n/a"
         print(f"| {name} | {runs[name][1] / 1e6:.1f}M | {rate:,.2f} | {versus} |")
     (out / "results.json").write_text(json.dumps({"batch": batch, "device": args.device, "samples_per_second": rates,
-                                                  "runs": runs}, indent=2))
+                                                  "roboil_overrides": roboil_overrides, "runs": runs}, indent=2))
 
 
 if __name__ == "__main__":
