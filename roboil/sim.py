@@ -57,3 +57,24 @@ def env_state(env) -> np.ndarray:
 def restore_env_state(env, state: np.ndarray) -> None:
     """:func:`set_mujoco_state` of such an env (a task's ``set_state`` then returns its observation)."""
     set_mujoco_state(*env_scene(env), state)
+
+
+class TopCameraRendering:
+    """``render()`` and ``close()`` for a gymnasium env that drives its own MuJoCo model (``model``, ``data``, and
+    ``render_size`` as (height, width)): the scene's ``top`` camera through one renderer, made at the first frame
+    (it holds a GL context, which an env that never renders should not make). List it before ``gym.Env``."""
+
+    _renderer = None
+
+    def render(self) -> np.ndarray:
+        import mujoco
+
+        if self._renderer is None:
+            self._renderer = mujoco.Renderer(self.model, *self.render_size)
+        self._renderer.update_scene(self.data, camera="top")
+        return self._renderer.render()
+
+    def close(self) -> None:
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None

@@ -16,7 +16,7 @@ import mujoco
 import numpy as np
 from gymnasium import spaces
 
-from roboil import RoboilError
+from roboil import RoboilError, TopCameraRendering
 
 CONTROL_HZ = 50
 ARMS = ("left", "right")
@@ -68,7 +68,7 @@ class Scene:
         return (np.asarray(point) - frame.xpos) @ frame.xmat.reshape(3, 3)
 
 
-class AlohaEnv(gym.Env):
+class AlohaEnv(TopCameraRendering, gym.Env):
     """One ALOHA task: ``task`` gives the scene, the object start poses and the success test."""
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": CONTROL_HZ}
@@ -98,7 +98,6 @@ class AlohaEnv(gym.Env):
             # position and unit quaternion (w, x, y, z) of each object, in the task's order
             "objects": spaces.Box(-np.inf, np.inf, shape=(7 * len(task.object_joints),), dtype=np.float32),
         })
-        self._renderer = None
 
     def finger(self, opening):
         """The left finger's slide position for a gripper opening (0 closed, 1 open); the right one's is minus it."""
@@ -147,14 +146,3 @@ class AlohaEnv(gym.Env):
             return self._obs(), 0.0, True, False, {"is_success": False, "lifted": 0.0, "diverged": True}
         info = self._info()
         return self._obs(), float(info["is_success"]), False, False, info
-
-    def render(self):
-        if self._renderer is None:
-            self._renderer = mujoco.Renderer(self.model, *self.render_size)
-        self._renderer.update_scene(self.data, camera="top")
-        return self._renderer.render()
-
-    def close(self):
-        if self._renderer is not None:
-            self._renderer.close()
-            self._renderer = None

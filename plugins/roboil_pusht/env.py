@@ -9,6 +9,8 @@ import shapely
 from gymnasium import spaces
 from shapely.geometry import Polygon
 
+from roboil import TopCameraRendering
+
 XML_PATH = Path(__file__).resolve().parents[2] / "assets" / "pusht" / "pusht.xml"
 
 # Geometry shared with the expert; must match pusht.xml.
@@ -44,7 +46,7 @@ def coverage(pose) -> float:
     return float(shapely.intersection(t_polygon(pose), TARGET_POLY).area / TARGET_POLY.area)
 
 
-class PushTEnv(gym.Env):
+class PushTEnv(TopCameraRendering, gym.Env):
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
 
     # No time limit of its own: the task declares MAX_EPISODE_STEPS and the core applies it, so `roboil eval
@@ -72,7 +74,6 @@ class PushTEnv(gym.Env):
             # PushT: a contact point on the block is a linear function of them, not a product of cos/sin and x/y.
             "block_keypoints": spaces.Box(-1, 1, shape=(2 * len(T_VERTS),), dtype=np.float32),
         })
-        self._renderer = None
 
     # -- state access -------------------------------------------------------------------------
     def _block_pose(self):
@@ -119,14 +120,3 @@ class PushTEnv(gym.Env):
         reward = min(info["coverage"] / SUCCESS_COVERAGE, 1.0)
         terminated = info["is_success"]
         return self._obs(), reward, terminated, False, info
-
-    def render(self):
-        if self._renderer is None:
-            self._renderer = mujoco.Renderer(self.model, *self.render_size)
-        self._renderer.update_scene(self.data, camera="top")
-        return self._renderer.render()
-
-    def close(self):
-        if self._renderer is not None:
-            self._renderer.close()
-            self._renderer = None
