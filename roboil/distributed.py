@@ -54,14 +54,18 @@ def launched_ranks() -> Ranks:
 
 
 def start(ranks: Ranks, device: torch.device) -> torch.device:
-    """Join the process group (NCCL on CUDA, gloo on CPU); returns this process's device (its own GPU)."""
+    """Join the process group (NCCL for CUDA tensors, gloo for CPU ones: the logged metrics are gathered on the
+    CPU); returns this process's device (its own GPU)."""
     if not ranks.distributed:
         return device
     if device.type == "cuda":
+        if ranks.local_rank >= torch.cuda.device_count():
+            raise RoboilError(f"process {ranks.local_rank} of this machine has no GPU of its own (the machine has "
+                              f"{torch.cuda.device_count()}); launch at most that many with --nproc_per_node")
         device = torch.device("cuda", ranks.local_rank)
         torch.cuda.set_device(device)
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        dist.init_process_group("cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo")
     return device
 
 

@@ -105,7 +105,11 @@ class PolicyModel(nn.Module):
     noise_generators: list[torch.Generator | None] | None = None
 
     def compute_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Return the scalar training loss and a dict of metrics to log (tensors: no device sync per step)."""
+        """Return the scalar training loss and a dict of metrics to log (tensors: no device sync per step).
+
+        The loss must be a mean over the batch's rows with a count that does not depend on the data (for padded
+        action steps: :func:`padded_mean`): a data-parallel run averages the losses of the slices of one batch,
+        which equals the whole batch's loss only then."""
         raise NotImplementedError
 
     def predict_action(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -197,6 +201,13 @@ class PolicyRunner:
             for row, i in enumerate(need):
                 self.executor.add_chunk(i, chunks[row, n_obs - 1:])  # from the current step on
         return self.transform.decode(self.executor.step(envs), obs)
+
+
+def padded_mean(errors: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """The mean of per-step ``errors`` ``(B, T, ...)`` with the padded steps (``valid`` ``(B, T)`` False) counted
+    as zeros, as the Diffusion Policy and ACT authors' code does. Dividing by the number of valid steps instead
+    would weigh a batch's rows by how many of their steps are padded, differently for each slice of the batch."""
+    return (errors * valid.reshape(*valid.shape, *[1] * (errors.dim() - valid.dim()))).mean()
 
 
 def _noise_generator(seed: int | None) -> torch.Generator | None:

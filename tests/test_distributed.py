@@ -65,6 +65,37 @@ def test_two_processes_take_the_steps_of_one_with_the_same_global_batch(store, t
     assert meta["processes"] == 2
 
 
+ACT_PIXELS = """
+task: pusht
+algorithm: {name: act, chunk_size: 16, n_action_steps: 8, dim_model: 16, n_heads: 2, dim_feedforward: 32,
+            n_encoder_layers: 1, n_vae_encoder_layers: 1, dropout: 0.0, use_vae: false}
+encoders: {pixels: {crop_ratio: 1.0}}
+data: {obs_keys: [rgb_top, agent_pos], only_success: false}
+train: {batch_size: 16, log_every: 1, checkpoint_every: 100, warmup_steps: 1}
+"""
+
+
+def test_act_from_pixels_with_padded_chunks_takes_the_steps_of_one_process(tmp_path):
+    """ACT reads the pixel encoder's feature maps and never its spatial-softmax head (parameters without a
+    gradient, which plain DDP refuses at its second step), and its 16-step chunks run past the ends of PushT's
+    short episodes: the padded steps must weigh alike in the whole batch and in each process's half of it."""
+    path = tmp_path / "pusht.zarr"
+    record("pusht", 2, path, obs_overrides={"pixels": {"height": 40, "width": 40}}, max_steps=20, progress=False)
+    config = tmp_path / "act.yaml"
+    config.write_text(ACT_PIXELS)
+    args = [f"data.path={path}", "train.steps=4"]
+    train(load_config(config, args), tmp_path / "one", progress=False)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           "-m", "roboil.cli", "train", str(config), *args, "--out", str(tmp_path / "two")],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    single, double = losses(tmp_path / "one"), losses(tmp_path / "two")
+    assert [s for s, _ in double] == [1, 2, 3, 4]
+    torch.testing.assert_close(torch.tensor([l for _, l in double]), torch.tensor([l for _, l in single]),
+                               rtol=1e-4, atol=1e-6)
+
+
 def test_a_resumed_two_process_run_continues_as_if_never_stopped(store, tmp_path):
     whole = torchrun(store, tmp_path / "whole", 20)
     assert whole.returncode == 0, whole.stderr[-2000:]
@@ -87,3 +118,19 @@ def test_an_algorithm_with_its_own_loop_is_refused_under_torchrun(tmp_path, monk
     config = load_config("configs/cartpole/gail_state_only.yaml", [])
     with pytest.raises(RoboilError, match="its own training loop, which trains in one process; run it without"):
         train(config, tmp_path / "run", progress=False)
+
+
+def test_on_gpus_the_process_group_also_takes_cpu_tensors_and_a_gpu_per_process_is_checked(monkeypatch):
+    """The logged metrics are averaged as a CPU tensor, which NCCL alone refuses: the group must pair it with gloo.
+    (No GPU here: CUDA's device calls are replaced, the backend roboil asks for is what is checked.)"""
+    from roboil import distributed
+
+    asked = []
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda device: None)
+    monkeypatch.setattr(distributed.dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(distributed.dist, "init_process_group", asked.append)
+    assert distributed.start(Ranks(rank=1, size=2, local_rank=1), torch.device("cuda")) == torch.device("cuda", 1)
+    assert "cpu:gloo" in asked[0] and "cuda:nccl" in asked[0]
+    with pytest.raises(RoboilError, match="process 2 of this machine has no GPU of its own .*has 2.*--nproc_per_node"):
+        distributed.start(Ranks(rank=2, size=3, local_rank=2), torch.device("cuda"))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from roboil import BuildContext, Normalizer, PolicyModel
+from roboil import BuildContext, Normalizer, PolicyModel, padded_mean
 from roboil.keys import ACTION, ACTION_IS_PAD
 
 from . import ACTConfig
@@ -105,8 +105,7 @@ class ACTPolicy(PolicyModel):
             z = actions.new_zeros(batch_size, self.config.latent_dim)
             kl = actions.new_zeros(())
         prediction = self.decode(batch, z)
-        mask = valid.unsqueeze(-1).float()
-        l1 = ((prediction - actions).abs() * mask).sum() / (mask.sum() * self.action_dim).clamp_min(1)
+        l1 = padded_mean((prediction - actions).abs(), valid)
         loss = l1 + self.config.kl_weight * kl
         return loss, {"loss": loss.detach(), "l1": l1.detach(), "kl": kl.detach()}
 

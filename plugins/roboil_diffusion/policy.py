@@ -14,7 +14,7 @@ from torch import nn
 
 from roboil.errors import RoboilError
 from roboil.keys import ACTION, ACTION_IS_PAD
-from roboil.policy import Normalizer, PolicyModel
+from roboil.policy import Normalizer, PolicyModel, padded_mean
 from roboil.specs import Feature
 
 from .config import DiffusionConfig
@@ -91,8 +91,7 @@ class DiffusionPolicy(PolicyModel):
         t = torch.randint(0, self.schedule.num_train_timesteps, (actions.shape[0],), device=actions.device)
         pred = self.net(self.schedule.add_noise(actions, noise, t), t, cond)
         # padded steps carry no demonstration: no loss on them
-        mask = valid.unsqueeze(-1).float()
-        loss = ((pred.float() - noise).square() * mask).sum() / (mask.sum() * actions.shape[-1]).clamp_min(1.0)
+        loss = padded_mean((pred.float() - noise).square(), valid)
         return loss, {"loss": loss.detach()}
 
     @torch.no_grad()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from roboil import BuildContext, Normalizer, PolicyModel, RoboilError
+from roboil import BuildContext, Normalizer, PolicyModel, RoboilError, padded_mean
 from roboil.keys import ACTION, ACTION_IS_PAD, FUTURE_PREFIX
 
 from . import GCBCConfig
@@ -51,8 +51,7 @@ class GCBCPolicy(PolicyModel):
             batch = self._relabel(batch)
         prediction = self._predict(batch)
         target = self.normalizer.normalize(ACTION, batch[ACTION].float())
-        valid = (~batch[ACTION_IS_PAD]).unsqueeze(-1).float()
-        loss = (((prediction - target) ** 2) * valid).sum() / (valid.sum() * self.action_dim).clamp_min(1)
+        loss = padded_mean((prediction - target) ** 2, ~batch[ACTION_IS_PAD])
         return loss, {"loss": loss.detach()}
 
     def predict_action(self, obs):
