@@ -31,7 +31,7 @@ META_FILE = "meta.json"
 TRAINING_STATE_FILE = "training_state.pt"
 LAST_FILE = "last"  # names the newest complete checkpoint; written last, atomically
 CHECKPOINTS = "checkpoints"
-CHECKPOINT_NAME = re.compile(r"^step_\d{8}$")
+CHECKPOINT_NAME = re.compile(r"^step_\d{8,}$")  # step_{step:08d}: nine digits from step 100,000,000
 
 
 def pick_device(name: str, where: str) -> torch.device:
@@ -47,10 +47,21 @@ def pick_device(name: str, where: str) -> torch.device:
     return device
 
 
+def _sync(path: Path) -> None:
+    """Flush a file, or a directory's entries (a rename), to the disk: what a power cut may not undo."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _atomic_write_text(path: Path, text: str) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(text)
+    _sync(tmp)
     os.replace(tmp, path)
+    _sync(path.parent)
 
 
 def flatten_stats(stats) -> dict[str, np.ndarray]:
@@ -86,6 +97,8 @@ def save_checkpoint(run_dir: Path, step: int, model: PolicyModel, stats, config:
         (partial / CONFIG_FILE).write_text(yaml.safe_dump(json.loads(json.dumps(to_dict(config))), sort_keys=False))
         (partial / META_FILE).write_text(json.dumps({**meta, "step": step}, indent=2))
         torch.save(training_state, partial / TRAINING_STATE_FILE)  # for resuming; read back with weights_only=True
+        for written in partial.iterdir():
+            _sync(written)
         shutil.rmtree(path, ignore_errors=True)  # a step saved again (the run re-ended at its last step)
         partial.rename(path)
         _atomic_write_text(root / LAST_FILE, path.name)
@@ -93,8 +106,8 @@ def save_checkpoint(run_dir: Path, step: int, model: PolicyModel, stats, config:
         shutil.rmtree(partial, ignore_errors=True)
         raise
     # Only the newest checkpoint is resumed from: older ones keep their weights (to evaluate or compare), not the
-    # optimizer state, which is twice the weights' size for Adam. Removed after `last` moved, so a kill leaves
-    # an extra file at worst.
+    # optimizer state, which is twice the weights' size for Adam. Removed once the new checkpoint and `last` are
+    # on the disk, so a kill or a power cut leaves an extra file at worst.
     for older in root.iterdir():
         if older != path and CHECKPOINT_NAME.match(older.name):
             (older / TRAINING_STATE_FILE).unlink(missing_ok=True)
@@ -102,16 +115,17 @@ def save_checkpoint(run_dir: Path, step: int, model: PolicyModel, stats, config:
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
-    """The checkpoint ``last`` names, always inside this run; None for a run without checkpoints."""
+    """The checkpoint ``last`` names (without it, the newest step_N), always inside this run; None for a run
+    without checkpoints."""
     root = run_dir / CHECKPOINTS
     last = root / LAST_FILE
     if not root.exists():
         return None
     if not last.is_file():
-        if not any(CHECKPOINT_NAME.match(p.name) for p in root.iterdir()):
-            return None  # the first checkpoint never completed (killed, or the disk was full): nothing to resume
-        raise RoboilError(f"'{root}' has no '{LAST_FILE}' file naming the newest checkpoint; write the name of a "
-                          f"step_N directory into it, or use a new run directory")
+        # killed between the first checkpoint's rename and `last` (a step_N directory is complete once named so),
+        # or before any checkpoint completed: nothing to resume
+        steps = [p for p in root.iterdir() if CHECKPOINT_NAME.match(p.name) and p.is_dir()]
+        return max(steps, key=lambda p: int(p.name[len("step_"):]), default=None)
     name = last.read_text().strip()
     if not CHECKPOINT_NAME.match(name) or not (root / name).is_dir():
         raise RoboilError(f"'{last}' names {name!r}, not a checkpoint of this run; write the name of a step_N "

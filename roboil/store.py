@@ -6,11 +6,11 @@ array, else 1 as before them; features; store attrs) and the ``meta`` group's ``
 episode, with the store's ``checksums`` of its rows).
 
 Crash safety: an append writes data rows, then the episode attrs list, then ``episode_ends`` last; each file
-write is atomic (zarr's LocalStore writes a temp file and renames it). The committed episodes are the longest
-prefix of ``episode_ends`` that is strictly increasing, positive and within every data array; anything past
-it is an uncommitted tail that "r" ignores and "a" trims. Creation is atomic too: the store is built in a hidden
-sibling ``.<name>.creating-<pid>-<token>`` and renamed into place complete; a later create of the same name
-removes the ones whose process is dead (pids are checked on this machine only).
+write is atomic (zarr's LocalStore writes a temp file and renames it, since zarr 3.1.3, the oldest we take). The
+committed episodes are the longest prefix of ``episode_ends`` that is strictly increasing, positive and within
+every data array; anything past it is an uncommitted tail that "r" ignores and "a" trims. Creation is atomic
+too: the store is built in a hidden sibling ``.<name>.creating-<pid>-<token>`` and renamed into place complete;
+a later create of the same name removes the ones whose process is dead (pids are checked on this machine only).
 
 Files: each array is kept with zarr v3 sharding: a chunk of ``time_chunk`` rows is the unit a read decodes, and
 a shard file holds ``shard_rows`` rows (see :class:`~roboil.specs.ArrayLayout`), so the file count grows with

@@ -178,6 +178,7 @@ class TrainContext:
         self.hook = registry().hook
         self.progress = progress and ranks.main
         self.start_step, self._saved = 0, None
+        self._saved_store: tuple[int, int] | None = None  # (episodes, steps) of the store a resumed run trained on
         self.resumes: list[dict] = []
         self._built: tuple | None = None
         self._data: TrainingData | None = None
@@ -205,9 +206,10 @@ class TrainContext:
         self._saved = state
         self._trim_metrics(self.start_step)
         # allowed changes (train, eval) are kept with the step they took effect at, in every later checkpoint
-        previous = read_checkpoint_file(checkpoint / META_FILE, lambda p: json.loads(p.read_text()).get("resumes", []),
-                                        fix)
-        self.resumes = previous + [{"step": self.start_step, "changed": changes}]
+        meta = read_checkpoint_file(checkpoint / META_FILE, lambda p: json.loads(p.read_text()), fix)
+        if "store_steps" in meta:  # (checkpoints of older roboil do not say)
+            self._saved_store = (meta["store_episodes"], meta["store_steps"])
+        self.resumes = meta.get("resumes", []) + [{"step": self.start_step, "changed": changes}]
         if self.ranks.main:
             print(f"roboil: resumed from step {self.start_step} of {checkpoint}"
                   + "".join(f"; {key}: {old} -> {new}" for key, (old, new) in changes.items()), file=sys.stderr)
@@ -238,8 +240,7 @@ class TrainContext:
         path = self.run_dir / METRICS_FILE
         if not self.ranks.main or not path.is_file():
             return
-        kept = [line for line in path.read_text().splitlines(keepends=True)
-                if line.strip() and json.loads(line)["step"] <= step]
+        kept = [line for line in path.read_text().splitlines(keepends=True) if _logged_step(line) <= step]
         tmp = path.with_suffix(".tmp")
         tmp.write_text("".join(kept))
         os.replace(tmp, path)
@@ -260,7 +261,14 @@ class TrainContext:
 
     def load_demonstrations(self, actions: bool = True) -> TrainingData:
         if self._data is None or (actions and self._data.action_dim is None):
-            self._data = TrainingData(self.config, actions)
+            data = TrainingData(self.config, actions)
+            now = (data.store.n_episodes, data.store.n_steps)
+            if self._saved_store is not None and now != self._saved_store:
+                raise RoboilError(
+                    f"store '{self.config.data.path}' has {now[0]} episodes ({now[1]} steps), the run being resumed "
+                    f"trained on {self._saved_store[0]} ({self._saved_store[1]}): its statistics and windows would "
+                    "change; resume with the store as it was, or train into a new --out directory")
+            self._data = data
         return self._data
 
     @property
@@ -336,7 +344,8 @@ class TrainContext:
                 "train_seconds": round(time.time() - self._started, 1), "resumes": self.resumes,
                 "processes": self.ranks.size}
         if self._data is not None:
-            meta.update(store=str(self.config.data.path), train_episodes=len(self._data.episodes))
+            meta.update(store=str(self.config.data.path), train_episodes=len(self._data.episodes),
+                        store_episodes=self._data.store.n_episodes, store_steps=self._data.store.n_steps)
         training_state = {"step": step, "algorithm": dict(state),
                           "random": distributed.gather(random_states(), self.ranks)}
         path = self.run_dir / CHECKPOINTS / f"step_{step:08d}"
@@ -352,6 +361,14 @@ class TrainContext:
     def close(self) -> None:
         if "bar" in self.__dict__:
             self.bar.close()
+
+
+def _logged_step(line: str) -> float:
+    """The step of a line of ``metrics.jsonl``; infinite for a line torn by a kill or a full disk (dropped)."""
+    try:
+        return json.loads(line)["step"]
+    except (ValueError, KeyError, TypeError):
+        return math.inf
 
 
 def flatten(config: Mapping, prefix: str = "") -> dict:
@@ -423,8 +440,9 @@ def fit_offline(context: TrainContext) -> Path | None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        if ema is not None:
-            ema.load_state_dict(state["ema"])
+        use_configured_rates(optimizer, scheduler, model.parameter_groups(), config)
+        if ema is not None:  # an average begun now (train.ema_decay turned on at resume) starts from the weights
+            ema.load_state_dict(state.get("ema", state["model"]))
         sampler.set_state(state["sampler"])
     # worker processes pay off only for reading from disk: in RAM, a thread gathers faster than they would receive
     batches = load_batches(sampler, config.train.batch_size, device, context.ranks.batch_rows(config.train.batch_size),
@@ -458,6 +476,17 @@ def fit_offline(context: TrainContext) -> Path | None:
             if ema is not None:
                 state["ema"] = ema.state_dict()
             context.save_checkpoint(step, ema or model, state)
+
+
+def use_configured_rates(optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LambdaLR,
+                         groups: list[dict], config: Config) -> None:
+    """After loading an optimizer and its schedule: the config's learning rates and weight decay (a resumed run
+    may change train.lr and train.weight_decay; loading brought back the saved ones), at the schedule's step."""
+    for group, fresh in zip(optimizer.param_groups, groups):
+        group["initial_lr"] = fresh.get("lr", config.train.lr)
+        group["weight_decay"] = fresh.get("weight_decay", config.train.weight_decay)
+        group["lr"] = group["initial_lr"] * lr_factor(scheduler.last_epoch, config)
+    scheduler.base_lrs = [group["initial_lr"] for group in optimizer.param_groups]
 
 
 class LossOf(torch.nn.Module):

@@ -71,7 +71,6 @@ def test_resume_refuses_a_changed_model_or_data(store, tmp_path):
     (lambda ckpt: (ckpt / "training_state.pt").write_bytes(b"\0" * 10), "training_state.pt' is damaged"),
     (lambda ckpt: (ckpt.parent / "last").write_text(""), "names '', not a checkpoint of this run"),
     (lambda ckpt: (ckpt.parent / "last").write_text("../../other/checkpoints/step_00000010"), "not a checkpoint of this run"),
-    (lambda ckpt: (ckpt.parent / "last").unlink(), "has no 'last' file"),
 ])
 def test_damaged_resume_state_is_a_one_line_error_not_a_restart(store, tmp_path, damage, message):
     checkpoint = train(config(store, "train.steps=10"), tmp_path / "run", progress=False)
@@ -123,3 +122,62 @@ def test_a_state_that_cannot_be_resumed_safely_is_refused_when_saved():
     check_loadable({"step_count": 3, "mean": [0.5, 1.0], "weights": {"w": __import__("torch").zeros(2)}})
     with pytest.raises(RoboilError, match="training state's 'running_mean' \\(ndarray\\) cannot be saved safely"):
         check_loadable({"running_mean": np.zeros(3)})
+
+
+def test_a_missing_last_resumes_from_the_newest_checkpoint(store, tmp_path):
+    """A kill between a checkpoint's rename and writing ``last`` (or a deleted ``last``): the newest complete
+    step_N is the one to resume from, counted as a number (nine digits from step 100,000,000)."""
+    from roboil.checkpoint import latest_checkpoint
+
+    run = tmp_path / "run"
+    train(config(store), run, progress=False)
+    (run / "checkpoints" / "last").unlink()
+    resumed = train(config(store, "train.steps=30"), run, progress=False)
+    assert resumed.name == "step_00000030" and [s for s, _ in metrics(run)] == list(range(1, 31))
+    far = tmp_path / "far" / "checkpoints"
+    for name in ("step_99999744", "step_100000000", "step_100000000.partial"):
+        (far / name).mkdir(parents=True)
+    assert latest_checkpoint(far.parent).name == "step_100000000"
+    (far / "last").write_text("step_100000000")
+    assert latest_checkpoint(far.parent).name == "step_100000000"
+
+
+def test_a_resumed_run_takes_a_changed_learning_rate_and_weight_decay(store, tmp_path):
+    import torch
+
+    run = tmp_path / "run"
+    train(config(store, "train.steps=10"), run, progress=False)
+    resumed = train(config(store, "train.steps=11", "train.lr=1e-5", "train.weight_decay=0.1"), run, progress=False)
+    fresh = train(config(store, "train.steps=11", "train.lr=1e-5"), tmp_path / "fresh", progress=False)
+    logged = [json.loads(line)["lr"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert logged[-1] == json.loads((fresh.parent.parent / "metrics.jsonl").read_text().splitlines()[-1])["lr"]
+    groups = torch.load(resumed / "training_state.pt", weights_only=True)["algorithm"]["optimizer"]["param_groups"]
+    assert [(g["initial_lr"], g["weight_decay"]) for g in groups] == [(1e-5, 0.1)] * len(groups)
+
+
+def test_turning_the_weight_average_on_at_resume_starts_it_from_the_weights(store, tmp_path):
+    run = tmp_path / "run"
+    train(config(store, "train.steps=10"), run, progress=False)
+    resumed = train(config(store, "train.ema_decay=0.9"), run, progress=False)
+    assert resumed.name == "step_00000020"
+
+
+def test_a_metrics_line_torn_by_a_kill_is_dropped_on_resume(store, tmp_path):
+    run = tmp_path / "run"
+    train(config(store, "train.steps=10"), run, progress=False)
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write('{"step": 11, "ti')
+    train(config(store), run, progress=False)
+    assert [s for s, _ in metrics(run)] == list(range(1, 21))
+
+
+def test_resume_refuses_a_store_that_changed_since(store, tmp_path):
+    import shutil
+
+    copy = tmp_path / "reach.zarr"
+    shutil.copytree(store, copy)
+    train(config(copy, "train.steps=10"), tmp_path / "run", progress=False)
+    record("fetch-reach", 1, copy, seed=50, progress=False)
+    with pytest.raises(RoboilError, match=r"has 4 episodes \(\d+ steps\), the run being resumed trained on 3 "
+                                          r"\(\d+\).*resume with the store as it was, or train into a new --out"):
+        train(config(copy), tmp_path / "run", progress=False)

@@ -1,6 +1,7 @@
 """Sharded episode stores (the default for new ones): files bounded by shards, appends into shards that hold
-committed rows killed at every write and by SIGKILL, deletes and repairs that leave no cut rows in a shard, and
-damage only a shard can have (a chunk missing from its index, an unreadable index)."""
+committed rows killed at every write, and damage only a shard can have (a chunk missing from its index, an
+unreadable index), found and repaired from the end. (SIGKILL, deletes and repairs of any store: test_store.py and
+test_store_edit.py.)"""
 
 import math
 from pathlib import Path
