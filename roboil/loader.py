@@ -3,7 +3,8 @@ read from disk the rows each batch needs (stores larger than ``data.cache_max_gb
 
 Either way the sampler draws every batch in this process, so the windows are the ones the in-RAM sampler gives
 for the same seed, and each batch comes with the sampler state after its draw: a checkpoint resumes the draws
-exactly, however many batches were in flight. Workers only gather and decode (one image chunk per frame)."""
+exactly, however many batches were in flight. Workers only gather and decode the arrays on disk; this process
+gathers the ones in RAM. Closing the generator (the training's end) stops the thread or the workers."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from typing import Iterator
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from .rows import RowReader
 from .sampler import WindowSampler
 
 Batch = dict[str, torch.Tensor]
@@ -37,15 +39,22 @@ def _in_thread(sampler: WindowSampler, batch_size: int, rows: slice, device: tor
     out: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
+    def put(item) -> None:  # until taken, or the training ended (closing this generator)
+        while not stop.is_set():
+            try:
+                return out.put(item, timeout=0.1)
+            except queue.Full:
+                pass
+
     def work():
         try:
             while not stop.is_set():
                 batch = {k: torch.from_numpy(v) for k, v in sampler.sample(batch_size, rows).items()}
-                out.put(({k: v.pin_memory() for k, v in batch.items()} if pin else batch, sampler.state()))
+                put(({k: v.pin_memory() for k, v in batch.items()} if pin else batch, sampler.state()))
         except Exception as exc:  # hand the error to the training loop instead of leaving it waiting
-            out.put(exc)
+            put(exc)
 
-    threading.Thread(target=work, daemon=True).start()
+    threading.Thread(target=work, name="roboil-batches", daemon=True).start()
     try:
         while True:
             item = out.get()
@@ -69,15 +78,18 @@ class _Draws(Sampler):
 
 
 class _Windows(Dataset):
-    """Gathers the windows of one draw (its ``rows``) in a worker process."""
+    """Gathers the windows of one draw (its ``rows``), in a worker process; returns them with the draw."""
 
     def __init__(self, sampler: WindowSampler, rows: slice):
         self.sampler, self.rows = sampler, rows
 
-    def __getitem__(self, draw) -> tuple[Batch, dict]:
-        pick, later, state = draw
-        windows = self.sampler.windows(pick[self.rows], None if later is None else later[self.rows])
-        return {k: torch.from_numpy(v) for k, v in windows.items()}, state
+    def __getitem__(self, draw) -> tuple[Batch, tuple]:
+        pick, later, _ = draw
+        return _tensors(self.sampler.windows(pick[self.rows], None if later is None else later[self.rows])), draw
+
+
+def _tensors(arrays: dict) -> Batch:
+    return {k: torch.from_numpy(v) for k, v in arrays.items()}
 
 
 def _set_up_worker(_: int) -> None:
@@ -88,9 +100,19 @@ def _set_up_worker(_: int) -> None:
 
 
 def _in_workers(sampler: WindowSampler, batch_size: int, rows: slice, workers: int, device: torch.device):
+    # the workers read the arrays on disk; the ones in RAM (state, actions, the cameras that fit) are gathered
+    # here from the same draws, rather than copied into every worker
+    on_disk = [key for key, array in sampler.arrays.items() if isinstance(array, RowReader)]
+    in_ram = sampler.only([key for key in sampler.arrays if key not in on_disk])
     # spawn, not fork: zarr's I/O runs on an event-loop thread, which a forked child would inherit stopped
-    loader = DataLoader(_Windows(sampler, rows), sampler=_Draws(sampler, batch_size), batch_size=None,
+    loader = DataLoader(_Windows(sampler.only(on_disk), rows), sampler=_Draws(sampler, batch_size), batch_size=None,
                         num_workers=workers, pin_memory=device.type == "cuda", prefetch_factor=4,
-                        persistent_workers=True, multiprocessing_context="spawn", worker_init_fn=_set_up_worker,
+                        multiprocessing_context="spawn", worker_init_fn=_set_up_worker,
                         generator=torch.Generator())  # its seed draw would otherwise shift the training's torch RNG
-    yield from loader
+    made = iter(loader)
+    try:
+        for batch, (pick, later, state) in made:  # the draw came back as tensors
+            later = None if later is None else later.numpy()[rows]
+            yield {**batch, **_tensors(in_ram.windows(pick.numpy()[rows], later))}, state
+    finally:
+        del made  # stops the workers now, not whenever the garbage collector gets to them

@@ -8,7 +8,8 @@ also ask for keys at a random later step (``future.<key>``) or at the next step 
 
 from __future__ import annotations
 
-from typing import Mapping
+import copy
+from typing import Collection, Mapping
 
 import numpy as np
 
@@ -76,6 +77,13 @@ class WindowSampler:
         pick, later = self.draw(batch_size)
         return self.windows(pick[rows], None if later is None else later[rows])
 
+    def only(self, keys: Collection[str]) -> "WindowSampler":
+        """A sampler gathering only ``keys`` (and the padding flags) of the same windows, to split a batch's
+        gathering: worker processes read the arrays on disk without a copy of the ones in RAM."""
+        part = copy.copy(self)
+        part.arrays = {key: array for key, array in self.arrays.items() if key in keys}
+        return part
+
     def windows(self, pick: np.ndarray, later: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """The windows at anchors ``pick``; future keys are read ``later`` (see :meth:`draw`) into the rest of
         the episode, drawn here when not given."""
@@ -84,20 +92,24 @@ class WindowSampler:
         hi = self.episode_end[pick][:, None] - 1
         obs_index = np.clip(t + self.obs_offsets, lo, hi)
         action_index = t + self.action_offsets
-        batch = {key: gather(self.arrays[key], obs_index) for key in self.obs_keys}
-        actions = gather(self.arrays[ACTION], np.clip(action_index, lo, hi))
-        batch[ACTION] = actions.reshape(*action_index.shape, -1)  # (B, horizon, action_dim), a discrete index too
+        arrays = self.arrays
+        batch = {key: gather(arrays[key], obs_index) for key in self.obs_keys if key in arrays}
+        if ACTION in arrays:
+            actions = gather(arrays[ACTION], np.clip(action_index, lo, hi))
+            batch[ACTION] = actions.reshape(*action_index.shape, -1)  # (B, horizon, action_dim), a discrete index too
         batch[ACTION_IS_PAD] = (action_index < lo) | (action_index > hi)
         if self.future_keys:
             later = self.rng.random(len(pick)) if later is None else later
             future = t[:, 0] + (later * (hi[:, 0] - t[:, 0] + 1)).astype(np.int64)  # uniform over the rest
             for key in self.future_keys:
-                batch[FUTURE_PREFIX + key] = gather(self.arrays[key], future)
+                if key in arrays:
+                    batch[FUTURE_PREFIX + key] = gather(arrays[key], future)
         if self.next_keys:
             following = t[:, 0] + 1
             batch[NEXT_IS_PAD] = following > hi[:, 0]
             for key in self.next_keys:
-                batch[NEXT_PREFIX + key] = gather(self.arrays[key], np.minimum(following, hi[:, 0]))
+                if key in arrays:
+                    batch[NEXT_PREFIX + key] = gather(arrays[key], np.minimum(following, hi[:, 0]))
         return batch
 
 

@@ -456,26 +456,27 @@ def fit_offline(context: TrainContext) -> Path | None:
         step_fn = torch.nn.parallel.DistributedDataParallel(step_fn, device_ids=[device] if device.type == "cuda"
                                                             else None, static_graph=True)
     model.train()
-    while step < config.train.steps:
-        batch, sampler_state = next(batches)
-        with context.autocast():
-            loss, metrics = step_fn(batch)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if config.train.grad_clip > 0:
-            metrics["grad_norm"] = torch.nn.utils.clip_grad_norm_(model.parameters(), config.train.grad_clip)
-        optimizer.step()
-        scheduler.step()
-        step += 1
-        if ema is not None:
-            update_ema(ema, model, config.train.ema_decay, step)
-        context.log(step, {**metrics, "lr": scheduler.get_last_lr()[0]})
-        if context.should_checkpoint(step):
-            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                     "scheduler": scheduler.state_dict(), "sampler": sampler_state}
+    with contextlib.closing(batches):  # its thread or worker processes end with the loop
+        while step < config.train.steps:
+            batch, sampler_state = next(batches)
+            with context.autocast():
+                loss, metrics = step_fn(batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.train.grad_clip > 0:
+                metrics["grad_norm"] = torch.nn.utils.clip_grad_norm_(model.parameters(), config.train.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            step += 1
             if ema is not None:
-                state["ema"] = ema.state_dict()
-            context.save_checkpoint(step, ema or model, state)
+                update_ema(ema, model, config.train.ema_decay, step)
+            context.log(step, {**metrics, "lr": scheduler.get_last_lr()[0]})
+            if context.should_checkpoint(step):
+                state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                         "scheduler": scheduler.state_dict(), "sampler": sampler_state}
+                if ema is not None:
+                    state["ema"] = ema.state_dict()
+                context.save_checkpoint(step, ema or model, state)
 
 
 def use_configured_rates(optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LambdaLR,

@@ -19,11 +19,11 @@ from roboil.train import train
 LENGTHS = [7, 3, 12, 5]
 
 
-def image_store(path):
+def image_store(path, image_layout=ArrayLayout(1)):
     rng = np.random.default_rng(0)
     features = {"image": Feature("pixels", (16, 16, 3), "uint8"), "state": Feature("proprio", (2,), "float32"),
                 ACTION: Feature("action", (2,), "float32")}
-    layouts = {"image": ArrayLayout(1), "state": ArrayLayout(8), ACTION: ArrayLayout(8)}
+    layouts = {"image": image_layout, "state": ArrayLayout(8), ACTION: ArrayLayout(8)}
     with EpisodeStore.create(path, features, layouts, {"task": "synthetic"}) as store:
         for length in LENGTHS:
             store.add_episode({"image": rng.integers(0, 256, (length, 16, 16, 3), dtype=np.uint8),
@@ -70,3 +70,41 @@ def test_a_run_read_from_disk_by_workers_trains_like_one_in_ram(tmp_path):
         return [json.loads(line)["loss"] for line in (run / "metrics.jsonl").read_text().splitlines()]
 
     assert losses(tmp_path / "disk") == losses(tmp_path / "ram")
+
+
+def test_a_reader_keeps_at_most_max_open_files_open_and_reads_the_same_rows(tmp_path, monkeypatch):
+    """A long store read at random would otherwise keep every shard file it touched open, in every worker, until
+    the process ran out of file descriptors."""
+    import os
+
+    store = image_store(tmp_path / "s.zarr", ArrayLayout(1, shard_rows=2))  # 27 frames in 14 shard files
+    monkeypatch.setattr(RowReader, "max_open", 4)
+    reader = RowReader(store.array("image"), store.path / "data" / "image")
+    before = len(os.listdir("/proc/self/fd"))
+    rows = np.random.default_rng(0).integers(0, sum(LENGTHS), 100)
+    assert np.array_equal(reader.read(rows), store.load(["image"])["image"][rows])
+    assert len(reader._files) == 4 and len(os.listdir("/proc/self/fd")) - before <= 4
+
+
+def test_workers_get_only_the_arrays_on_disk_and_the_loader_stops_with_the_training(tmp_path):
+    """The arrays in RAM are gathered in the training process (each worker would hold a copy of them), and
+    closing the batches (the end of training) ends the loader's thread or processes."""
+    import threading
+
+    from roboil.loader import _Windows
+
+    store = image_store(tmp_path / "s.zarr")
+    in_ram = store.load(["state", ACTION])
+    arrays = {"image": RowReader(store.array("image"), store.path / "data" / "image"), **in_ram}
+    worker_part = _Windows(sampler(arrays, store).only(["image"]), slice(None))
+    assert set(worker_part.sampler.arrays) == {"image"}
+    made = batches(sampler(arrays, store), 6, torch.device("cpu"), workers=1)
+    batch, _ = next(made)
+    expected = sampler(store.load(list(store.features)), store).sample(6)
+    assert batch.keys() == expected.keys() and all(np.array_equal(batch[k].numpy(), expected[k]) for k in expected)
+    made.close()
+    threaded = batches(sampler(in_ram | {"image": store.load(["image"])["image"]}, store), 6, torch.device("cpu"))
+    next(threaded)
+    threaded.close()
+    threading.Event().wait(0.5)  # the thread sees the stop within its 0.1 s wait
+    assert not [t for t in threading.enumerate() if t.name == "roboil-batches"]
