@@ -124,8 +124,11 @@ def write_failure(exc: BaseException, out: str | Path) -> str | None:
 
 
 def check_writable(out: str | Path) -> None:
-    """Refuse an ``--out`` that cannot be written before any work is done (read-only, no permission)."""
+    """Refuse an ``--out`` that cannot be written before any work is done (under a file, read-only, no
+    permission)."""
     where = _existing(out)
+    if where != Path(out).absolute() and not where.is_dir():
+        raise RoboilError(f"'{where}' is a file, so '{out}' cannot be made inside it; pass another --out")
     if os.statvfs(where).f_flag & os.ST_RDONLY:
         raise RoboilError(_READ_ONLY_MESSAGE.format(out=out))
     if not os.access(where, os.W_OK):

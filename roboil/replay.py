@@ -10,7 +10,7 @@ import numpy as np
 
 from .codecs import LOSSLESS
 from .envs import ObservedEnv
-from .errors import RoboilError
+from .errors import RoboilError, check_writable
 from .keys import ACTION
 from .store import EpisodeStore, array_layout
 from .video import write_mp4
@@ -37,6 +37,8 @@ def replay(path: str | Path, episodes: list[int] | None = None, video: str | Pat
         raise RoboilError("--video writes one episode; give one --episode N")
     if stored_frames and video is None:
         raise RoboilError("--stored-frames writes the stored frames to --video FILE; give --video")
+    if video is not None:
+        check_writable(video)
     attrs = store.episode_attrs()
     if stored_frames:
         return _stored_video(store, indices[0], Path(video))

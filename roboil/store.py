@@ -70,7 +70,7 @@ from zarr.core.sync import sync as zarr_sync
 
 from .codecs import (CODECS, INSTALL, LOSSLESS, VIDEO, ImageCodec, chunk_frames, frame_shape_problem, library,
                      unavailable)
-from .errors import RoboilError, one_line
+from .errors import RoboilError, check_writable, one_line
 from .specs import ArrayLayout, Feature
 
 # 2: a store with a sharded or lossy-coded array. An earlier roboil would misread one (it looks for a file per
@@ -332,7 +332,7 @@ class EpisodeStore:
         """A new store, open for appending (it holds the writer lock)."""
         path = Path(path)
         if path.exists():
-            raise RoboilError(f"'{path}' already exists; choose a new path or open it with EpisodeStore.open")
+            raise RoboilError(f"'{path}' already exists; pass a new path (the existing store is left as it is)")
         if not features:
             raise RoboilError("an episode store needs at least one feature")
         if missing := [k for k in features if k not in layouts]:
@@ -346,6 +346,7 @@ class EpisodeStore:
         root_attrs = {"format": VIDEO_FORMAT if video else PLAIN_FORMAT if plain else FORMAT,
                       "features": {k: f.to_dict() for k, f in features.items()}, **_jsonable(attrs, "store attrs")}
         tmp = path.parent / f".{path.name}.creating-{os.getpid()}-{secrets.token_hex(4)}"
+        check_writable(path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             _remove_dead_creations(path)
@@ -366,8 +367,7 @@ class EpisodeStore:
             try:
                 os.rename(tmp, path)
             except OSError:
-                raise RoboilError(f"'{path}' already exists (another process made it meanwhile); choose a new "
-                                  "path or open it with EpisodeStore.open")
+                raise RoboilError(f"'{path}' already exists (another process made it meanwhile); pass a new path")
         except BaseException:
             if lock is not None:
                 os.close(lock)

@@ -106,3 +106,22 @@ def test_ctrl_c_ends_eval_in_one_line_with_exit_130(tiny_reach_run, tmp_path, de
     _, stderr = process.communicate(timeout=60)
     lines = [line for line in stderr.splitlines() if line.strip() and not line.startswith("eval ")]  # the bar
     assert process.returncode == 130 and lines == ["roboil: interrupted"], stderr
+
+
+@pytest.mark.parametrize("command", [
+    lambda store, run, out: ["train", "configs/fetch_reach/gcbc.yaml", f"data.path={store}", "--out", out],
+    lambda store, run, out: ["eval", run, "--episodes", 1, "--out", out],
+    lambda store, run, out: ["replay", store, "--episode", 0, "--video", out / "x.mp4"],
+    lambda store, run, out: ["store", "view", store, "--out", out],
+    lambda store, run, out: ["store", "drop-actions", store, "--out", out],
+    lambda store, run, out: ["export", "--to", "robomimic", store, out / "x.hdf5"],
+    lambda store, run, out: ["record", "--task", "fetch-reach", "--episodes", 1, "--out", out],
+    lambda store, run, out: ["plugin", "new", "zz", "--out", out],
+])
+def test_an_output_inside_a_file_is_one_line_before_any_work(tiny_reach_store, tiny_reach_run, tmp_path, command):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a directory")
+    result = run_cli(*command(tiny_reach_store, tiny_reach_run, a_file / "out"))
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert f"'{a_file}' is a file" in result.stderr and "pass another --out" in result.stderr
+    assert a_file.read_text() == "not a directory"
