@@ -227,7 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--labeler", default=None,
                      help="whose action is recorded, e.g. scripted for DAgger labels (default: whoever drives)")
     rec.add_argument("--episodes", type=int, default=None,
-                     help="episodes to save (needed unless a person drives: then until they quit)")
+                     help="episodes to save, after any the store holds (needed unless a person drives: then "
+                          "until they quit)")
     rec.add_argument("--out", required=True, help="episode store path (created, or appended to)")
     rec.add_argument("--operator", default=None, help="who records, kept with each episode (default: $USER)")
     rec.add_argument("--seed", type=int, default=0, help="the store's episode i is seeded with SEED+i")

@@ -87,6 +87,24 @@ def interrupted() -> bool:
     return _interrupted
 
 
+@contextlib.contextmanager
+def interrupts_deferred():
+    """Inside, Ctrl-C only sets the flag :func:`interrupted` reads, for a loop to stop where stopping keeps its
+    work (a training loop saves its step first); the handler from before is back on the way out. Outside the main
+    thread, where no signal handler can be set, nothing changes."""
+    global _interrupted
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    _interrupted = False
+    catch_interrupts(raise_them=False)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 _NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
 _NO_PERMISSION = {errno.EACCES, errno.EPERM}
 _READ_ONLY_MESSAGE = "'{out}' is on a read-only file system; pass an --out you can write to"

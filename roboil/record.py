@@ -225,6 +225,10 @@ def record(task: str, episodes: int | None, out: str | Path, device: str | None 
         # made for every task that has one: any device may answer with end-effector commands
         controller = task_spec.teleop.make_controller(env.env) if task_spec.teleop is not None else None
         with open_or_create(Path(out), task, observations, env) as store:  # holds the one-writer lock
+            if store.n_episodes and progress:
+                more = f"{episodes} more" if episodes is not None else "more"
+                print(f"roboil: '{out}' holds {store.n_episodes} episodes; recording {more} after them (episode i "
+                      f"is seeded {seed}+i)", file=sys.stderr)
             session = Session(store, env, task, driver, policy_role, label_role, controller, window, rng, seed,
                               episodes, action_noise, operator or _user(), progress)
             return session.run()

@@ -36,7 +36,7 @@ from .checkpoint import (CHECKPOINTS, CONFIG_FILE, META_FILE, TRAINING_STATE_FIL
 from .config import Config, to_dict
 from .distributed import Ranks, launched_ranks
 from .envs import ObservedEnv
-from .errors import RoboilError, check_writable
+from .errors import RoboilError, check_writable, interrupted, interrupts_deferred
 from .keys import ACTION
 from .loader import batches as load_batches
 from .plugins import registry
@@ -194,23 +194,32 @@ class TrainContext:
     def _resume_from(self, checkpoint: Path) -> None:
         fix = "restore it, or train into a new --out directory"
         saved = read_checkpoint_file(checkpoint / CONFIG_FILE, lambda p: dict(yaml.safe_load(p.read_text())), fix)
+        meta = read_checkpoint_file(checkpoint / META_FILE, lambda p: json.loads(p.read_text()), fix)
         before, after = flatten(saved), flatten(to_dict(self.config))
+        if "store_steps" in meta:  # (checkpoints of older roboil do not say)
+            self._saved_store = (meta["store_episodes"], meta["store_steps"])
+            if after.get("data.path") and Path(after["data.path"]).resolve() == Path(meta["store"]):
+                after["data.path"] = before.get("data.path")  # the same store, named from elsewhere
         changes = {k: [before.get(k), after.get(k)] for k in sorted(before.keys() | after.keys())
                    if before.get(k) != after.get(k)}
         if changed := [k for k in changes if k.split(".")[0] in FROZEN_ON_RESUME]:
-            raise RoboilError(f"cannot resume '{self.run_dir}' with a changed {', '.join(changed)} (the model or its "
-                              "data would change); train into a new --out directory")
+            shown = ["algorithm.name"] if "algorithm.name" in changed else changed[:3]  # another algorithm: the rest
+            said = "; ".join(f"{k}: {changes[k][0]} -> {changes[k][1]}" for k in shown)  # of its section follows
+            more = f" and {len(changed) - 3} more" if len(shown) == 3 < len(changed) else ""
+            raise RoboilError(f"cannot resume '{self.run_dir}' with a changed {said}{more} (the model or its data "
+                              "would change); undo the change, or train into a new --out directory")
         state = read_checkpoint_file(checkpoint / TRAINING_STATE_FILE,
                                      lambda p: torch.load(p, map_location="cpu", weights_only=True), fix)
         self.start_step = int(state["step"])
         self._saved = state
         self._trim_metrics(self.start_step)
+        self._started -= meta.get("train_seconds", 0.0)  # the run's time goes on from where it was
         # allowed changes (train, eval) are kept with the step they took effect at, in every later checkpoint
-        meta = read_checkpoint_file(checkpoint / META_FILE, lambda p: json.loads(p.read_text()), fix)
-        if "store_steps" in meta:  # (checkpoints of older roboil do not say)
-            self._saved_store = (meta["store_episodes"], meta["store_steps"])
         self.resumes = meta.get("resumes", []) + [{"step": self.start_step, "changed": changes}]
-        if self.ranks.main:
+        if self.ranks.main and self.start_step >= self.config.train.steps:
+            print(f"roboil: '{self.run_dir}' has trained {self.start_step} steps already (train.steps="
+                  f"{self.config.train.steps}): nothing to train; a larger train.steps trains on", file=sys.stderr)
+        elif self.ranks.main:
             print(f"roboil: resumed from step {self.start_step} of {checkpoint}"
                   + "".join(f"; {key}: {old} -> {new}" for key, (old, new) in changes.items()), file=sys.stderr)
 
@@ -341,10 +350,10 @@ class TrainContext:
                 "task": self.config.task, "observations": self.observations,
                 "action_space": describe_space(self.action_space),
                 "action_transform": ActionTransform(self.config.data.action_relative_to).to_meta(),
-                "train_seconds": round(time.time() - self._started, 1), "resumes": self.resumes,
+                "train_seconds": round(time.time() - self._started, 3), "resumes": self.resumes,
                 "processes": self.ranks.size}
         if self._data is not None:
-            meta.update(store=str(self.config.data.path), train_episodes=len(self._data.episodes),
+            meta.update(store=str(Path(self.config.data.path).resolve()), train_episodes=len(self._data.episodes),
                         store_episodes=self._data.store.n_episodes, store_steps=self._data.store.n_steps)
         training_state = {"step": step, "algorithm": dict(state),
                           "random": distributed.gather(random_states(), self.ranks)}
@@ -456,7 +465,9 @@ def fit_offline(context: TrainContext) -> Path | None:
         step_fn = torch.nn.parallel.DistributedDataParallel(step_fn, device_ids=[device] if device.type == "cuda"
                                                             else None, static_graph=True)
     model.train()
-    with contextlib.closing(batches):  # its thread or worker processes end with the loop
+    # one process saves the step at which Ctrl-C came, then stops (several would have to agree on that step first)
+    deferred = contextlib.nullcontext() if context.ranks.distributed else interrupts_deferred()
+    with contextlib.closing(batches), deferred:  # the loader's thread or worker processes end with the loop
         while step < config.train.steps:
             batch, sampler_state = next(batches)
             with context.autocast():
@@ -471,12 +482,17 @@ def fit_offline(context: TrainContext) -> Path | None:
             if ema is not None:
                 update_ema(ema, model, config.train.ema_decay, step)
             context.log(step, {**metrics, "lr": scheduler.get_last_lr()[0]})
-            if context.should_checkpoint(step):
+            stop = not context.ranks.distributed and interrupted()
+            if context.should_checkpoint(step) or stop:
                 state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                          "scheduler": scheduler.state_dict(), "sampler": sampler_state}
                 if ema is not None:
                     state["ema"] = ema.state_dict()
-                context.save_checkpoint(step, ema or model, state)
+                saved = context.save_checkpoint(step, ema or model, state)
+            if stop:
+                print(f"roboil: stopped at step {step}, saved as {saved}; the same command resumes from there",
+                      file=sys.stderr)
+                raise KeyboardInterrupt
 
 
 def use_configured_rates(optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LambdaLR,
@@ -507,6 +523,9 @@ def train(config: Config, out_dir: str | Path, progress: bool = True) -> Path:
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise RoboilError(f"--out '{out_dir}' is a file; name a directory for the run")
+    if (out_dir / "zarr.json").is_file():  # a run directory never holds one
+        raise RoboilError(f"--out '{out_dir}' is a zarr store (episodes?), not a run directory; name a new directory "
+                          "for the run")
     check_writable(out_dir)
     spec = registry().get("algorithm", config.algorithm_name)
     ranks = launched_ranks()

@@ -62,7 +62,8 @@ def test_only_the_newest_checkpoint_keeps_the_optimizer_state(store, tmp_path):
 
 def test_resume_refuses_a_changed_model_or_data(store, tmp_path):
     train(config(store, "train.steps=10"), tmp_path, progress=False)
-    with pytest.raises(RoboilError, match=r"cannot resume .* with a changed algorithm.hidden_dims \(the model"):
+    with pytest.raises(RoboilError, match=r"cannot resume .* with a changed algorithm.hidden_dims: \[32\] -> \[64\] "
+                                          r"\(the model or its data would change\); undo the change, or train into"):
         train(config(store, "algorithm.hidden_dims=[64]"), tmp_path, progress=False)
 
 
@@ -181,3 +182,63 @@ def test_resume_refuses_a_store_that_changed_since(store, tmp_path):
     with pytest.raises(RoboilError, match=r"has 4 episodes \(\d+ steps\), the run being resumed trained on 3 "
                                           r"\(\d+\).*resume with the store as it was, or train into a new --out"):
         train(config(copy), tmp_path / "run", progress=False)
+
+
+def test_ctrl_c_saves_the_step_it_came_at_and_the_same_command_resumes(store, tmp_path):
+    """Nothing trained is lost to Ctrl-C: the step it came at is saved (however far the last checkpoint was)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "roboil.cli", "train", CONFIG, f"data.path={store}", "train.steps=100000",
+               "train.checkpoint_every=100000", "train.log_every=1", "algorithm.hidden_dims=[32]", "--out", str(run)]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                               env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not ((run / "metrics.jsonl").is_file() and
+                                               (run / "metrics.jsonl").read_text().count("\n") >= 20):
+        time.sleep(0.1)
+    os.killpg(process.pid, signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130 and "the same command resumes from there" in stderr, stderr
+    logged = [s for s, _ in metrics(run)]
+    saved = sorted((run / "checkpoints").glob("step_*"))
+    assert len(saved) == 1 and saved[0].name == f"step_{logged[-1]:08d}" and logged[-1] >= 20
+    assert (saved[0] / "training_state.pt").is_file()
+    overrides = [f"data.path={store}", f"train.steps={logged[-1] + 5}", "train.checkpoint_every=100000",
+                 "train.log_every=1", "algorithm.hidden_dims=[32]"]
+    resumed = train(load_config(CONFIG, overrides), run, progress=False)
+    assert resumed.name == f"step_{logged[-1] + 5:08d}"
+    assert [s for s, _ in metrics(run)] == list(range(1, logged[-1] + 6))
+
+
+def test_the_same_store_named_from_elsewhere_resumes_and_another_algorithm_is_named(store, tmp_path, monkeypatch):
+    import os
+
+    run = tmp_path / "run"
+    train(config(store, "train.steps=10"), run, progress=False)
+    elsewhere = config(os.path.relpath(store, store.parent))  # named from the store's own directory
+    diffusion = load_config("configs/fetch_push/diffusion_state.yaml", [f"data.path={store}", "task=fetch-reach"])
+    monkeypatch.chdir(store.parent)
+    assert train(elsewhere, run, progress=False).name == "step_00000020"
+    with pytest.raises(RoboilError, match=r"changed algorithm.name: gcbc -> diffusion \(the model"):
+        train(diffusion, run, progress=False)
+
+
+def test_a_finished_run_says_there_is_nothing_to_train_and_its_time_goes_on(store, tmp_path, capsys):
+    run = tmp_path / "run"
+    train(config(store, "train.steps=10"), run, progress=False)
+    train(config(store, "train.steps=10"), run, progress=False)
+    assert "has trained 10 steps already (train.steps=10): nothing to train" in capsys.readouterr().err
+    first = json.loads((run / "checkpoints" / "step_00000010" / "meta.json").read_text())["train_seconds"]
+    train(config(store), run, progress=False)
+    times = [json.loads(line)["time"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert times == sorted(times) and times[10] >= first
+
+
+def test_an_episode_store_is_no_run_directory(store):
+    with pytest.raises(RoboilError, match="is a zarr store \\(episodes\\?\\), not a run directory"):
+        train(config(store), store, progress=False)
