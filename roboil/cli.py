@@ -90,8 +90,13 @@ def cmd_store(args) -> int:
 
         print(f"page: {view_store(args.path, args.out, episodes=args.episodes)}")
         return 0
+    if args.store_command == "copy":
+        copy, skipped = copy_store(args.path, args.out, skip_damaged=args.skip_damaged)
+        left_out = f"; left out the damaged episodes {', '.join(map(str, skipped))}" if skipped else ""
+        print(f"{copy.path}: {copy.n_episodes} episodes, {copy.n_steps} steps{left_out}")
+        return 0
     if args.store_command == "drop-actions":
-        copy = copy_store(args.path, args.out, [ACTION])
+        copy, _ = copy_store(args.path, args.out, [ACTION])
         print(f"{copy.path}: {copy.n_episodes} episodes, {copy.n_steps} steps, observations only")
         return 0
     if args.store_command == "recode":
@@ -100,7 +105,7 @@ def cmd_store(args) -> int:
         quality = ArrayLayout.quality if args.quality is None else args.quality  # the store's default
         source = EpisodeStore.open(args.path)  # copy_store checks its health
         layouts = recoded_layouts(source, args.codec, quality)
-        copy = copy_store(args.path, args.out, layouts=layouts)
+        copy, _ = copy_store(args.path, args.out, layouts=layouts)
         before, after = source.info()["bytes_on_disk"], EpisodeStore.open(copy.path).info()["bytes_on_disk"]
         how = args.codec if args.codec == "lossless" else f"{args.codec} (quality {quality})"
         print(f"{copy.path}: {copy.n_episodes} episodes, {', '.join(layouts)} as {how}; {before / 2**20:.1f} MB -> "
@@ -261,6 +266,13 @@ def build_parser() -> argparse.ArgumentParser:
                            help="structure, chunk files and the last episode's checksums only (no full decode)")
             p.add_argument("--repair", action="store_true",
                            help="trim a torn tail and damaged last episodes (every episode before them is kept)")
+    copy = store_sub.add_parser("copy", help="copy a store's episodes, each verified against its checksums")
+    copy.add_argument("path")
+    copy.add_argument("--out", required=True, help="the new store (the source is not changed)")
+    copy.add_argument("--skip-damaged", action="store_true",
+                      help="leave out the episodes that differ from their checksums (and say which) instead of "
+                           "refusing the copy")
+    copy.set_defaults(run=cmd_store)
     drop = store_sub.add_parser("drop-actions", help="copy a store without its actions (observation-only "
                                 "demonstrations, for algorithms that learn from states alone)")
     drop.add_argument("path")

@@ -278,7 +278,8 @@ def _require_store(path: Path) -> None:
 def _damaged(path: Path, problems: list[str]) -> RoboilError:
     more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
     return RoboilError(f"store '{path}' is damaged: {problems[0]}{more}; run `roboil store check {path}` for "
-                       "details, then re-record it or copy its good episodes to a new store")
+                       f"details, then re-record it or copy its good episodes: roboil store copy {path} --out NEW "
+                       "--skip-damaged")
 
 
 class EpisodeStore:
@@ -727,7 +728,7 @@ class EpisodeStore:
             report.unrepairable = [problem for problem, _ in findings]
             report.advice = (f"damage in {_episodes(damaged)} has good {_episodes(good_after)} after it and "
                              "repair only cuts damage from the end, so it is left as found; copy the good "
-                             "episodes to a new store")
+                             f"episodes: roboil store copy {self.path} --out NEW --skip-damaged")
         elif damaged or tail:
             report.trimmed = tail
             self._remove_partials(chunks=True)
@@ -755,13 +756,19 @@ class EpisodeStore:
         except _Unreadable as e:
             raise _damaged(self.path, [str(e)])
 
-    def episode(self, index: int) -> dict[str, np.ndarray]:
+    def episode(self, index: int, verify: bool = False) -> dict[str, np.ndarray]:
+        """Episode ``index``'s rows; ``verify`` raises a :class:`RoboilError` if they differ from its checksums
+        (for a copy or an export, which would otherwise pass damage on as a healthy store)."""
         n = self.n_episodes
         if not -n <= index < n:
             raise RoboilError(f"episode {index} out of range; the store has {n} episodes")
         index %= n
         start = int(self._ends[index - 1]) if index else 0
-        return {k: self._rows(k, start, int(self._ends[index])) for k in self._arrays}
+        rows = {k: self._rows(k, start, int(self._ends[index])) for k in self._arrays}
+        if verify and (problems := [problem for key in rows for problem in self._mismatch_problem(
+                key, [i for i in self._mismatched(key, rows[key], range(index, index + 1), start) if i == index])]):
+            raise _damaged(self.path, problems)
+        return rows
 
     def array(self, key: str) -> zarr.Array:
         """The zarr array, for lazy reads; rows at or past ``n_steps`` are not committed."""
@@ -1015,12 +1022,14 @@ def recoded_layouts(store: EpisodeStore, codec: str, quality: int) -> dict[str, 
 
 
 def copy_store(source: str | Path, out: str | Path, drop: list[str] = (),
-               layouts: dict[str, ArrayLayout] | None = None) -> EpisodeStore:
+               layouts: dict[str, ArrayLayout] | None = None, skip_damaged: bool = False
+               ) -> tuple[EpisodeStore, list[int]]:
     """A new store at ``out`` holding ``source``'s committed episodes without the arrays ``drop`` (e.g. the
     actions, for observation-only demonstrations as video or another embodiment would give), the arrays in
     ``layouts`` kept so (e.g. a camera in another codec: frames of a lossy store are decoded and encoded again),
     the rest with the same chunking and codecs, and the same store and episode attrs; ``source`` is not
-    changed."""
+    changed. Each episode is verified against its checksums: a damaged one is a :class:`RoboilError` (and no
+    copy is left), or with ``skip_damaged`` left out. Returns the copy and the indices of the episodes left out."""
     src = EpisodeStore.open(source, require_healthy=True)
     if unknown := [k for k in [*drop, *(layouts or {})] if k not in src.features]:
         raise RoboilError(f"store '{source}' has no array '{unknown[0]}'; it holds {', '.join(src.features)}")
@@ -1031,8 +1040,19 @@ def copy_store(source: str | Path, out: str | Path, drop: list[str] = (),
     attrs = {**src.attrs, "copied_from": str(source)}
     if drop:
         attrs["dropped"] = [*src.attrs.get("dropped", []), *drop]
+    skipped = []
     with EpisodeStore.create(out, kept, layouts, attrs) as copy:
-        for index, episode_attrs in enumerate(src.episode_attrs()):
-            rows = src.episode(index)
-            copy.add_episode({k: rows[k] for k in kept}, episode_attrs)
-    return copy
+        try:
+            for index, episode_attrs in enumerate(src.episode_attrs()):
+                try:
+                    rows = src.episode(index, verify=True)
+                except RoboilError:
+                    if not skip_damaged:
+                        raise
+                    skipped.append(index)
+                    continue
+                copy.add_episode({k: rows[k] for k in kept}, episode_attrs)
+        except BaseException:
+            shutil.rmtree(copy.path, ignore_errors=True)  # a copy made in part would pass for the whole store
+            raise
+    return copy, skipped

@@ -210,7 +210,7 @@ def test_one_line_errors(pusht_store, exported, tmp_path, capsys):
     assert not (tmp_path / "s.zarr").exists()  # nothing made by a refused import
 
     obs_only = tmp_path / "obs_only.zarr"
-    copy_store(pusht_store, obs_only, [ACTION]).close()
+    copy_store(pusht_store, obs_only, [ACTION])[0].close()
     out = tmp_path / "obs_only.hdf5"
     main_fails_in_one_line(capsys, ["export", "--to", "robomimic", str(obs_only), str(out)], "observations only")
     assert not out.exists()

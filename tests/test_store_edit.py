@@ -20,6 +20,7 @@ import zarr
 from zarr.core.sync import sync as zarr_sync
 from zarr.storage import LocalStore
 
+from conftest import run_cli
 from roboil.errors import RoboilError
 from roboil.store import EpisodeStore, _settle_zarr_tasks
 from test_store import FEATURES, LAYOUTS, ROOT, SHARDED, STORE_ATTRS, assert_episodes, drop_chunk, held, \
@@ -387,3 +388,28 @@ def test_info_of_a_store_without_those_attrs(tmp_path):
     assert {"path", "episodes", "steps", "features", "attrs", "episode_length", "bytes_on_disk"} <= set(info)
     empty = EpisodeStore.create(tmp_path / "e", FEATURES, LAYOUTS, STORE_ATTRS).info()
     assert empty["operators"] == {} and empty["timing"] is None and empty["frames"] == 0
+
+
+def test_copy_and_export_refuse_a_damaged_episode_and_copy_leaves_it_out_when_asked(tmp_path):
+    """A damaged episode with good ones after it: repair cannot trim it, and a copy or an export that passed it
+    on would make damage look like a healthy store."""
+    from roboil.interop.zarr2 import export_zarr2
+    from roboil.store import copy_store
+
+    path = tmp_path / "s"
+    new_store(path, 4).close()
+    overwrite_rows(path, "state", 3, 7)  # episode 1 of lengths 3, 4, 5, 6
+    with pytest.raises(RoboilError, match=r"episode 1 differs from its checksum.*roboil store copy .* --out NEW "
+                                          r"--skip-damaged"):
+        copy_store(path, tmp_path / "copy")
+    assert not (tmp_path / "copy").exists()
+    with pytest.raises(RoboilError, match="data/state: episode 1 differs from its checksum"):
+        export_zarr2(path, tmp_path / "export.zarr")
+    assert not (tmp_path / "export.zarr").exists()
+    result = run_cli("store", "copy", path, "--out", tmp_path / "copy", "--skip-damaged")
+    assert result.returncode == 0 and "3 episodes, 14 steps; left out the damaged episodes 1" in result.stdout
+    copy = EpisodeStore.open(tmp_path / "copy")
+    assert copy.check() == [] and copy.episode_lengths.tolist() == [3, 5, 6]
+    source = EpisodeStore.open(path)
+    for new, old in enumerate([0, 2, 3]):
+        assert all(np.array_equal(copy.episode(new)[k], source.episode(old)[k]) for k in FEATURES)

@@ -91,7 +91,7 @@ def test_file_count_grows_with_shards_not_frames(tmp_path):
 def test_copy_keeps_each_array_layout(tmp_path):
     for name, layouts in (("sharded", SHARDED), ("unsharded", LAYOUTS)):
         new_store(tmp_path / name, 3, layouts).close()
-        copy = copy_store(tmp_path / name, tmp_path / f"{name}-copy", ["step"])
+        copy, _ = copy_store(tmp_path / name, tmp_path / f"{name}-copy", ["step"])
         for key in ("state", "image"):
             assert array_layout(copy.array(key)) == array_layout(EpisodeStore.open(tmp_path / name).array(key))
         assert copy.check() == []

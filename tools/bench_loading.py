@@ -203,7 +203,7 @@ def main() -> None:
     for index, (name, layout) in enumerate(compared_layouts().items()):
         stores[name] = out / f"layout-{index}.zarr"
         if not stores[name].exists():
-            copy_store(recorded, stores[name], layouts={"rgb_top": layout}).close()
+            copy_store(recorded, stores[name], layouts={"rgb_top": layout})[0].close()
     exported = out / "lerobot"
     if not exported.exists():
         subprocess.run([*roboil, "export", "--to", "lerobot", str(recorded), str(exported)], check=True)

@@ -187,7 +187,7 @@ def export_lerobot(source, out, fps: float | None = None) -> dict:
         rows_meta, stats = [], {key: [] for key in [*plan.columns, *plan.videos, *DEFAULT_FEATURES]}
         group, writer, frames, group_bytes, start = 0, None, {}, 0, 0
         for index, attrs in enumerate(episodes):
-            rows = store.episode(index)
+            rows = store.episode(index, verify=True)
             steps = len(next(iter(rows.values())))
             size = sum(x.nbytes for x in rows.values())
             if writer is not None and group_bytes + size > GROUP_BYTES:  # this file is full: the next one

@@ -112,8 +112,8 @@ def export_robomimic(source, out, next_obs: bool = True) -> dict:
         with h5py.File(tmp, "w") as f:
             data = f.create_group("data")
             for index, attrs in enumerate(episodes):
-                _write_demo(data.create_group(f"demo_{index}"), store.episode(index), attrs, obs_keys, layouts,
-                            next_obs)
+                rows = store.episode(index, verify=True)  # damage refused, not passed on as a healthy file
+                _write_demo(data.create_group(f"demo_{index}"), rows, attrs, obs_keys, layouts, next_obs)
             data.attrs["total"] = store.n_steps
             data.attrs["env_args"] = json.dumps(env_args)
             data.attrs[ROBOIL_ATTR] = json.dumps(meta)

@@ -50,7 +50,7 @@ def export_zarr2(source, out) -> dict:
         ends = store.episode_ends
         for index in range(store.n_episodes):  # an episode at a time: image stores need not fit in memory
             lo = int(ends[index - 1]) if index else 0
-            for key, rows in store.episode(index).items():
+            for key, rows in store.episode(index, verify=True).items():
                 arrays[key][lo:int(ends[index])] = rows
         meta = root.create_group("meta")
         meta.create_array("episode_ends", shape=(store.n_episodes,), chunks=(max(1, store.n_episodes),),
