@@ -10,11 +10,14 @@ if threading.current_thread() is threading.main_thread():  # a Ctrl-C from here 
     catch_interrupts(raise_them=False)
 
 import argparse  # noqa: E402
+import difflib  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
+import re  # noqa: E402
 import signal  # noqa: E402
 import sys  # noqa: E402
 
+from . import __version__  # noqa: E402
 from .errors import RoboilError, interrupted, write_failure  # noqa: E402
 from .keys import ACTION  # noqa: E402
 from .specs import ArrayLayout  # noqa: E402
@@ -24,7 +27,11 @@ os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering unless the user 
 
 class ArgumentParser(argparse.ArgumentParser):
     def error(self, message):  # one line, exit code 2, like every other user error
-        raise RoboilError(f"{self.prog}: {message} (see --help)")
+        if wrong := re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message):
+            close = difflib.get_close_matches(wrong[1], re.findall(r"'([^']*)'", wrong[2]), n=1)
+            message += f"; did you mean '{close[0]}'?" if close else ""
+        command = self.prog.removeprefix("roboil").strip()  # the line starts with "roboil: error:" already
+        raise RoboilError(f"{command + ': ' if command else ''}{message} (see {self.prog} --help)")
 
 
 def cmd_plugins(args) -> int:
@@ -206,6 +213,7 @@ def cmd_eval(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog="roboil", description="plugin-based robot imitation learning")
+    parser.add_argument("--version", action="version", version=f"roboil {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=ArgumentParser)
 
     plugins = sub.add_parser("plugins", help="list plugins and what they register")
@@ -241,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="execute actions with Gaussian noise (fraction of the action range), record them clean")
     rec.add_argument("--max-steps", type=int, default=None, help="take length limit (default: the task's own)")
     rec.add_argument("--no-viewer", action="store_true", help="no window, even when a person drives")
-    rec.add_argument("overrides", nargs="*",
+    rec.add_argument("overrides", nargs="*", default=[],
                      help="obs.KIND.PARAM=value (observations), device.PARAM=value and labeler.PARAM=value (devices)")
     rec.set_defaults(run=cmd_record)
 
@@ -321,7 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(training_state.pt) that resuming needs. Several GPUs or machines: launch the same command with "
         "torchrun (see docs/training.md)."))
     tr.add_argument("config")
-    tr.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. train.steps=1000")
+    tr.add_argument("overrides", nargs="*", default=[], help="dotted key=value overrides, e.g. train.steps=1000")
     tr.add_argument("--out", required=True, help="run directory (resumed if it holds checkpoints)")
     tr.set_defaults(run=cmd_train)
 
@@ -339,7 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--shard", type=shard_spec, default=None, metavar="K/N",
                     help="play episodes i with i %% N == K into a partial file in the report directory; the last "
                     "shard to finish writes eval.json from all N (under torchrun, the processes are the shards)")
-    ev.add_argument("overrides", nargs="*", help="executor.PARAM=value, e.g. executor.coefficient=0.05")
+    ev.add_argument("overrides", nargs="*", default=[], help="executor.PARAM=value, e.g. executor.coefficient=0.05")
     ev.set_defaults(run=cmd_eval)
     return parser
 
@@ -351,6 +359,9 @@ def main(argv: list[str] | None = None) -> int:
         if interrupted():  # while this module was imported
             raise KeyboardInterrupt
         parser = build_parser()
+        if not (sys.argv[1:] if argv is None else argv):
+            parser.print_help()
+            return 2
         args, extra = parser.parse_known_args(argv)
         # overrides may also follow the options (argparse stops collecting positionals at --out)
         if extra and hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):

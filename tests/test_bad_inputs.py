@@ -125,3 +125,15 @@ def test_an_output_inside_a_file_is_one_line_before_any_work(tiny_reach_store, t
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert f"'{a_file}' is a file" in result.stderr and "pass another --out" in result.stderr
     assert a_file.read_text() == "not a directory"
+
+
+def test_the_command_line_helps_a_lost_user():
+    bare = run_cli()
+    assert bare.returncode == 2 and "usage: roboil" in bare.stdout and "record" in bare.stdout
+    assert run_cli("--version").stdout.strip().startswith("roboil ")
+    typo = run_cli("trian")
+    assert typo.returncode == 2 and len(typo.stderr.strip().splitlines()) == 1
+    assert "did you mean 'train'?" in typo.stderr and "roboil: roboil" not in typo.stderr
+    assert "did you mean 'check'?" in run_cli("store", "chek", "x").stderr
+    missing = run_cli("train")
+    assert "required: config, --out (see roboil train --help)" in missing.stderr, missing.stderr
