@@ -97,7 +97,7 @@ def save_checkpoint(run_dir: Path, step: int, model: PolicyModel, stats, config:
         (partial / CONFIG_FILE).write_text(yaml.safe_dump(json.loads(json.dumps(to_dict(config))), sort_keys=False))
         (partial / META_FILE).write_text(json.dumps({**meta, "step": step}, indent=2))
         torch.save(training_state, partial / TRAINING_STATE_FILE)  # for resuming; read back with weights_only=True
-        for written in partial.iterdir():
+        for written in [*partial.iterdir(), partial]:  # the files, and the directory's entries for them
             _sync(written)
         shutil.rmtree(path, ignore_errors=True)  # a step saved again (the run re-ended at its last step)
         partial.rename(path)

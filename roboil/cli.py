@@ -13,7 +13,6 @@ import argparse  # noqa: E402
 import difflib  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
-import re  # noqa: E402
 import signal  # noqa: E402
 import sys  # noqa: E402
 
@@ -26,10 +25,13 @@ os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering unless the user 
 
 
 class ArgumentParser(argparse.ArgumentParser):
+    def _check_value(self, action, value):  # argparse's check of a choice (and of a subcommand's name)
+        if action.choices is not None and value not in action.choices:
+            if close := difflib.get_close_matches(value, list(action.choices), n=1):
+                raise argparse.ArgumentError(action, f"invalid choice: {value!r}; did you mean {close[0]!r}?")
+        super()._check_value(action, value)
+
     def error(self, message):  # one line, exit code 2, like every other user error
-        if wrong := re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message):
-            close = difflib.get_close_matches(wrong[1], re.findall(r"'([^']*)'", wrong[2]), n=1)
-            message += f"; did you mean '{close[0]}'?" if close else ""
         command = self.prog.removeprefix("roboil").strip()  # the line starts with "roboil: error:" already
         raise RoboilError(f"{command + ': ' if command else ''}{message} (see {self.prog} --help)")
 

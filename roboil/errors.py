@@ -89,18 +89,29 @@ def interrupted() -> bool:
 
 @contextlib.contextmanager
 def interrupts_deferred():
-    """Inside, Ctrl-C only sets the flag :func:`interrupted` reads, for a loop to stop where stopping keeps its
-    work (a training loop saves its step first); the handler from before is back on the way out. Outside the main
-    thread, where no signal handler can be set, nothing changes."""
+    """Inside, a first Ctrl-C only sets the flag :func:`interrupted` reads, for a loop to stop where stopping keeps
+    its work (a training loop saves its step first); a second one raises KeyboardInterrupt at once, for a loop
+    stuck before that point. The handler from before is back on the way out, and an interrupt that ended the
+    block as KeyboardInterrupt is no longer flagged. Outside the main thread (no signal handler can be set there)
+    and where Ctrl-C is ignored, nothing changes."""
     global _interrupted
-    if threading.current_thread() is not threading.main_thread():
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or previous == signal.SIG_IGN:
         yield
         return
-    previous = signal.getsignal(signal.SIGINT)
-    _interrupted = False
-    catch_interrupts(raise_them=False)
+
+    def handler(signum, frame):
+        global _interrupted
+        if _interrupted:
+            _raise_outside_imports(signum, frame)
+        _interrupted = True
+
+    signal.signal(signal.SIGINT, handler)
     try:
         yield
+    except KeyboardInterrupt:
+        _interrupted = False  # the exception carries it on
+        raise
     finally:
         signal.signal(signal.SIGINT, previous)
 
@@ -146,7 +157,7 @@ def check_writable(out: str | Path) -> None:
     permission)."""
     where = _existing(out)
     if where != Path(out).absolute() and not where.is_dir():
-        raise RoboilError(f"'{where}' is a file, so '{out}' cannot be made inside it; pass another --out")
+        raise RoboilError(f"'{where}' is a file, so '{out}' cannot be made inside it; pass another output path")
     if os.statvfs(where).f_flag & os.ST_RDONLY:
         raise RoboilError(_READ_ONLY_MESSAGE.format(out=out))
     if not os.access(where, os.W_OK):

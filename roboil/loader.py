@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import os
 import queue
+import signal
 import threading
 from typing import Iterator
 
@@ -94,6 +95,9 @@ def _tensors(arrays: dict) -> Batch:
 
 def _set_up_worker(_: int) -> None:
     torch.set_num_threads(1)  # workers decode with numpy and the codecs; torch's threads would fight the model's
+    # a Ctrl-C reaches the whole process group: it is the training loop's to handle (it saves its step first); a
+    # worker that took it would end, and the loop with "DataLoader worker exited unexpectedly"
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # the AVIF and JPEG XL decoders leave C++ threads whose exit-time destructors abort the process (a "killed by
     # signal" traceback as training ends); a worker has nothing to flush, so it leaves before they run
     atexit.register(os._exit, 0)

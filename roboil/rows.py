@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import os
+import resource
 from collections import OrderedDict
 from pathlib import Path
 
@@ -45,9 +46,9 @@ _DECOMPRESS = {"BloscCodec": blosc.decompress, "ZstdCodec": Zstd().decode}
 class RowReader:
     """``read(rows)``: the given rows of one zarr array, as one numpy array."""
 
-    # open files per reader: a reader per array on disk, in every worker process, all under the usual limit of
-    # 1,024 (a 480x640 camera's shard holds 36 frames: 20,000 steps are 556 files; a 96x96 one's 1,024 frames)
-    max_open = 64
+    # open files per reader: a reader per array on disk, in every worker process, all under the process's limit
+    # (often 1,024; a 480x640 camera's shard holds 36 frames: 20,000 steps are 556 files)
+    max_open = min(1024, max(64, resource.getrlimit(resource.RLIMIT_NOFILE)[0] // 16))
 
     def __init__(self, array: zarr.Array, path: str | Path):
         self.array, self.path = array, Path(path)

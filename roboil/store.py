@@ -763,10 +763,17 @@ class EpisodeStore:
         if not -n <= index < n:
             raise RoboilError(f"episode {index} out of range; the store has {n} episodes")
         index %= n
-        start = int(self._ends[index - 1]) if index else 0
-        rows = {k: self._rows(k, start, int(self._ends[index])) for k in self._arrays}
-        if verify and (problems := [problem for key in rows for problem in self._mismatch_problem(
-                key, [i for i in self._mismatched(key, rows[key], range(index, index + 1), start) if i == index])]):
+        start, end = (int(self._ends[index - 1]) if index else 0), int(self._ends[index])
+        rows = {k: self._rows(k, start, end) for k in self._arrays}
+        problems = []
+        for key in rows if verify else ():
+            checked = range(index, index + 1)
+            if key in self._lossy:  # the video chunk holding its last frames is checked with the episode ending it
+                chunk = self._arrays[key].chunks[0]
+                checked = range(index, max(self._holding([(end - 1) // chunk], chunk)) + 1)
+            problems += self._mismatch_problem(key, [index] if index in self._mismatched(key, rows[key], checked,
+                                                                                         start) else [])
+        if problems:
             raise _damaged(self.path, problems)
         return rows
 
@@ -1030,7 +1037,8 @@ def copy_store(source: str | Path, out: str | Path, drop: list[str] = (),
     the rest with the same chunking and codecs, and the same store and episode attrs; ``source`` is not
     changed. Each episode is verified against its checksums: a damaged one is a :class:`RoboilError` (and no
     copy is left), or with ``skip_damaged`` left out. Returns the copy and the indices of the episodes left out."""
-    src = EpisodeStore.open(source, require_healthy=True)
+    # leaving damaged episodes out is how a store that fails the check is copied: each one is verified below
+    src = EpisodeStore.open(source, require_healthy=not skip_damaged)
     if unknown := [k for k in [*drop, *(layouts or {})] if k not in src.features]:
         raise RoboilError(f"store '{source}' has no array '{unknown[0]}'; it holds {', '.join(src.features)}")
     kept = {k: f for k, f in src.features.items() if k not in drop}

@@ -270,14 +270,14 @@ class TrainContext:
 
     def load_demonstrations(self, actions: bool = True) -> TrainingData:
         if self._data is None or (actions and self._data.action_dim is None):
-            data = TrainingData(self.config, actions)
-            now = (data.store.n_episodes, data.store.n_steps)
-            if self._saved_store is not None and now != self._saved_store:
-                raise RoboilError(
-                    f"store '{self.config.data.path}' has {now[0]} episodes ({now[1]} steps), the run being resumed "
-                    f"trained on {self._saved_store[0]} ({self._saved_store[1]}): its statistics and windows would "
-                    "change; resume with the store as it was, or train into a new --out directory")
-            self._data = data
+            if self._saved_store is not None and self.config.data.path:  # checked before loading it all
+                store = EpisodeStore.open(self.config.data.path)
+                if (now := (store.n_episodes, store.n_steps)) != self._saved_store:
+                    raise RoboilError(
+                        f"store '{self.config.data.path}' has {now[0]} episodes ({now[1]} steps), the run being "
+                        f"resumed trained on {self._saved_store[0]} ({self._saved_store[1]}): its statistics and "
+                        "windows would change; resume with the store as it was, or train into a new --out directory")
+            self._data = TrainingData(self.config, actions)
         return self._data
 
     @property

@@ -123,7 +123,7 @@ def test_an_output_inside_a_file_is_one_line_before_any_work(tiny_reach_store, t
     a_file.write_text("not a directory")
     result = run_cli(*command(tiny_reach_store, tiny_reach_run, a_file / "out"))
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
-    assert f"'{a_file}' is a file" in result.stderr and "pass another --out" in result.stderr
+    assert f"'{a_file}' is a file" in result.stderr and "pass another output path" in result.stderr
     assert a_file.read_text() == "not a directory"
 
 
@@ -137,3 +137,52 @@ def test_the_command_line_helps_a_lost_user():
     assert "did you mean 'check'?" in run_cli("store", "chek", "x").stderr
     missing = run_cli("train")
     assert "required: config, --out (see roboil train --help)" in missing.stderr, missing.stderr
+
+
+def test_a_deferred_ctrl_c_is_flagged_a_second_one_raises_and_the_flag_does_not_outlive_it():
+    from roboil import errors
+
+    with pytest.raises(KeyboardInterrupt):
+        with errors.interrupts_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+            assert errors.interrupted()  # flagged, for the loop to stop where it keeps its work
+            os.kill(os.getpid(), signal.SIGINT)  # a loop stuck before that point: a second one stops it at once
+            time.sleep(1)
+            pytest.fail("the second Ctrl-C did not raise")
+    assert not errors.interrupted()  # carried on by the exception, not left to stop a later run
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+WORKERS_TAKE_NO_CTRL_C = """
+import os, signal, sys, time
+import numpy as np, torch
+sys.path.insert(0, "tests")
+from test_loader import image_store, sampler
+from roboil.errors import interrupted, interrupts_deferred
+from roboil.loader import batches
+from roboil.rows import RowReader
+
+if __name__ == "__main__":
+    store = image_store(sys.argv[1])
+    arrays = {"image": RowReader(store.array("image"), store.path / "data" / "image"), **store.load(["state", "action"])}
+    with interrupts_deferred():
+        made = batches(sampler(arrays, store), 6, torch.device("cpu"), workers=1)
+        next(made)
+        os.killpg(0, signal.SIGINT)  # as a terminal's Ctrl-C: the workers are in the group too
+        time.sleep(1)
+        for _ in range(20):  # more batches than were prefetched: the workers still work
+            next(made)
+        print("flagged" if interrupted() else "not flagged")
+        made.close()
+"""
+
+
+def test_a_ctrl_c_while_training_reads_from_disk_leaves_the_workers_to_the_training_loop(tmp_path):
+    """The training loop saves its step on Ctrl-C; worker processes that took the signal themselves would die and
+    end the run in a traceback instead ('DataLoader worker exited unexpectedly')."""
+    script = tmp_path / "workers.py"
+    script.write_text(WORKERS_TAKE_NO_CTRL_C)
+    done = subprocess.run([sys.executable, str(script), str(tmp_path / "s.zarr")], capture_output=True, text=True,
+                          timeout=120, start_new_session=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0 and done.stdout.strip() == "flagged", done.stderr[-2000:]

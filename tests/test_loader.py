@@ -86,23 +86,33 @@ def test_a_reader_keeps_at_most_max_open_files_open_and_reads_the_same_rows(tmp_
     assert len(reader._files) == 4 and len(os.listdir("/proc/self/fd")) - before <= 4
 
 
-def test_workers_get_only_the_arrays_on_disk_and_the_loader_stops_with_the_training(tmp_path):
+def test_workers_get_only_the_arrays_on_disk_and_the_loader_stops_with_the_training(tmp_path, monkeypatch):
     """The arrays in RAM are gathered in the training process (each worker would hold a copy of them), and
     closing the batches (the end of training) ends the loader's thread or processes."""
+    import multiprocessing
     import threading
 
-    from roboil.loader import _Windows
+    from roboil import loader
 
+    handed = []
+
+    class Loader(loader.DataLoader):  # notes the dataset the workers get
+        def __init__(self, dataset, **options):
+            handed.append(dataset.sampler)
+            super().__init__(dataset, **options)
+
+    monkeypatch.setattr(loader, "DataLoader", Loader)
     store = image_store(tmp_path / "s.zarr")
     in_ram = store.load(["state", ACTION])
     arrays = {"image": RowReader(store.array("image"), store.path / "data" / "image"), **in_ram}
-    worker_part = _Windows(sampler(arrays, store).only(["image"]), slice(None))
-    assert set(worker_part.sampler.arrays) == {"image"}
     made = batches(sampler(arrays, store), 6, torch.device("cpu"), workers=1)
     batch, _ = next(made)
+    assert [set(part.arrays) for part in handed] == [{"image"}]
     expected = sampler(store.load(list(store.features)), store).sample(6)
     assert batch.keys() == expected.keys() and all(np.array_equal(batch[k].numpy(), expected[k]) for k in expected)
+    assert multiprocessing.active_children()
     made.close()
+    assert not multiprocessing.active_children()
     threaded = batches(sampler(in_ram | {"image": store.load(["image"])["image"]}, store), 6, torch.device("cpu"))
     next(threaded)
     threaded.close()

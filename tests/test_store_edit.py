@@ -413,3 +413,44 @@ def test_copy_and_export_refuse_a_damaged_episode_and_copy_leaves_it_out_when_as
     source = EpisodeStore.open(path)
     for new, old in enumerate([0, 2, 3]):
         assert all(np.array_equal(copy.episode(new)[k], source.episode(old)[k]) for k in FEATURES)
+
+
+def test_skip_damaged_copies_a_store_that_fails_the_quick_check(tmp_path):
+    """What the repair advice sends a user to: a chunk file missing from a middle episode fails the quick check,
+    which every other command refuses on."""
+    from roboil.store import copy_store
+
+    path = tmp_path / "s"
+    new_store(path, 4).close()
+    (path / "data/image/c/4/0/0/0").unlink()  # a frame of episode 1 (lengths 3, 4, 5, 6)
+    with pytest.raises(RoboilError, match="committed chunk files missing"):
+        copy_store(path, tmp_path / "refused")
+    copy, skipped = copy_store(path, tmp_path / "copy", skip_damaged=True)
+    assert skipped == [1] and copy.episode_lengths.tolist() == [3, 5, 6] and copy.check() == []
+
+
+def test_a_video_chunk_shared_by_two_episodes_fails_both_when_damaged(tmp_path):
+    """An H.264 chunk of 8 frames holding the end of episode 0 and the start of episode 1 is checksummed with
+    episode 1 (which completes it): verifying episode 0 alone must still see its damage, or a copy that skips
+    damaged episodes would pass the frames on with fresh checksums."""
+    pytest.importorskip("av")
+    from roboil.specs import ArrayLayout, Feature
+    from roboil.store import copy_store
+
+    path = tmp_path / "s"
+    rng = np.random.default_rng(0)
+    features = {"image": Feature("pixels", (32, 32, 3), "uint8"), "state": Feature("proprio", (2,), "float32")}
+    layouts = {"image": ArrayLayout(8, codec="h264", shard_rows=8), "state": ArrayLayout(8)}
+    with EpisodeStore.create(path, features, layouts, {}) as store:
+        for length in (5, 6, 7):  # ends 5, 11, 18
+            store.add_episode({"image": rng.integers(0, 255, (length, 32, 32, 3), dtype=np.uint8),
+                               "state": rng.random((length, 2), dtype=np.float32)}, {})
+    frames = zarr.open_array(path / "data" / "image", mode="r+")
+    frames[0:8] = 255 - frames[0:8]  # chunk 0, still decodable
+    store = EpisodeStore.open(path)
+    for index in (0, 1):
+        with pytest.raises(RoboilError, match=f"episode {index} differs from its checksum"):
+            store.episode(index, verify=True)
+    store.episode(2, verify=True)
+    copy, skipped = copy_store(path, tmp_path / "copy", skip_damaged=True)
+    assert skipped == [0, 1] and copy.n_episodes == 1
