@@ -224,8 +224,9 @@ def from_dict(cls: type, data: Any, where: str = ""):
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))
     if unknown:
+        valid = ', '.join(sorted(fields)) or "none, it takes no parameters"
         raise RoboilError(f"unknown config key '{prefix}{unknown[0]}'; valid keys"
-                          f"{' in ' + where if where else ''}: {', '.join(sorted(fields))}")
+                          f"{' in ' + where if where else ''}: {valid}")
     missing = [name for name, f in fields.items() if name not in data
                and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
     if missing:

@@ -150,8 +150,9 @@ def evaluate(run_dir: str | Path, episodes: int | None = None, envs: int | None 
                         continue
                     result = {"seed": playing[i], "success": bool(info["is_success"]), "return": float(returns[i]),
                               "length": lengths[i], **{name: float(info[name]) for name in task.episode_metrics}}
-                    if "video" in info:
-                        result["video"], result["final_frame"] = info["video"], info["final_frame"]
+                    if "video" in info:  # absolute: eval.json and the hooks read them from anywhere
+                        result["video"], result["final_frame"] = (str(Path(info[k]).resolve())
+                                                                  for k in ("video", "final_frame"))
                     results.append(result)
                     plugins.notify("on_eval_episode_end", result=result, run_dir=run_dir, config=config)
                     bar.update(1)

@@ -11,10 +11,10 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
-def run_cli(*args, env=None, check=False):
+def run_cli(*args, env=None, check=False, cwd=None):
     """Run ``roboil`` in a fresh interpreter, as a user would, and return the CompletedProcess."""
     result = subprocess.run([sys.executable, "-m", "roboil.cli", *map(str, args)], capture_output=True, text=True,
-                            env={**os.environ, **(env or {})}, timeout=600)
+                            env={**os.environ, **(env or {})}, timeout=600, cwd=cwd)
     if check and result.returncode != 0:
         raise AssertionError(f"roboil {' '.join(map(str, args))} failed:\n{result.stdout}\n{result.stderr}")
     return result

@@ -1,6 +1,7 @@
 """Record with the scripted expert, train GCBC, evaluate in simulation: the whole user path on a tiny budget."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -157,3 +158,10 @@ def test_killed_recording_keeps_every_completed_episode(tmp_path):
     assert committed > 0
     run_cli("record", "--task", "fetch-reach", "--episodes", 1, "--out", path, check=True)
     assert EpisodeStore.open(path).n_episodes == committed + 1
+
+
+def test_eval_json_names_its_videos_so_they_open_from_anywhere(reach_run, tmp_path):
+    run_cli("eval", reach_run, "--episodes", 1, "--video", "--out", "report", check=True, cwd=tmp_path)
+    episode = json.loads((tmp_path / "report" / "eval.json").read_text())["episodes"][0]
+    assert os.path.isabs(episode["video"]) and os.path.isfile(episode["video"])
+    assert os.path.isfile(episode["final_frame"])
