@@ -72,8 +72,9 @@ class TrainingData:
         attrs = store.episode_attrs()
         keep = [i for i, a in enumerate(attrs) if a.get("success", True) or not config.data.only_success]
         if not keep:
-            raise RoboilError(f"store '{path}' has no {'successful ' if config.data.only_success else ''}episodes "
-                              "to train on; record some, or set data.only_success=false")
+            only = config.data.only_success
+            raise RoboilError(f"store '{path}' has no {'successful ' if only else ''}episodes to train on; record some"
+                              f"{', or set data.only_success=false' if only else ''}")
         if dropped := len(attrs) - len(keep):  # said, not silent: a plugin author's own task may fail often
             print(f"roboil: training on {len(keep)} of {len(attrs)} episodes: data.only_success leaves out the "
                   f"{dropped} without success (data.only_success=false keeps them)", file=sys.stderr)

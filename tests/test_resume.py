@@ -242,3 +242,16 @@ def test_a_finished_run_says_there_is_nothing_to_train_and_its_time_goes_on(stor
 def test_an_episode_store_is_no_run_directory(store):
     with pytest.raises(RoboilError, match="is a zarr store \\(episodes\\?\\), not a run directory"):
         train(config(store), store, progress=False)
+
+
+@pytest.mark.parametrize("only_success", [True, False])
+def test_a_store_without_episodes_to_train_on_is_one_line_with_a_fix_that_applies(store, tmp_path, only_success):
+    from roboil.store import EpisodeStore, array_layout
+
+    source = EpisodeStore.open(store)
+    EpisodeStore.create(tmp_path / "empty.zarr", source.features,
+                        {k: array_layout(source.array(k)) for k in source.features}, source.attrs).close()
+    with pytest.raises(RoboilError) as refused:
+        train(config(tmp_path / "empty.zarr", f"data.only_success={str(only_success).lower()}"), tmp_path / "run",
+              progress=False)
+    assert "has no " in str(refused.value) and ("data.only_success=false" in str(refused.value)) == only_success
