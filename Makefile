@@ -45,6 +45,7 @@ bench: install
 	$(PY) tools/bench_training.py diffusion --steps 20 --warmup 5
 	$(PY) tools/bench_training.py act --steps 20 --warmup 5
 	$(PY) tools/bench_channels_last.py
+	$(PY) tools/bench_append.py
 	$(PY) tools/bench.py
 
 clean:
