@@ -103,7 +103,8 @@ _Finding = tuple[str, "list[int] | None"]
 
 
 class _Unreadable(Exception):
-    """Rows that fail to decode; the message is one problem line."""
+    """Rows that fail to decode; the message is one problem line (from :func:`_read`, the decoder's reason alone
+    follows it)."""
 
 
 def _jsonable(obj, what: str):
@@ -144,6 +145,13 @@ async def _settle_zarr_tasks() -> None:
     await asyncio.gather(*(t for t in asyncio.all_tasks() if t is not current), return_exceptions=True)
 
 
+def _blosc_cut_short(path: str) -> bool:
+    """Whether a Blosc chunk file holds fewer bytes than its header's compressed size (bytes 12..15)."""
+    with open(path, "rb") as file:
+        header = file.read(16)
+        return len(header) < 16 or os.fstat(file.fileno()).st_size < int.from_bytes(header[12:16], "little")
+
+
 def _read(arr: zarr.Array, name: str, lo: int, hi: int) -> np.ndarray:
     """Rows ``lo:hi`` of ``arr``; raises :class:`_Unreadable` if a chunk fails to decode.
 
@@ -162,7 +170,7 @@ def _read(arr: zarr.Array, name: str, lo: int, hi: int) -> np.ndarray:
         except Exception as e:  # zarr and the codecs raise many types for corrupt bytes; each is a finding
             zarr_sync(_settle_zarr_tasks())
             if not retry:
-                raise _Unreadable(f"{name}: rows {lo}..{hi} fail to decode: {one_line(e)}") from None
+                raise _Unreadable(f"{name}: rows {lo}..{hi} fail to decode: {one_line(e)}", one_line(e)) from None
 
 
 def _shard_index(file, chunks: int) -> np.ndarray:
@@ -523,12 +531,15 @@ class EpisodeStore:
                      "crc32c), which this roboil does not check", None)]
         zeros, base = (0,) * len(f.shape), f"{self.path}/data/{key}/"  # plain strings: a stat per file dominates
         rows = arr.chunks[0]
-        missing_files, missing_chunks, unreadable = [], [], []
+        blosc = [type(c).__name__ for c in arr.metadata.codecs] == ["BytesCodec", "BloscCodec"]
+        missing_files, missing_chunks, unreadable, cut = [], [], [], []
         for i in range(math.ceil(self.n_steps / per_file)):
             path = base + arr.metadata.encode_chunk_key((i, *zeros))
             if not arr.shards:
                 if not os.path.exists(path):
                     missing_files.append(i)
+                elif blosc and _blosc_cut_short(path):
+                    cut.append(i)
                 continue
             try:
                 with open(path, "rb") as file:
@@ -549,6 +560,9 @@ class EpisodeStore:
         if missing_chunks:
             problems.append((f"data/{key}: {len(missing_chunks)} committed chunks missing from their shard files "
                              f"(first: time chunk {missing_chunks[0]})", self._holding(missing_chunks, rows)))
+        if cut:
+            problems.append((f"data/{key}: {len(cut)} committed chunk files shorter than their Blosc header says "
+                             f"(first: time chunk {cut[0]}; cut short)", self._holding(cut, per_file)))
         if unreadable:
             i, reason = unreadable[0]
             problems.append((f"data/{key}: {len(unreadable)} shard files unreadable (first: shard {i} {reason})",
@@ -922,8 +936,11 @@ class EpisodeStore:
                         failing.append(i)
                     else:
                         bad += self._mismatched(key, rows, range(i, i + 1), int(starts[i]))
-                failing = failing or list(episodes)  # a batch that fails only as a whole: blame all of it
-                problems.append((f"{e} ({_episodes(failing)})", failing))
+                if failing:  # named by episode: the batch's rows span good episodes too
+                    verb = "fails" if len(failing) == 1 else "fail"
+                    problems.append((f"data/{key}: {_episodes(failing)} {verb} to decode: {e.args[1]}", failing))
+                else:  # a batch that fails only as a whole: blame all of it
+                    problems.append((f"{e} ({_episodes(list(episodes))})", list(episodes)))
             batch_first = last + 1
         return problems + [(line, bad) for line in self._mismatch_problem(key, bad)] + self._tail_mismatch(key)
 

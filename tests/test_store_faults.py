@@ -250,8 +250,11 @@ def test_check_of_a_damaged_chunk_prints_one_line_and_no_asyncio_noise(tmp_path,
                                          damage=code))
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and result.stderr == ""
-    assert result.stdout.count("\n") == 1 and "data/image: rows 0..1000 fail to decode" in result.stdout, \
-        result.stdout
+    lines = result.stdout.splitlines()
+    assert "data/image: episode 0 fails to decode" in lines[-1], result.stdout  # the episode of row 3 alone
+    # a Blosc chunk file cut short is also found without decoding (what `store check --quick` reports)
+    assert lines[:-1] == (["data/image: 1 committed chunk files shorter than their Blosc header says (first: time "
+                           "chunk 3; cut short)"] if damage == "file per chunk cut short" else []), result.stdout
 
 
 # ---- atomic creation -------------------------------------------------------------------------------------------
@@ -293,3 +296,14 @@ def test_killed_creations_never_block_a_later_one(tmp_path, worker):
         store.close()
         assert EpisodeStore.open(path).check() == []
     assert sorted(os.listdir(tmp_path)) == [*(f"s{t}" for t in range(6)), "worker.py"]
+
+
+def test_the_quick_check_finds_a_blosc_chunk_file_cut_short_and_appending_refuses_it(tmp_path):
+    path = tmp_path / "s"
+    new_store(path, 3).close()  # "image": a file per frame, Blosc
+    chunk = path / "data/image/c/4/0/0/0"  # a frame of episode 1 (lengths 3, 4, 5)
+    chunk.write_bytes(chunk.read_bytes()[:-7])
+    assert EpisodeStore.open(path).check(deep=False) == [
+        "data/image: 1 committed chunk files shorter than their Blosc header says (first: time chunk 4; cut short)"]
+    with pytest.raises(RoboilError, match="cut short"):
+        EpisodeStore.open(path, mode="a")
