@@ -5,7 +5,8 @@ state in their attrs, as MuJoCo tasks record, appended into a fresh store; every
     python tools/bench_append.py [--episodes 2000] [--every 500] [--out /tmp/bench_append.zarr]
 
 Every episode's attrs (seed, start state, checksums, ...) sit in the ``meta`` group's zarr.json, which each append
-writes again whole: an append costs time in proportion to the episodes before it.
+writes again whole; the store encodes each episode's attrs once, so an append should cost about the same however
+many episodes came before (docs/benchmarks.md has the figures from before that).
 """
 
 from __future__ import annotations
