@@ -17,7 +17,7 @@ _LAZY = {
         "Feature", "GoalKeys", "NoParams", "ObservationSpec", "TaskSpec", "TeleopSpec", "CONTROLS", "START", "SAVE",
         "DISCARD", "RETRY", "DELETE_LAST", "QUIT", "TAKE_OVER", "HAND_BACK")},
     **{name: "roboil.sim" for name in ("mujoco_state", "set_mujoco_state", "env_scene", "env_state",
-                                       "restore_env_state", "TopCameraRendering")},
+                                       "restore_env_state", "CameraRendering")},
     "RoboilError": "roboil.errors", "hookimpl": "roboil.hookspecs", "hookspec": "roboil.hookspecs",
     "BuildContext": "roboil.policy", "Normalizer": "roboil.policy", "PolicyModel": "roboil.policy",
     "PolicyRunner": "roboil.policy", "padded_mean": "roboil.policy", "TrainContext": "roboil.train", "load_runner": "roboil.checkpoint",

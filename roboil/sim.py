@@ -59,11 +59,13 @@ def restore_env_state(env, state: np.ndarray) -> None:
     set_mujoco_state(*env_scene(env), state)
 
 
-class TopCameraRendering:
+class CameraRendering:
     """``render()`` and ``close()`` for a gymnasium env that drives its own MuJoCo model (``model``, ``data``, and
-    ``render_size`` as (height, width)): the scene's ``top`` camera through one renderer, made at the first frame
-    (it holds a GL context, which an env that never renders should not make). List it before ``gym.Env``."""
+    ``render_size`` as (height, width)): the scene's camera named ``render_camera`` (a class attribute the env
+    sets) through one renderer, made at the first frame (it holds a GL context, which an env that never renders
+    should not make). List it before ``gym.Env``."""
 
+    render_camera: str
     _renderer = None
 
     def render(self) -> np.ndarray:
@@ -71,7 +73,7 @@ class TopCameraRendering:
 
         if self._renderer is None:
             self._renderer = mujoco.Renderer(self.model, *self.render_size)
-        self._renderer.update_scene(self.data, camera="top")
+        self._renderer.update_scene(self.data, camera=self.render_camera)
         return self._renderer.render()
 
     def close(self) -> None:

@@ -461,8 +461,8 @@ def fit_offline(context: TrainContext) -> Path | None:
     if config.train.compile:
         step_fn = torch.compile(step_fn)
     if context.ranks.distributed:  # averages the gradients over the processes during backward
-        # static graph: the loss reads the same parameters every step, which need not be all of them (ACT reads
-        # the pixel encoder's feature maps, not its spatial-softmax head); DDP learns which from the first step
+        # static graph: the loss reads the same parameters every step, which need not be all of them (a model may
+        # read an encoder's feature maps and not its head); DDP learns which from the first step
         step_fn = torch.nn.parallel.DistributedDataParallel(step_fn, device_ids=[device] if device.type == "cuda"
                                                             else None, static_graph=True)
     model.train()

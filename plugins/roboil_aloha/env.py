@@ -16,7 +16,7 @@ import mujoco
 import numpy as np
 from gymnasium import spaces
 
-from roboil import RoboilError, TopCameraRendering
+from roboil import CameraRendering, RoboilError
 
 CONTROL_HZ = 50
 ARMS = ("left", "right")
@@ -68,10 +68,11 @@ class Scene:
         return (np.asarray(point) - frame.xpos) @ frame.xmat.reshape(3, 3)
 
 
-class AlohaEnv(TopCameraRendering, gym.Env):
+class AlohaEnv(CameraRendering, gym.Env):
     """One ALOHA task: ``task`` gives the scene, the object start poses and the success test."""
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": CONTROL_HZ}
+    render_camera = "top"
 
     def __init__(self, task, render_mode=None, render_size=(240, 320)):
         assert render_mode is None or render_mode in self.metadata["render_modes"]

@@ -9,7 +9,7 @@ import shapely
 from gymnasium import spaces
 from shapely.geometry import Polygon
 
-from roboil import TopCameraRendering
+from roboil import CameraRendering
 
 XML_PATH = Path(__file__).resolve().parents[2] / "assets" / "pusht" / "pusht.xml"
 
@@ -46,8 +46,9 @@ def coverage(pose) -> float:
     return float(shapely.intersection(t_polygon(pose), TARGET_POLY).area / TARGET_POLY.area)
 
 
-class PushTEnv(TopCameraRendering, gym.Env):
+class PushTEnv(CameraRendering, gym.Env):
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
+    render_camera = "top"
 
     # No time limit of its own: the task declares MAX_EPISODE_STEPS and the core applies it, so `roboil eval
     # --max-steps` can lengthen episodes (a limit in here would silently cap every longer one).
