@@ -50,7 +50,7 @@ def _in_thread(sampler: WindowSampler, batch_size: int, rows: slice, device: tor
     def work():
         try:
             while not stop.is_set():
-                batch = {k: torch.from_numpy(v) for k, v in sampler.sample(batch_size, rows).items()}
+                batch = _tensors(sampler.sample(batch_size, rows))
                 put(({k: v.pin_memory() for k, v in batch.items()} if pin else batch, sampler.state()))
         except Exception as exc:  # hand the error to the training loop instead of leaving it waiting
             put(exc)

@@ -798,17 +798,19 @@ class EpisodeStore:
         index %= n
         start, end = (int(self._ends[index - 1]) if index else 0), int(self._ends[index])
         rows = {k: self._rows(k, start, end) for k in self._arrays}
-        problems = []
-        for key in rows if verify else ():
-            checked = range(index, index + 1)
-            if key in self._lossy:  # the video chunk holding its last frames is checked with the episode ending it
-                chunk = self._arrays[key].chunks[0]
-                checked = range(index, max(self._holding([(end - 1) // chunk], chunk)) + 1)
-            problems += self._mismatch_problem(key, [index] if index in self._mismatched(key, rows[key], checked,
-                                                                                         start) else [])
-        if problems:
+        if verify and (problems := [line for key in rows for line in self._episode_mismatch(key, index, rows[key])]):
             raise _damaged(self.path, problems)
         return rows
+
+    def _episode_mismatch(self, key: str, index: int, rows: np.ndarray) -> list[str]:
+        """The problem line (or none) of episode ``index``'s ``rows`` of ``key`` against its checksum; for a video,
+        the chunk holding its last frames is checked with the episode that completes it."""
+        start, end = (int(self._ends[index - 1]) if index else 0), int(self._ends[index])
+        checked = range(index, index + 1)
+        if key in self._lossy:
+            chunk = self._arrays[key].chunks[0]
+            checked = range(index, max(self._holding([(end - 1) // chunk], chunk)) + 1)
+        return self._mismatch_problem(key, [index] if index in self._mismatched(key, rows, checked, start) else [])
 
     def array(self, key: str) -> zarr.Array:
         """The zarr array, for lazy reads; rows at or past ``n_steps`` are not committed."""
