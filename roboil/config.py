@@ -92,7 +92,7 @@ class EvalConfig:
     envs: int = 2
     seed: int = 100000
     max_steps: int | None = None  # None = the task's own episode length
-    video_episodes: int = 4
+    video_episodes: int = 4  # the first ones are filmed (with --video), plus a failure and a success if absent
     executor: dict[str, Any] = field(default_factory=lambda: {"name": DEFAULT_EXECUTOR})  # name + its params
 
     def __post_init__(self):

@@ -2,8 +2,9 @@
 environment and for its policy's inference noise, so two runs of the same checkpoint give the same numbers, and an
 episode plays the same however many envs play and however the episodes are sharded over processes (``--shard``,
 torchrun; floats agree to rounding, see PolicyModel). Reports success with a 95% Wilson interval, writes
-``eval.json``, H.264 videos of the first episodes and ``report.html`` (the success interval and the returns'
-histogram, the videos playing in place, the run's training curves and every episode's row)."""
+``eval.json``, H.264 videos of the first episodes (and of a failure and a success if those hold none) and
+``report.html`` (the success interval and the returns' histogram, the videos playing in place, the run's training
+curves and every episode's row)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ import html
 import json
 import math
 import os
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -114,10 +117,40 @@ def evaluate(run_dir: str | Path, episodes: int | None = None, envs: int | None 
     torch.set_num_threads(max(1, cores - n_envs))
     torch.manual_seed(seed)
     plugins = registry()
+    bar = tqdm(total=len(seeds), desc=f"eval {config.task}", disable=not (progress and ranks.main), unit="ep")
+
+    def episode_end(result: dict) -> None:
+        plugins.notify("on_eval_episode_end", result=result, run_dir=run_dir, config=config)
+        bar.update(1)
+
+    try:
+        started = time.time()
+        results = _play(runner, make_env, seeds, n_envs, keys, task.episode_metrics, episode_end)
+        seconds = time.time() - started  # not counting the workers' shutdown
+    finally:
+        bar.close()  # before an error or an interrupt prints its line
+        torch.set_num_threads(threads)
+    if shard is not None:
+        gathered = _save_shard(out_dir, evaluation, shard, results, seconds)
+        if gathered is None:
+            return None
+        results, seconds = gathered
+    if video and config.eval.video_episodes:
+        _film_both_outcomes(results, runner, make_env, keys, task.episode_metrics)
+    report = write_report(results, config.task, task.episode_metrics, out_dir, seconds, run_dir)
+    if shard is not None:
+        for i in range(shard[1]):
+            _shard_path(out_dir, i, shard[1]).unlink()
+    plugins.notify("on_eval_end", report=report, run_dir=run_dir, config=config)
+    return report
+
+
+def _play(runner, make_env, seeds: list[int], n_envs: int, keys: list[str], metrics: tuple[str, ...],
+          episode_end: Callable[[dict], None]) -> list[dict]:
+    """Play one episode per seed in ``n_envs`` worker envs; each episode's result is passed to ``episode_end``
+    as it ends, and all are returned."""
     results: list[dict] = []
     pool = EnvPool(make_env, n_envs)
-    bar = tqdm(total=len(seeds), desc=f"eval {config.task}", disable=not (progress and ranks.main), unit="ep")
-    started = time.time()
     try:
         playing = {i: seeds[i] for i in range(n_envs)}  # env index -> the seed of the episode it plays
         runner.reset(n_envs, seeds=list(playing.values()))
@@ -149,13 +182,12 @@ def evaluate(run_dir: str | Path, episodes: int | None = None, envs: int | None 
                         latest[i] = obs
                         continue
                     result = {"seed": playing[i], "success": bool(info["is_success"]), "return": float(returns[i]),
-                              "length": lengths[i], **{name: float(info[name]) for name in task.episode_metrics}}
+                              "length": lengths[i], **{name: float(info[name]) for name in metrics}}
                     if "video" in info:  # absolute: eval.json and the hooks read them from anywhere
                         result["video"], result["final_frame"] = (str(Path(info[k]).resolve())
                                                                   for k in ("video", "final_frame"))
                     results.append(result)
-                    plugins.notify("on_eval_episode_end", result=result, run_dir=run_dir, config=config)
-                    bar.update(1)
+                    episode_end(result)
                     returns[i], lengths[i] = 0.0, 0
                     if next_episode < len(seeds):
                         playing[i] = restart[i] = seeds[next_episode]
@@ -167,28 +199,45 @@ def evaluate(run_dir: str | Path, episodes: int | None = None, envs: int | None 
                     latest.update(pool.reset(restart))
                 if latest:
                     act(dict(sorted(latest.items())))
-        seconds = time.time() - started  # not counting the workers' shutdown
     finally:
-        bar.close()  # before an error or an interrupt prints its line
         pool.close()
-        torch.set_num_threads(threads)
-    if shard is not None:
-        report = _save_shard(out_dir, evaluation, shard, results, seconds, task.episode_metrics, run_dir)
-    else:
-        report = write_report(results, config.task, task.episode_metrics, out_dir, seconds, run_dir)
-    if report is not None:
-        plugins.notify("on_eval_end", report=report, run_dir=run_dir, config=config)
-    return report
+    return results
+
+
+def _film_both_outcomes(results: list[dict], runner, make_env, keys: list[str], metrics: tuple[str, ...]) -> None:
+    """The first episodes are filmed as they play; where none of those failed (or none succeeded) and another
+    episode did, the first such episode is played again on camera, so the report shows what a failure (a
+    success) looks like. An episode plays the same from its seed; if the second play ends otherwise (floats
+    differ in the last bits between batch sizes, and a contact may tip), it is not shown as that episode."""
+    filmed = {result["success"] for result in results if "video" in result}
+    for outcome in (False, True):
+        wanted = next((r for r in sorted(results, key=lambda r: r["seed"]) if r["success"] == outcome), None)
+        if outcome in filmed or wanted is None:
+            continue
+        again = _play(runner, functools.partial(make_env, video_seeds=(wanted["seed"],)), [wanted["seed"]], 1,
+                      keys, metrics, lambda result: None)[0]
+        if (again["success"], again["length"]) == (wanted["success"], wanted["length"]):
+            wanted.update(video=again["video"], final_frame=again["final_frame"], filmed_again=True)
+        else:
+            Path(again["video"]).unlink(missing_ok=True)
+            Path(again["final_frame"]).unlink(missing_ok=True)
+            print(f"roboil: seed {wanted['seed']} played again ended otherwise ({_ending(again)}, not "
+                  f"{_ending(wanted)}), so no {_ending(wanted).split()[0]} is filmed", file=sys.stderr)
+
+
+def _ending(result: dict) -> str:
+    return f"{'success' if result['success'] else 'failure'} after {result['length']} steps"
 
 
 def _shard_path(out_dir: Path, k: int, n: int) -> Path:
     return out_dir / f"eval.shard-{k}-of-{n}.json"
 
 
-def _save_shard(out_dir: Path, evaluation: dict, shard: tuple[int, int], results: list[dict], seconds: float,
-                metrics: tuple[str, ...], run_dir: Path) -> dict | None:
-    """Save a shard's episodes; the shard that completes the set writes the report from all of them and removes
-    the partial files. Under a file lock, so that exactly one of the shards finishing together gathers."""
+def _save_shard(out_dir: Path, evaluation: dict, shard: tuple[int, int], results: list[dict],
+                seconds: float) -> tuple[list[dict], float] | None:
+    """Save a shard's episodes; the shard that completes the set gets all of them and the evaluation's time
+    (the caller writes the report, then removes the partial files). Under a file lock, so that exactly one of
+    the shards finishing together gathers."""
     k, n = shard
     path = _shard_path(out_dir, k, n)
     with open(out_dir / SHARD_LOCK, "a") as lock:
@@ -206,12 +255,8 @@ def _save_shard(out_dir: Path, evaluation: dict, shard: tuple[int, int], results
             print(f"roboil: shard {k}/{n} saved in {path}; eval.json is written when {waiting} run")
             return None
         # the shards run side by side: the evaluation took as long as the slowest one
-        report = write_report([episode for i in range(n) for episode in shards[i]["episodes"]],
-                              evaluation["task"], metrics, out_dir, max(s["seconds"] for s in shards.values()),
-                              run_dir)
-        for i in range(n):
-            _shard_path(out_dir, i, n).unlink()
-    return report
+        return ([episode for i in range(n) for episode in shards[i]["episodes"]],
+                max(saved["seconds"] for saved in shards.values()))
 
 
 def _read_shards(out_dir: Path, evaluation: dict, replacing: Path | None = None) -> dict[int, dict]:
@@ -278,7 +323,8 @@ def render_html(report: dict, metrics: tuple[str, ...], out_dir: Path) -> str:
     tiles = "".join(
         f'<figure class="{"ok" if e["success"] else "fail"}"><video controls muted playsinline preload="metadata" '
         f'poster="{url(e["final_frame"])}" src="{url(e["video"])}"></video>'
-        f'<figcaption>seed {e["seed"]}: {"success" if e["success"] else "failure"}</figcaption></figure>'
+        f'<figcaption>seed {e["seed"]}: {"success" if e["success"] else "failure"}'
+        f'{" (played again to film it)" if e.get("filmed_again") else ""}</figcaption></figure>'
         for e in report["episodes"] if "video" in e)
     videos = f"<h2>Filmed episodes</h2>\n<div>{tiles}</div>\n" if tiles else ""
     interval = interval_chart("success rate", report["success_rate"], lo, hi,

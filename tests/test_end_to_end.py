@@ -165,3 +165,55 @@ def test_eval_json_names_its_videos_so_they_open_from_anywhere(reach_run, tmp_pa
     episode = json.loads((tmp_path / "report" / "eval.json").read_text())["episodes"][0]
     assert os.path.isabs(episode["video"]) and os.path.isfile(episode["video"])
     assert os.path.isfile(episode["final_frame"])
+
+
+@pytest.fixture(scope="module")
+def mixed_outcomes(reach_store, tmp_path_factory):
+    """A run that films one episode, and the outcomes of its first 12 episodes cut to 3 steps (about half
+    succeed: a policy that reaches, given too little time for some goals)."""
+    run = tmp_path_factory.mktemp("runs") / "film_one"
+    run_cli("train", CONFIG, f"data.path={reach_store}", "train.steps=1500", "algorithm.hidden_dims=[256,256]",
+            "eval.video_episodes=1", "--out", run, check=True)
+    out = tmp_path_factory.mktemp("eval") / "outcomes"
+    run_cli("eval", run, "--episodes", 12, "--max-steps", 3, "--out", out, check=True)
+    outcomes = [e["success"] for e in json.loads((out / "eval.json").read_text())["episodes"]]
+    assert 0 < sum(outcomes) < len(outcomes), outcomes  # both outcomes, or the test below has nothing to film
+    return run, outcomes
+
+
+def test_eval_films_the_other_outcome_when_the_first_episodes_lack_it(mixed_outcomes, tmp_path):
+    """eval.video_episodes=1 films the first episode as it plays; the first episode of the other outcome is played
+    again on camera, and the replay is the episode in the table (same outcome and length)."""
+    import cv2
+
+    run, outcomes = mixed_outcomes
+    other = outcomes.index(not outcomes[0])
+    run_cli("eval", run, "--episodes", other + 1, "--max-steps", 3, "--video", "--out", tmp_path, check=True)
+    report = json.loads((tmp_path / "eval.json").read_text())
+    assert [e["success"] for e in report["episodes"]] == outcomes[:other + 1]  # the same episodes as before
+    filmed = [e for e in report["episodes"] if "video" in e]
+    assert [e["seed"] for e in filmed] == [100000, 100000 + other]
+    assert "filmed_again" not in filmed[0] and filmed[1]["filmed_again"]
+    capture = cv2.VideoCapture(filmed[1]["video"])
+    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == filmed[1]["length"] + 1
+    page = (tmp_path / "report.html").read_text()
+    assert page.count("<video ") == 2 and page.count("(played again to film it)") == 1
+
+
+def test_a_replay_that_ends_otherwise_is_not_filmed_as_the_episode(mixed_outcomes, tmp_path, capsys):
+    """Should a second play of a seed end otherwise (floats differ between batch sizes), its video is dropped and
+    the table keeps no video for that episode: a result claimed for a seed whose real play differs stands in."""
+    import functools
+
+    from roboil.checkpoint import load_runner
+    from roboil.evaluate import _film_both_outcomes
+
+    run, outcomes = mixed_outcomes
+    runner, config, meta = load_runner(run, None, "cpu")
+    make_env = functools.partial(ObservedEnv, config.task, meta["observations"], render_mode="rgb_array",
+                                 max_steps=3, video_dir=tmp_path)
+    claimed = {"seed": 100000, "success": not outcomes[0], "return": 0.0, "length": 3}
+    results = [dict(claimed)]
+    _film_both_outcomes(results, runner, make_env, list(meta["features"]), ())
+    assert results == [claimed] and list(tmp_path.iterdir()) == []
+    assert "seed 100000 played again ended otherwise" in capsys.readouterr().err
