@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from .checkpoint import load_runner, resolve_checkpoint
 from .distributed import launched_ranks
@@ -30,6 +29,7 @@ from .errors import RoboilError, check_writable
 from .html_report import (CHART_CSS, REPORT_CSS, interval_chart, line_chart, outcome_histogram,
                           relative_url)
 from .plugins import registry
+from .progress import progress_bar
 
 EVAL_FILE = "eval.json"
 REPORT_FILE = "report.html"
@@ -117,7 +117,7 @@ def evaluate(run_dir: str | Path, episodes: int | None = None, envs: int | None 
     torch.set_num_threads(max(1, cores - n_envs))
     torch.manual_seed(seed)
     plugins = registry()
-    bar = tqdm(total=len(seeds), desc=f"eval {config.task}", disable=not (progress and ranks.main), unit="ep")
+    bar = progress_bar(len(seeds), f"eval {config.task}", unit="ep", enabled=progress and ranks.main)
 
     def episode_end(result: dict) -> None:
         plugins.notify("on_eval_episode_end", result=result, run_dir=run_dir, config=config)

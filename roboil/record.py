@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
-from tqdm import tqdm
 
 from .actions import action_feature
 from .config import from_dict, merge
@@ -27,6 +26,7 @@ from .envs import ObservedEnv
 from .errors import RoboilError, check_writable
 from .keys import ACTION
 from .plugins import registry
+from .progress import progress_bar
 from .specs import (DELETE_LAST, DISCARD, HAND_BACK, QUIT, RETRY, SAVE, START, TAKE_OVER, ArrayLayout,
                     DeviceContext, EndEffectorCommand)
 from .store import EpisodeStore
@@ -286,7 +286,7 @@ class Session:
         self.last_seed: int | None = max(seeds) if seeds else None
         self.last_result = "-"
         self.confirm: tuple[str, float] | None = None  # a control waiting for its second press
-        self.progress = tqdm(total=episodes, desc=f"record {task}", disable=not progress, unit="ep")
+        self.progress = progress_bar(episodes, f"record {task}", unit="ep", enabled=progress)
         self.done = False
         # the viewer draws the scene on its own thread: the simulation changes only while holding its lock
         self.scene_lock = viewer.lock if viewer is not None else contextlib.nullcontext()

@@ -15,10 +15,10 @@ import re
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from .errors import RoboilError, check_writable
 from .html_report import CHART_CSS, REPORT_CSS, line_chart, relative_url
+from .progress import progress_bar
 from .store import EpisodeStore
 from .video import write_mp4
 
@@ -92,8 +92,10 @@ def view_store(store_path: str | Path, out: str | Path | None = None, episodes: 
     attrs = [a if isinstance(a, dict) else {} for a in store.episode_attrs()]
     written: set[Path] = set()
     sections = []
-    for index in tqdm(range(shown), desc="store view", unit="ep", disable=not progress):
-        sections.append(_episode_section(store, index, attrs[index], out, fps, written))
+    with progress_bar(shown, "store view", unit="ep", enabled=progress) as bar:
+        for index in range(shown):
+            sections.append(_episode_section(store, index, attrs[index], out, fps, written))
+            bar.update(1)
     for stale in (out / VIDEO_DIR).glob("episode_*.mp4"):  # from an earlier view of more episodes
         if stale not in written:
             stale.unlink()

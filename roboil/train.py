@@ -27,7 +27,6 @@ import gymnasium as gym
 import numpy as np
 import torch
 import yaml
-from tqdm import tqdm
 
 from . import distributed
 from .actions import ActionTransform, describe_space
@@ -41,6 +40,7 @@ from .keys import ACTION
 from .loader import batches as load_batches
 from .plugins import registry
 from .policy import PolicyModel
+from .progress import progress_bar
 from .rows import RowReader
 from .sampler import WindowSampler, compute_stats
 from .specs import Feature
@@ -256,9 +256,9 @@ class TrainContext:
         os.replace(tmp, path)
 
     @cached_property
-    def bar(self) -> tqdm:  # made on the first log, so an error while setting up prints alone
-        return tqdm(total=self.config.train.steps, initial=self.start_step,
-                    desc=f"train {self.config.algorithm_name}", disable=not self.progress)
+    def bar(self):  # made on the first log, so an error while setting up prints alone
+        return progress_bar(self.config.train.steps, f"train {self.config.algorithm_name}", unit="step",
+                            initial=self.start_step, enabled=self.progress)
 
     def autocast(self):
         if self.device.type == "cuda" and self.config.train.amp:
@@ -328,7 +328,7 @@ class TrainContext:
             with open(self.run_dir / METRICS_FILE, "a") as f:
                 f.write(json.dumps({"step": step, "time": round(time.time() - self._started, 3), **values}) + "\n")
             if "loss" in values:
-                self.bar.set_postfix(loss=f"{values['loss']:.4f}")
+                self.bar.set_postfix(loss=f"{values['loss']:.4f}", refresh=False)
         self.bar.update(step - self.bar.n)
 
     def should_checkpoint(self, step: int) -> bool:

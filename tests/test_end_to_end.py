@@ -217,3 +217,14 @@ def test_a_replay_that_ends_otherwise_is_not_filmed_as_the_episode(mixed_outcome
     _film_both_outcomes(results, runner, make_env, list(meta["features"]), ())
     assert results == [claimed] and list(tmp_path.iterdir()) == []
     assert "seed 100000 played again ended otherwise" in capsys.readouterr().err
+
+
+def test_progress_in_a_log_file_is_whole_lines_not_redraws(reach_store, tmp_path):
+    """stderr to a file or a pipe (nohup, Slurm, CI): a line at the start and at the end (and every half minute
+    between), not a carriage-return redraw several times a second."""
+    result = run_cli("train", CONFIG, f"data.path={reach_store}", "train.steps=400", "train.log_every=10",
+                     "algorithm.hidden_dims=[32]", "--out", tmp_path / "run", check=True)
+    assert "\r" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("train gcbc")]
+    assert len(lines) == 2 and lines[0].startswith("train gcbc: 0/400 step"), result.stderr
+    assert lines[-1].startswith("train gcbc: 400/400 step") and "loss=" in lines[-1]
