@@ -248,7 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--operator", default=None, help="who records, kept with each episode (default: $USER)")
     rec.add_argument("--seed", type=int, default=0, help="the store's episode i is seeded with SEED+i")
     rec.add_argument("--action-noise", type=float, default=0.0,
-                     help="execute actions with Gaussian noise (fraction of the action range), record them clean")
+                     help="execute actions with Gaussian noise (its standard deviation a fraction of each action's "
+                     "half-range, 0 to 1), record them clean")
     rec.add_argument("--max-steps", type=int, default=None, help="take length limit (default: the task's own)")
     rec.add_argument("--no-viewer", action="store_true", help="no window, even when a person drives")
     rec.add_argument("overrides", nargs="*", default=[],

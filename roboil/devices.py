@@ -46,15 +46,17 @@ class ReplayDevice:
         if not 0 <= params.first < self.source.n_episodes:
             raise RoboilError(f"device.first={params.first} is out of range: store '{params.store}' has "
                               f"{self.source.n_episodes} episodes")
+        if context.episodes is not None and params.first + context.episodes > self.source.n_episodes:
+            left = self.source.n_episodes - params.first
+            raise RoboilError(f"--episodes {context.episodes}: store '{params.store}' has {left} episodes to replay "
+                              f"from device.first={params.first} (of {self.source.n_episodes}); ask for --episodes "
+                              f"{left} at most")
         self.first, self.attrs = params.first, self.source.episode_attrs()
         self.actions: np.ndarray = np.zeros(0)
         self.step = 0
 
     def start(self, take: int) -> tuple[int, np.ndarray | None]:
         index = self.first + take
-        if index >= self.source.n_episodes:
-            raise RoboilError(f"the replay store '{self.source.path}' has no episode {index} (it has "
-                              f"{self.source.n_episodes}); ask for fewer --episodes or a lower device.first")
         attrs = self.attrs[index]
         self.actions = self.source.episode(index)[ACTION]
         state = attrs.get("start_state")

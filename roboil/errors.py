@@ -118,8 +118,8 @@ def interrupts_deferred():
 
 _NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
 _NO_PERMISSION = {errno.EACCES, errno.EPERM}
-_READ_ONLY_MESSAGE = "'{out}' is on a read-only file system; pass an --out you can write to"
-_NO_PERMISSION_MESSAGE = "no permission to write in '{out}'; pass an --out you can write to"
+_READ_ONLY_MESSAGE = "'{out}' is on a read-only file system; pass an output path you can write to"
+_NO_PERMISSION_MESSAGE = "no permission to write in '{out}'; pass an output path you can write to"
 
 
 def write_failure(exc: BaseException, out: str | Path) -> str | None:
@@ -143,8 +143,8 @@ def write_failure(exc: BaseException, out: str | Path) -> str | None:
     text = " ".join(texts)
     full = io_error and shutil.disk_usage(_existing(out)).free < 1 << 20
     if full or codes & _NO_SPACE or os.strerror(errno.ENOSPC) in text:
-        return (f"no space left on the device holding '{out}'; free some space or pass another --out (everything "
-                "saved before this write is intact)")
+        return (f"no space left on the device holding '{out}'; free some space or pass another output path "
+                "(everything saved before this write is intact)")
     if errno.EROFS in codes or os.strerror(errno.EROFS) in text:
         return _READ_ONLY_MESSAGE.format(out=out)
     if denied:
@@ -153,7 +153,7 @@ def write_failure(exc: BaseException, out: str | Path) -> str | None:
 
 
 def check_writable(out: str | Path) -> None:
-    """Refuse an ``--out`` that cannot be written before any work is done (under a file, read-only, no
+    """Refuse an output path that cannot be written before any work is done (under a file, read-only, no
     permission)."""
     where = _existing(out)
     if where != Path(out).absolute() and not where.is_dir():

@@ -14,7 +14,7 @@ import contextlib
 import getpass
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -88,8 +88,7 @@ def device_spec(name: str):
 def make_role(name: str, context: DeviceContext, where: str) -> Role:
     spec = device_spec(name)
     params = from_dict(spec.config, context.params, where)
-    return Role(spec.name, spec.make_device(DeviceContext(context.task, context.env, context.rng, params,
-                                                          context.viewer)), spec.interactive)
+    return Role(spec.name, spec.make_device(replace(context, params=params)), spec.interactive)
 
 
 def open_or_create(out: Path, task: str, observations: Mapping, env: ObservedEnv) -> EpisodeStore:
@@ -174,15 +173,16 @@ def record(task: str, episodes: int | None, out: str | Path, device: str | None 
       seed and a retried one keeps its own, so re-running an interrupted non-interactive command continues where
       it stopped and records what one uninterrupted run would have.
     - ``action_noise`` (DART): the env executes the driver's action plus Gaussian noise with this standard
-      deviation, as a fraction of the action range, while the store records the clean label.
+      deviation, as a fraction of each action's half-range (at most 1), while the store records the clean label.
     Returns a summary dict.
     """
     if episodes is not None and episodes < 1:
         raise RoboilError(f"--episodes must be at least 1, got {episodes}")
     if seed < 0:
         raise RoboilError(f"--seed must be >= 0, got {seed}")
-    if not np.isfinite(action_noise) or action_noise < 0:
-        raise RoboilError(f"--action-noise must be a finite number >= 0, got {action_noise}")
+    if not 0 <= action_noise <= 1:  # NaN too
+        raise RoboilError(f"--action-noise must be between 0 and 1 (the noise's standard deviation as a fraction of "
+                          f"each action's half-range, e.g. 0.1), got {action_noise}")
     if max_steps is not None and max_steps < 1:
         raise RoboilError(f"--max-steps must be at least 1, got {max_steps}")
     device = device or (None if policy else "scripted")
@@ -211,7 +211,8 @@ def record(task: str, episodes: int | None, out: str | Path, device: str | None 
         # roles before the store, so a bad device name or parameter leaves no store behind
         driver = policy_role = label_role = None
         if device is not None:
-            driver = make_role(device, DeviceContext(task_spec, env, rng, device_params or {}, window), "device")
+            driver = make_role(device, DeviceContext(task_spec, env, rng, device_params or {}, window, episodes),
+                               "device")
             roles.append(driver)
         if policy:
             policy_role = Role(POLICY, PolicyDevice(policy, env))

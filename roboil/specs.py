@@ -237,13 +237,15 @@ class DeviceContext:
     env is ``env.env``), a random generator re-seeded with each take's seed (recordings are reproducible and
     resumable), the ``params`` instance from ``device.PARAM=value`` (or ``labeler.PARAM=value``), and the
     viewer window when the session shows one (``held()``/``pressed()`` give the keyboard, ``heading()`` the camera's
-    direction; None when headless)."""
+    direction; None when headless), and ``episodes``, how many the session is to save (None: until a person
+    quits), so a device with fewer takes to give can refuse before anything is recorded."""
 
     task: TaskSpec
     env: Any
     rng: np.random.Generator
     params: Any
     viewer: Any = None
+    episodes: int | None = None
 
 
 @dataclass(frozen=True)

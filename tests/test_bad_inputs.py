@@ -17,7 +17,9 @@ from conftest import run_cli
     (["obs.pixels.height=abc"], "config key 'obs.pixels.height' must be int, got 'abc'"),
     (["obs.pixels.height=-5"], "obs.pixels.height must be between 1 and 4096 pixels, got -5"),
     (["--seed", "-5"], "--seed must be >= 0, got -5"),
-    (["--action-noise", "nan"], "--action-noise must be a finite number >= 0, got nan"),
+    (["--action-noise", "nan"], "--action-noise must be between 0 and 1 (the noise's standard deviation as a "
+                                "fraction of each action's half-range, e.g. 0.1), got nan"),
+    (["--action-noise", "50"], "--action-noise must be between 0 and 1"),
     (["--device", "wiimote"], "unknown device 'wiimote'; valid: "),
 ])
 def test_record(tmp_path, args, message):

@@ -162,6 +162,13 @@ def test_replay_reproduces_recorded_success_and_re_records_with_other_observatio
         assert np.array_equal(store.episode(index)["observation"], source.episode(index + 1)["observation"])
         (camera,) = [k for k, f in store.features.items() if f.kind == "pixels"]
         assert store.episode(index)[camera].shape[1:] == (32, 32, 3) and store.episode(index)[camera].std() > 0
+    # more episodes than the store has left to replay: refused before anything is recorded (it had saved the
+    # ones there were, then failed)
+    more = run_cli("record", "--task", "fetch-reach", "--device", "replay", f"device.store={path}", "device.first=1",
+                   "--episodes", 3, "--out", tmp_path / "more.zarr")
+    assert more.returncode == 2 and more.stderr.strip() == (
+        f"roboil: error: --episodes 3: store '{path}' has 2 episodes to replay from device.first=1 (of 3); ask for "
+        "--episodes 2 at most") and not (tmp_path / "more.zarr").exists()
     result = run_cli("replay", framed, "--episode", 0, "--video", tmp_path / "stored.mp4", "--stored-frames")
     assert result.returncode == 0 and (tmp_path / "stored.mp4").stat().st_size > 0
     result = run_cli("replay", path, "--episode", 2, "--video", tmp_path / "replay.mp4")

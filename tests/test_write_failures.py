@@ -63,9 +63,9 @@ def fill(directory: Path) -> Path:
     return filler
 
 
-READ_ONLY = "'{out}' is on a read-only file system; pass an --out you can write to"
-FULL = ("no space left on the device holding '{out}'; free some space or pass another --out (everything saved "
-        "before this write is intact)")
+READ_ONLY = "'{out}' is on a read-only file system; pass an output path you can write to"
+FULL = ("no space left on the device holding '{out}'; free some space or pass another output path (everything "
+        "saved before this write is intact)")
 
 
 def test_read_only_out_is_one_line_for_record_train_and_eval(tmpfs, tiny_reach_store, tiny_reach_run):
@@ -76,6 +76,13 @@ def test_read_only_out_is_one_line_for_record_train_and_eval(tmpfs, tiny_reach_s
     one_line(run_cli("train", REACH, f"data.path={tiny_reach_store}", "train.steps=2", "--out", out), READ_ONLY.format(out=out))
     out = mount / "eval"
     one_line(run_cli("eval", tiny_reach_run, "--episodes", 1, "--out", out), READ_ONLY.format(out=out))
+
+
+def test_read_only_positional_output_is_one_line_without_naming_an_option(tmpfs, tiny_reach_store):
+    """export's OUT and import's STORE are positional: the message names the path, not an --out option."""
+    mount = tmpfs(read_only=True)
+    out = mount / "reach.hdf5"
+    one_line(run_cli("export", "--to", "robomimic", tiny_reach_store, out), READ_ONLY.format(out=out))
 
 
 def test_store_remounted_read_only_refuses_appending_in_one_line(tmpfs):
