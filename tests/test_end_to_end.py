@@ -228,3 +228,17 @@ def test_progress_in_a_log_file_is_whole_lines_not_redraws(reach_store, tmp_path
     lines = [line for line in result.stderr.splitlines() if line.startswith("train gcbc")]
     assert len(lines) == 2 and lines[0].startswith("train gcbc: 0/400 step"), result.stderr
     assert lines[-1].startswith("train gcbc: 400/400 step") and "loss=" in lines[-1]
+
+
+def test_open_loop_error_tells_a_trained_policy_from_an_untrained_one(reach_store, reach_run, tmp_path):
+    import re
+    import subprocess
+    import sys
+
+    untrained = tmp_path / "untrained"
+    run_cli("train", CONFIG, f"data.path={reach_store}", "train.steps=1", "train.warmup_steps=1",
+            "algorithm.hidden_dims=[256,256]", "--out", untrained, check=True)
+    result = subprocess.run([sys.executable, "tools/open_loop_error.py", str(reach_store), str(reach_run),
+                             str(untrained), "--episodes", "10"], capture_output=True, text=True, check=True)
+    trained_ratio, untrained_ratio = map(float, re.findall(r"ratio ([0-9.]+)", result.stdout))
+    assert trained_ratio < 0.4 and untrained_ratio > 0.8, result.stdout

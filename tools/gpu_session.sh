@@ -1,23 +1,36 @@
 #!/usr/bin/env bash
-# Issue 18's GPU benchmarks in one call of the device tool, sized for a session's 15 minutes of device time (the
-# machine's start included): training samples/s of Diffusion Policy and ACT from pixels at the papers' sizes against
-# LeRobot's on the same episodes (tools/bench_training.py), roboil with torch.compile against without, chunk
-# inference latency (tools/bench_inference.py) and channels-last weights (tools/bench_channels_last.py). Each part
-# has its own time limit, the most wanted run first, so one that hangs leaves the others their time (the limits are
-# guesses until a session on the device has read its log.txt); the figures are printed last.
+# Issue 18's GPU work in one call of the device tool, sized for a session's 15 minutes of device time (the machine's
+# start included); a session picks one of two jobs.
 #
-#   tools/gpu_session.sh prepare   here, once (about 5 minutes): roboil's wheels without Fetch's (not benchmarked)
-#                                  in .whl, LeRobot's in .lrwhl, and LeRobot exports of the episodes the device
-#                                  records again from the same seeds (it has no ffmpeg binary to export them)
-#   tools/gpu_session.sh           on the device machine: run(command="bash tools/gpu_session.sh", timeout_s=595,
-#                                  carry=[".whl", ".lrwhl", "runs/gpu/lerobot/diffusion/lerobot_dataset",
-#                                         "runs/gpu/lerobot/act/lerobot_dataset"])
+# bench: training samples/s of Diffusion Policy and ACT from pixels at the papers' sizes against LeRobot's on the
+# same episodes (tools/bench_training.py), roboil with torch.compile against without, chunk inference latency
+# (tools/bench_inference.py) and channels-last weights (tools/bench_channels_last.py). Each part has its own time
+# limit, the most wanted run first, so one that hangs leaves the others their time (the limits are guesses until a
+# session on the device has read its log.txt); the figures are printed last.
 #
-# `tools/gpu_session.sh dry-run` goes through the same steps on this machine's CPU at toy sizes (with LeRobot when
-# LEROBOT_PYTHON names a Python that has it), to find a broken step before it costs device time.
+# converge: Diffusion Policy from pixels (configs/pusht/diffusion_pixels.yaml) trained on 200 PushT episodes for
+# as long as the call allows, then evaluated over 50 episodes with videos: eval.json, report.html and the run's
+# metrics.jsonl come back in $OUT. The learning rate is constant (a cosine schedule needs the step count, which
+# the GPU's speed decides) and the EMA shorter than the paper's 0.9999 (a few thousand steps, not 60,000); at the
+# deadline `timeout -s INT` stops training as Ctrl-C does, saving the step it is at.
+#
+#   tools/gpu_session.sh prepare   here, once (about 8 minutes): roboil's wheels without Fetch's (not used there)
+#                                  in .whl, LeRobot's in .lrwhl, LeRobot exports of the episodes the device records
+#                                  again from the same seeds (it has no ffmpeg binary to export them), and the
+#                                  200 PushT episodes converge trains on
+#   then the device tool, one of
+#       run(command="bash tools/gpu_session.sh device bench", timeout_s=595, carry=[".whl", ".lrwhl",
+#           "runs/gpu/lerobot/diffusion/lerobot_dataset", "runs/gpu/lerobot/act/lerobot_dataset"])
+#       run(command="bash tools/gpu_session.sh device converge", timeout_s=595, carry=[".whl",
+#           "runs/gpu/pusht200.zarr"])
+#
+# `tools/gpu_session.sh dry-run bench|converge` goes through the same steps on this machine's CPU at toy sizes
+# (bench with LeRobot when LEROBOT_PYTHON names a Python that has it), to find a broken step before it costs
+# device time.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-device}
+job=${2:-bench}
 runs=runs/gpu
 out=${OUT:-$runs/out}
 lerobot_python=${LEROBOT_PYTHON:-}
@@ -37,19 +50,22 @@ if [ "$mode" = prepare ]; then
         .venv/bin/roboil export --to lerobot "$runs/lerobot/$algorithm"/*.zarr \
             "$runs/lerobot/$algorithm/lerobot_dataset"
     done
-    du -sh .whl .lrwhl "$runs"/lerobot/*/lerobot_dataset
+    [ -d "$runs/pusht200.zarr" ] || OMP_NUM_THREADS=1 MUJOCO_GL=egl .venv/bin/roboil record --task pusht \
+        --episodes 200 --seed 0 --out "$runs/pusht200.zarr"
+    du -sh .whl .lrwhl "$runs"/lerobot/*/lerobot_dataset "$runs/pusht200.zarr"
     exit 0
 fi
 
 if [ "$mode" = device ]; then
     python=python3
     python3 -m pip install -q --no-index --no-deps --no-build-isolation --target /tmp/site .whl/*.whl -e . || exit 1
-    python3 -m pip install -q --no-index --no-deps --target /tmp/lrsite .lrwhl/*.whl \
+    [ "$job" = bench ] && python3 -m pip install -q --no-index --no-deps --target /tmp/lrsite .lrwhl/*.whl \
         && rm -rf /tmp/lrsite/tests /tmp/lrsite/examples && lerobot_python=$(command -v python3)
     export PYTHONPATH=/tmp/site:$PWD:$PWD/plugins PATH=/tmp/site/bin:$PATH
     export ROBOIL_DISABLE_PLUGINS=fetch  # its gymnasium-robotics wheel (26 MB) stays here
     device=cuda slower=1
     diffusion=(--steps 60 --warmup 20) act=(--steps 40 --warmup 15)
+    train_seconds=380 eval_episodes=50 eval_envs=14 converge=()
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 elif [ "$mode" = dry-run ]; then
     python=.venv/bin/python
@@ -57,8 +73,13 @@ elif [ "$mode" = dry-run ]; then
     device=cpu slower=4  # compiling on 2 cores takes minutes
     diffusion=(--steps 3 --warmup 1 --batch 2 "algorithm.down_dims=[32,64,128]")
     act=(--steps 3 --warmup 1 --batch 1)
+    train_seconds=60 eval_episodes=2 eval_envs=2 converge=("algorithm.down_dims=[32,64,128]" train.batch_size=8 train.log_every=20)
 else
-    echo "usage: tools/gpu_session.sh [prepare|dry-run]" >&2
+    echo "usage: tools/gpu_session.sh [prepare|device|dry-run] [bench|converge]" >&2
+    exit 2
+fi
+if [ "$job" != bench ] && [ "$job" != converge ]; then
+    echo "usage: tools/gpu_session.sh [prepare|device|dry-run] [bench|converge]" >&2
     exit 2
 fi
 export MUJOCO_GL=egl PYTHONUNBUFFERED=1
@@ -66,6 +87,20 @@ mkdir -p "$out"
 exec > >(tee "$out/log.txt") 2>&1
 $python -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() \
 else 'cpu')"
+
+if [ "$job" = converge ]; then
+    run=$runs/converge
+    rm -rf "$run"
+    echo "== train for ${train_seconds} s"
+    timeout -s INT "$train_seconds" $python -m roboil.cli train configs/pusht/diffusion_pixels.yaml \
+        data.path="$runs/pusht200.zarr" train.steps=1000000 train.lr_schedule=constant train.ema_decay=0.999 \
+        train.checkpoint_every=2000 train.log_every=200 "${converge[@]}" --out "$run"
+    cp "$run/metrics.jsonl" "$out/"
+    echo "== eval"
+    $python -m roboil.cli eval "$run" --episodes "$eval_episodes" --envs "$eval_envs" --torch-device "$device" \
+        --video --out "$out/eval"
+    exit
+fi
 lerobot=(--roboil-only)
 [ -n "$lerobot_python" ] && lerobot=(--lerobot-python "$lerobot_python" --lerobot-path "${LEROBOT_PATH:-/tmp/lrsite}")
 
