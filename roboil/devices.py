@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -22,13 +23,16 @@ def scripted_device(context: DeviceContext):
 @dataclass(frozen=True)
 class ReplayParams:
     store: str = ""  # the store whose episodes are replayed
-    first: int = 0  # the episode the first take replays; take k replays episode first + k
+    # the episode the first take replays (take k replays first + k); default: the one after the last that the
+    # output store holds a replay of from this store, so a session appending to its own output continues it
+    first: int | None = None
 
 
 class ReplayDevice:
     """Replays stored episodes in order: each take starts from its episode's seed and start state and acts its
-    recorded actions, then ends (kept). Recording the replay with other observations re-observes a store, e.g.
-    camera frames for a store recorded from states."""
+    recorded actions, then ends (kept), its episode attrs naming the store and episode it replays
+    (``replayed_from``). Recording the replay with other observations re-observes a store, e.g. camera frames
+    for a store recorded from states."""
 
     def __init__(self, context: DeviceContext):
         from .store import EpisodeStore
@@ -43,20 +47,32 @@ class ReplayDevice:
         if (task := self.source.attrs.get("task")) != context.task.name:
             raise RoboilError(f"store '{params.store}' holds task '{task}', not '{context.task.name}'; replay it "
                               f"with --task {task}")
-        if not 0 <= params.first < self.source.n_episodes:
-            raise RoboilError(f"device.first={params.first} is out of range: store '{params.store}' has "
-                              f"{self.source.n_episodes} episodes")
-        if context.episodes is not None and params.first + context.episodes > self.source.n_episodes:
-            left = self.source.n_episodes - params.first
+        self.source_path = str(Path(params.store).resolve())
+        output = context.output
+        if output is not None and Path(output.path).resolve() == Path(self.source_path):
+            raise RoboilError(f"device.store '{params.store}' is the --out store; replay into another store")
+        n = self.source.n_episodes
+        if params.first is None:
+            done = _replayed(output, self.source_path) if output is not None else []
+            self.first = max(done) + 1 if done else 0
+            where = f"episode {self.first}, after the replays --out holds" if done else "episode 0"
+        elif 0 <= params.first < n:
+            self.first, where = params.first, f"device.first={params.first}"
+        else:
+            raise RoboilError(f"device.first={params.first} is out of range: store '{params.store}' has {n} episodes")
+        if context.episodes is not None and self.first + context.episodes > n:
+            left = n - self.first
             raise RoboilError(f"--episodes {context.episodes}: store '{params.store}' has {left} episodes to replay "
-                              f"from device.first={params.first} (of {self.source.n_episodes}); ask for --episodes "
-                              f"{left} at most")
-        self.first, self.attrs = params.first, self.source.episode_attrs()
+                              f"from {where} (of {n}); ask for --episodes {left} at most" if left else
+                              f"store '{params.store}' has no episode left to replay from {where} (it has {n}); "
+                              "pass device.first=K to replay from episode K")
+        self.attrs = self.source.episode_attrs()
+        self.index = self.first
         self.actions: np.ndarray = np.zeros(0)
         self.step = 0
 
     def start(self, take: int) -> tuple[int, np.ndarray | None]:
-        index = self.first + take
+        self.index = index = self.first + take
         attrs = self.attrs[index]
         self.actions = self.source.episode(index)[ACTION]
         state = attrs.get("start_state")
@@ -65,11 +81,20 @@ class ReplayDevice:
     def reset(self) -> None:
         self.step = 0
 
+    def episode_attrs(self) -> dict:
+        return {"replayed_from": {"store": self.source_path, "episode": self.index}}
+
     def act(self, raw_obs):
         if self.step >= len(self.actions):
             return None
         self.step += 1
         return self.actions[self.step - 1]
+
+
+def _replayed(output, source: str) -> list[int]:
+    """The episodes of store ``source`` (a resolved path) that ``output`` holds replays of."""
+    return [attrs["replayed_from"]["episode"] for attrs in output.episode_attrs()
+            if isinstance(attrs, dict) and (attrs.get("replayed_from") or {}).get("store") == source]
 
 
 @hookimpl

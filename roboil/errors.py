@@ -155,9 +155,14 @@ def write_failure(exc: BaseException, out: str | Path) -> str | None:
 def check_writable(out: str | Path) -> None:
     """Refuse an output path that cannot be written before any work is done (under a file, read-only, no
     permission)."""
+    from .store import enclosing_store  # the store module imports this one
+
     where = _existing(out)
     if where != Path(out).absolute() and not where.is_dir():
         raise RoboilError(f"'{where}' is a file, so '{out}' cannot be made inside it; pass another output path")
+    if (store := enclosing_store(out)) is not None:
+        raise RoboilError(f"'{out}' is inside the episode store '{store}', which it would break; pass an output "
+                          "path outside it")
     if os.statvfs(where).f_flag & os.ST_RDONLY:
         raise RoboilError(_READ_ONLY_MESSAGE.format(out=out))
     if not os.access(where, os.W_OK):

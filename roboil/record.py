@@ -197,10 +197,14 @@ def record(task: str, episodes: int | None, out: str | Path, device: str | None 
         raise RoboilError("--episodes is needed unless a person drives (an interactive --device ends the session)")
     check_writable(out)
     task_spec = registry().get("task", task)
-    observations = merge({k: dict(v) for k, v in task_spec.observations.items()}, obs_overrides or {})
-    rng = np.random.default_rng(seed)
-    env, window, roles = None, None, []
+    env, window, roles, output = None, None, [], None
     try:
+        output = EpisodeStore.open(out) if Path(out).exists() else None  # read for its settings; appended later
+        # appending: the observations the store was recorded with, so a camera size set then need not be typed again
+        recorded = output.attrs.get("observations") if output is not None and output.attrs.get("task") == task else None
+        observations = merge({k: dict(v) for k, v in (recorded or task_spec.observations).items()},
+                             obs_overrides or {})
+        rng = np.random.default_rng(seed)
         # frames are only rendered when an observation or the viewer asks for them, so this costs nothing
         env = ObservedEnv(task, observations, render_mode="rgb_array", max_steps=max_steps)
         if action_noise and action_feature(env.action_space).dtype != "float32":
@@ -211,8 +215,8 @@ def record(task: str, episodes: int | None, out: str | Path, device: str | None 
         # roles before the store, so a bad device name or parameter leaves no store behind
         driver = policy_role = label_role = None
         if device is not None:
-            driver = make_role(device, DeviceContext(task_spec, env, rng, device_params or {}, window, episodes),
-                               "device")
+            driver = make_role(device, DeviceContext(task_spec, env, rng, device_params or {}, window, episodes,
+                                                     output), "device")
             roles.append(driver)
         if policy:
             policy_role = Role(POLICY, PolicyDevice(policy, env))
@@ -240,6 +244,8 @@ def record(task: str, episodes: int | None, out: str | Path, device: str | None 
             window.close()
         if env is not None:
             env.close()
+        if output is not None:
+            output.close()
 
 
 def _user() -> str:
@@ -503,6 +509,7 @@ class Session:
             "started": take.started, "finished": time.time(), "control_fps": self.fps, "paced": paced,
             "achieved_fps": achieved if paced else None, "late_ticks": take.late_ticks if paced else None,
             "on_time": on_time,  # None: not paced (the steps' timing is the simulation's)
+            **(describe() if (describe := getattr(self.driver and self.driver.device, "episode_attrs", None)) else {}),
         }
         index = self.store.add_episode({k: np.stack(v) for k, v in take.steps.items()}, attrs)
         self.saved += 1

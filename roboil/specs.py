@@ -219,6 +219,8 @@ class Device(Protocol):
       ``interactive`` have it.
     - Optional ``start(take) -> (seed, state or None)``: where take ``take`` (0-based, counted over the
       session's saved episodes) starts, instead of the session's seed (e.g. replaying a stored episode).
+    - Optional ``episode_attrs() -> dict``: attrs saved with the take's episode besides the session's (e.g. the
+      stored episode a replay came from).
     - Optional ``status() -> str``: one line for the viewer's overlay (e.g. the arm driven, its gripper).
     - Optional ``help() -> list[(keys, what they do)]``: the viewer shows it.
     - Optional ``take_over(grippers)``: a person takes over from a policy whose last action commanded these
@@ -237,8 +239,10 @@ class DeviceContext:
     env is ``env.env``), a random generator re-seeded with each take's seed (recordings are reproducible and
     resumable), the ``params`` instance from ``device.PARAM=value`` (or ``labeler.PARAM=value``), and the
     viewer window when the session shows one (``held()``/``pressed()`` give the keyboard, ``heading()`` the camera's
-    direction; None when headless), and ``episodes``, how many the session is to save (None: until a person
-    quits), so a device with fewer takes to give can refuse before anything is recorded."""
+    direction; None when headless), ``episodes``, how many the session is to save (None: until a person quits),
+    so a device with fewer takes to give can refuse before anything is recorded, and ``output``, the
+    :class:`roboil.store.EpisodeStore` the session appends to, open for reading (None when it makes a new one),
+    so a device can continue from what it holds."""
 
     task: TaskSpec
     env: Any
@@ -246,6 +250,7 @@ class DeviceContext:
     params: Any
     viewer: Any = None
     episodes: int | None = None
+    output: Any = None
 
 
 @dataclass(frozen=True)

@@ -284,6 +284,19 @@ def _require_store(path: Path) -> None:
                           f"{', '.join(map(str, FORMATS))}; use a matching roboil version")
 
 
+def enclosing_store(path: str | Path) -> Path | None:
+    """The roboil store that ``path`` lies strictly inside (writing there would add arrays the store does not
+    list), or None."""
+    for parent in Path(path).absolute().parents:
+        try:
+            root = json.loads((parent / "zarr.json").read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(root, dict) and isinstance(root.get("attributes"), dict) and "roboil" in root["attributes"]:
+            return parent
+    return None
+
+
 def _damaged(path: Path, problems: list[str]) -> RoboilError:
     more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
     return RoboilError(f"store '{path}' is damaged: {problems[0]}{more}; run `roboil store check {path}` for "

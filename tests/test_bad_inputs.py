@@ -129,6 +129,26 @@ def test_an_output_inside_a_file_is_one_line_before_any_work(tiny_reach_store, t
     assert a_file.read_text() == "not a directory"
 
 
+@pytest.mark.parametrize("command", [
+    lambda store, run, out: ["record", "--task", "fetch-reach", "--episodes", 1, "--out", out],
+    lambda store, run, out: ["store", "copy", store, "--out", out],
+    lambda store, run, out: ["train", "configs/fetch_reach/gcbc.yaml", f"data.path={store}", "--out", out],
+    lambda store, run, out: ["eval", run, "--episodes", 1, "--out", out],
+    lambda store, run, out: ["export", "--to", "zarr2", store, out],
+])
+def test_an_output_inside_an_episode_store_is_refused_before_it_breaks_the_store(tiny_reach_store, tiny_reach_run,
+                                                                                 tmp_path, command):
+    import shutil
+
+    store = tmp_path / "reach.zarr"
+    shutil.copytree(tiny_reach_store, store)
+    result = run_cli(*command(store, tiny_reach_run, store / "data" / "inner"))
+    assert result.returncode == 2 and result.stderr.strip() == (
+        f"roboil: error: '{store / 'data' / 'inner'}' is inside the episode store '{store}', which it would break; "
+        "pass an output path outside it"), result.stderr
+    assert run_cli("store", "check", store).returncode == 0 and not (store / "data" / "inner").exists()
+
+
 def test_the_command_line_helps_a_lost_user():
     bare = run_cli()
     assert bare.returncode == 2 and "usage: roboil" in bare.stdout and "record" in bare.stdout

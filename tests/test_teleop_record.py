@@ -321,3 +321,35 @@ def test_keyboard_without_a_display_is_one_line(tmp_path):
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "cannot open the viewer window: no display (DISPLAY is unset)" in result.stderr
     assert "xvfb-run" in result.stderr and not (tmp_path / "k.zarr").exists()
+
+
+def test_replay_sessions_appending_to_their_output_continue_the_source(tmp_path):
+    """Each replayed episode names the stored episode it replays; a later session into the same --out carries on
+    after the last one (it replayed the first again), and one with nothing left says so before recording."""
+    source, out = tmp_path / "source.zarr", tmp_path / "out.zarr"
+    record("fetch-reach", 3, source, seed=7, progress=False)
+    replay_args = ("record", "--task", "fetch-reach", "--device", "replay", f"device.store={source}", "--out", out)
+    run_cli(*replay_args, "--episodes", 2, check=True)
+    run_cli(*replay_args, "--episodes", 1, check=True)
+    attrs = EpisodeStore.open(out).episode_attrs()
+    assert [a["replayed_from"] for a in attrs] == [{"store": str(source.resolve()), "episode": i} for i in range(3)]
+    assert [a["seed"] for a in attrs] == [7, 8, 9]
+    done = run_cli(*replay_args, "--episodes", 1)
+    assert done.returncode == 2 and done.stderr.strip() == (
+        f"roboil: error: store '{source}' has no episode left to replay from episode 3, after the replays --out "
+        "holds (it has 3); pass device.first=K to replay from episode K")
+    itself = run_cli("record", "--task", "fetch-reach", "--device", "replay", f"device.store={source}",
+                     "--episodes", 1, "--out", source)
+    assert itself.returncode == 2 and "is the --out store; replay into another store" in itself.stderr
+    assert EpisodeStore.open(out).n_episodes == 3 and EpisodeStore.open(source).n_episodes == 3
+
+
+def test_appending_reuses_the_observation_settings_the_store_was_recorded_with(tmp_path):
+    path = tmp_path / "small.zarr"
+    run_cli("record", "--task", "fetch-reach", "--episodes", 1, "--out", path, "obs.pixels.cameras=[external_camera_0]",
+            "obs.pixels.height=32", "obs.pixels.width=32", check=True)
+    run_cli("record", "--task", "fetch-reach", "--episodes", 1, "--out", path, check=True)  # no overrides retyped
+    store = EpisodeStore.open(path)
+    assert store.n_episodes == 2 and store.episode(1)["rgb_external_camera_0"].shape[1:] == (32, 32, 3)
+    other = run_cli("record", "--task", "fetch-reach", "--episodes", 1, "--out", path, "obs.pixels.height=48")
+    assert other.returncode == 2 and "record into a new --out path" in other.stderr  # a change is still refused
