@@ -92,7 +92,7 @@ def cmd_replay(args) -> int:
 
 
 def cmd_store(args) -> int:
-    from .store import EpisodeStore, copy_store, recoded_layouts
+    from .store import EpisodeStore, StoreDamaged, copy_store, recoded_layouts
 
     if args.store_command == "view":
         from .store_view import view_store
@@ -125,7 +125,14 @@ def cmd_store(args) -> int:
         for line in report.lines():
             print(line)
         return 0 if report.healthy else 1
-    store = EpisodeStore.open(args.path)
+    try:
+        store = EpisodeStore.open(args.path)
+    except StoreDamaged as damaged:
+        if args.store_command != "check":
+            raise
+        print(f"problem: {damaged}")  # what to do, too: the store cannot be opened to say more
+        print(f"{args.path}: BROKEN")
+        return 1
     if args.store_command == "info":
         print(json.dumps(store.info(), indent=2, default=str))
         return 0

@@ -297,11 +297,25 @@ def enclosing_store(path: str | Path) -> Path | None:
     return None
 
 
-def _damaged(path: Path, problems: list[str]) -> RoboilError:
+class StoreDamaged(RoboilError):
+    """A store that fails its checks; ``problems`` lists what was found."""
+
+    def __init__(self, message: str, problems: list[str]):
+        super().__init__(message)
+        self.problems = problems
+
+
+def _damaged(path: Path, problems: list[str]) -> StoreDamaged:
     more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-    return RoboilError(f"store '{path}' is damaged: {problems[0]}{more}; run `roboil store check {path}` for "
-                       f"details, then re-record it or copy its good episodes: roboil store copy {path} --out NEW "
-                       "--skip-damaged")
+    return StoreDamaged(f"store '{path}' is damaged: {problems[0]}{more}; run `roboil store check {path}` for "
+                        f"details, then re-record it or copy its good episodes: roboil store copy {path} --out NEW "
+                        "--skip-damaged", problems)
+
+
+def _unopenable(path: Path, problem: str) -> StoreDamaged:
+    """Damage to the metadata that says what the store holds: no episode can be read, or copied, without it."""
+    return StoreDamaged(f"store '{path}' is damaged: {problem}; no episode can be read without it: restore that "
+                        "file from a backup or re-record the store", [problem])
 
 
 class EpisodeStore:
@@ -321,7 +335,7 @@ class EpisodeStore:
             for f in self.features.values():
                 np.dtype(f.dtype)
         except (AttributeError, KeyError, TypeError, ValueError) as e:
-            raise _damaged(path, [f"the features in its root zarr.json are unreadable ({one_line(e)})"])
+            raise _unopenable(path, f"the features in its root zarr.json are unreadable ({one_line(e)})")
         self.attrs = {k: v for k, v in meta.items() if k not in ("format", "features")}
         # An append writes data, then attrs, then episode_ends: reading them in the reverse order means a
         # concurrent append never shows episode_ends past the data or the attrs list.
@@ -341,11 +355,11 @@ class EpisodeStore:
         try:
             node = root[name]
         except KeyError:
-            raise _damaged(self.path, [f"it lacks {name}"])
+            raise _unopenable(self.path, f"it lacks {name}")
         except Exception as e:  # zarr raises many types for unparsable metadata
-            raise _damaged(self.path, [f"{name}/zarr.json is unreadable ({one_line(e)})"])
+            raise _unopenable(self.path, f"{name}/zarr.json is unreadable ({one_line(e)})")
         if not isinstance(node, kind):
-            raise _damaged(self.path, [f"{name} is not a zarr {kind.__name__.lower()}"])
+            raise _unopenable(self.path, f"{name} is not a zarr {kind.__name__.lower()}")
         return node
 
     # ---- opening and closing ---------------------------------------------------------------------------------
@@ -769,6 +783,10 @@ class EpisodeStore:
             report.unrepairable = [problem for problem, _ in findings]
             report.advice = (f"the damage is not confined to episodes ({whole[0]}), so it is left as found; "
                              "re-record the store or copy its good episodes to a new store")
+        elif damaged and damaged[0] == 0:
+            report.unrepairable = [problem for problem, _ in findings]
+            report.advice = (f"every episode is damaged ({findings[0][0]}): cutting them would leave an empty "
+                             "store, so it is left as found; re-record the store")
         elif damaged and damaged != list(range(damaged[0], listed)):
             good_after = sorted(set(range(damaged[0], listed)) - set(damaged))
             report.unrepairable = [problem for problem, _ in findings]
@@ -1111,6 +1129,8 @@ def copy_store(source: str | Path, out: str | Path, drop: list[str] = (),
                     skipped.append(index)
                     continue
                 copy.add_episode({k: rows[k] for k in kept}, episode_attrs)
+            if not copy.n_episodes and (problems := src.check(deep=False)):
+                raise RoboilError(f"no episode of store '{source}' could be copied: {problems[0]}; re-record it")
         except BaseException:
             shutil.rmtree(copy.path, ignore_errors=True)  # a copy made in part would pass for the whole store
             raise

@@ -305,6 +305,17 @@ def test_repair_leaves_damage_with_good_episodes_after_it_as_found(tmp_path, dam
     assert any(line.startswith("not repairable in place: ") for line in report.lines())
 
 
+def test_repair_that_would_cut_every_episode_leaves_the_store_as_found(tmp_path):
+    """A damaged shard holding every episode's rows: cutting them all would leave an empty store and say OK."""
+    path = tmp_path / "s"
+    new_store(path, 4).close()
+    overwrite_rows(path, "state", 0, 18)
+    before = files(path)
+    report = EpisodeStore.repair(path)
+    assert files(path) == before and not report.healthy and not report.changed and report.dropped == []
+    assert "every episode is damaged" in report.advice and "BROKEN, unchanged (4 episodes" in report.lines()[-1]
+
+
 def test_repair_refused_while_another_writer_holds_the_store(tmp_path):
     path = tmp_path / "s"
     with new_store(path, 2):

@@ -183,7 +183,9 @@ def test_damaged_store_is_refused_for_appending_and_training(tmp_path, damage):
         with pytest.raises(RoboilError, match="damaged") as refused:
             open_it()
         message = str(refused.value)
-        assert "\n" not in message and match in message and f"roboil store check {path}" in message
+        # damage to what says what the store holds leaves nothing to check or copy episode by episode
+        advice = "restore that file from a backup" if damage == "garbage zarr.json" else f"roboil store check {path}"
+        assert "\n" not in message and match in message and advice in message
     if damage != "garbage zarr.json":
         assert EpisodeStore.open(path).check()  # and the full check names it too
 
@@ -199,16 +201,37 @@ def test_damaged_store_is_not_repaired_by_appending(tmp_path):
     assert any("chunk files missing" in p for p in EpisodeStore.open(path).check())
 
 
-def test_unreadable_metadata_is_one_line_for_open_info_and_check(tmp_path, capsys):
+@pytest.mark.parametrize("file", ["data/image/zarr.json", "meta/zarr.json"])
+def test_unreadable_metadata_is_one_line_for_info_and_broken_for_check(tmp_path, capsys, file):
+    """info fails in one line; check reports the store BROKEN (exit 1) with what to do, rather than telling the
+    user to run check, and copying is refused in one line without leaving a copy."""
     from roboil.cli import main
 
     path = tmp_path / "s"
     new_store(path, 2).close()
-    (path / "data/image/zarr.json").write_text("{garbage")
-    for command in ("info", "check"):
-        assert main(["store", command, str(path)]) == 2
-        out, err = capsys.readouterr()
-        assert out == "" and err.count("\n") == 1 and "data/image/zarr.json" in err
+    (path / file).write_text("{garbage")
+    assert main(["store", "info", str(path)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and f"{file} is unreadable" in err and "backup" in err
+    assert main(["store", "check", str(path)]) == 1
+    out, err = capsys.readouterr()
+    lines = out.splitlines()
+    assert err == "" and len(lines) == 2 and f"{file} is unreadable" in lines[0] and "store check" not in lines[0]
+    assert lines[1] == f"{path}: BROKEN"
+    assert main(["store", "copy", str(path), "--out", str(tmp_path / "c"), "--skip-damaged"]) == 2
+    assert not (tmp_path / "c").exists()
+
+
+def test_a_copy_that_would_hold_no_episode_of_a_broken_store_is_refused(tmp_path, capsys):
+    from roboil.cli import main
+
+    path = tmp_path / "s"
+    new_store(path, 3).close()
+    (path / "meta/episode_ends/c/0").unlink()  # every episode's end: the rows are there, the episodes are not
+    assert main(["store", "copy", str(path), "--out", str(tmp_path / "c"), "--skip-damaged"]) == 2
+    out, err = capsys.readouterr()
+    assert err.startswith(f"roboil: error: no episode of store '{path}' could be copied: ") and err.count("\n") == 1
+    assert not (tmp_path / "c").exists()
 
 
 # ---- noise from zarr's async pipeline --------------------------------------------------------------------------
