@@ -34,6 +34,11 @@ CHECKPOINTS = "checkpoints"
 CHECKPOINT_NAME = re.compile(r"^step_\d{8,}$")  # step_{step:08d}: nine digits from step 100,000,000
 
 
+def checkpoint_step(path: Path) -> int | None:
+    """The training step of checkpoint directory ``path`` (None for another name)."""
+    return int(path.name[len("step_"):]) if CHECKPOINT_NAME.match(path.name) else None
+
+
 def pick_device(name: str, where: str) -> torch.device:
     """A usable torch device from ``auto``, ``cpu``, ``cuda``, ``cuda:1``...; ``where`` names the setting in errors."""
     if name == "auto":
@@ -125,7 +130,7 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
         # killed between the first checkpoint's rename and `last` (a step_N directory is complete once named so),
         # or before any checkpoint completed: nothing to resume
         steps = [p for p in root.iterdir() if CHECKPOINT_NAME.match(p.name) and p.is_dir()]
-        return max(steps, key=lambda p: int(p.name[len("step_"):]), default=None)
+        return max(steps, key=checkpoint_step, default=None)
     name = last.read_text().strip()
     if not CHECKPOINT_NAME.match(name) or not (root / name).is_dir():
         raise RoboilError(f"'{last}' names {name!r}, not a checkpoint of this run; write the name of a step_N "
@@ -196,15 +201,19 @@ def read_checkpoint_file(path: Path, read: Callable[[Path], Any], fix: str = "re
         raise RoboilError(f"checkpoint file '{path}' is damaged ({type(exc).__name__}); {fix}") from None
 
 
+def chosen_executor(config: Config, executor: dict | None) -> dict:
+    """The executor a run is evaluated with: params without a name tune the run's own ``eval.executor``; a new
+    name starts from that executor's defaults."""
+    return executor if executor and "name" in executor else {**config.eval.executor, **(executor or {})}
+
+
 def load_runner(path: str | Path, executor: dict | None = None, device: str | torch.device = "cpu"
                 ) -> tuple[PolicyRunner, Config, dict]:
     """A checkpoint ready to act: its model, the chosen executor (``{"name": ..., **params}``, or params alone
     for the run's ``eval.executor``) and the action transform it was trained with. Returns (runner, config, meta)."""
     device = pick_device(str(device), "--torch-device")
     model, config, meta = load_policy(path, device)
-    # params without a name tune the run's own executor; a new name starts from that executor's defaults
-    chosen = executor if executor and "name" in executor else {**config.eval.executor, **(executor or {})}
-    spec, params = named_section("executor", chosen, "executor")
+    spec, params = named_section("executor", chosen_executor(config, executor), "executor")
     runner = PolicyRunner(model, spec.make(params, model), ActionTransform.from_meta(meta.get("action_transform")),
                           device)
     return runner, config, meta

@@ -92,7 +92,8 @@ class EvalConfig:
     envs: int = 2
     seed: int = 100000
     max_steps: int | None = None  # None = the task's own episode length
-    video_episodes: int = 4  # the first ones are filmed (with --video), plus a failure and a success if absent
+    # with --video the first ones are filmed, plus a failure and a success if they hold none (0: none filmed)
+    video_episodes: int = 4
     executor: dict[str, Any] = field(default_factory=lambda: {"name": DEFAULT_EXECUTOR})  # name + its params
 
     def __post_init__(self):

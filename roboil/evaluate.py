@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import load_runner, resolve_checkpoint
+from .checkpoint import checkpoint_step, chosen_executor, load_runner, resolve_checkpoint
 from .distributed import launched_ranks
 from .envs import EnvPool, ObservedEnv
 from .errors import RoboilError, check_writable
@@ -91,16 +91,19 @@ def evaluate(run_dir: str | Path, episodes: int | None = None, envs: int | None 
     task = registry().get("task", config.task)
     all_seeds = [seed + i for i in range(episodes)]
     seeds = all_seeds
+    checkpoint = resolve_checkpoint(run_dir).resolve()
+    # what was evaluated (max_steps null: the task's own), as its JSON reads; every shard of one evaluation shares
+    # it (the env count and the device may differ)
+    evaluation = json.loads(json.dumps({
+        "checkpoint": str(checkpoint), "step": checkpoint_step(checkpoint), "task": config.task,
+        "episodes": episodes, "seed": seed, "max_steps": max_steps, "executor": chosen_executor(config, executor)}))
     if shard is not None:
         k, n = shard
         if n > episodes:
             raise RoboilError(f"--shard {k}/{n}: {n} shards of {episodes} episodes leave some empty; use at most "
                               f"{episodes} shards")
         seeds = all_seeds[k::n]
-        # what every shard of one evaluation shares (the env count and the device may differ), as its JSON reads
-        evaluation = json.loads(json.dumps({
-            "checkpoint": str(resolve_checkpoint(run_dir).resolve()), "task": config.task, "episodes": episodes,
-            "seed": seed, "max_steps": max_steps, "executor": executor, "shards": n}))
+        evaluation["shards"] = n
         _read_shards(out_dir, evaluation, replacing=_shard_path(out_dir, k, n))  # refuse another's before playing
     keys = list(meta["features"])
     # only the observation kinds the policy reads: a state policy trained on a store with images renders no camera
@@ -124,33 +127,35 @@ def evaluate(run_dir: str | Path, episodes: int | None = None, envs: int | None 
         bar.update(1)
 
     try:
-        started = time.time()
-        results = _play(runner, make_env, seeds, n_envs, keys, task.episode_metrics, episode_end)
-        seconds = time.time() - started  # not counting the workers' shutdown
+        try:
+            results, seconds = _play(runner, make_env, seeds, n_envs, keys, task.episode_metrics, episode_end)
+        finally:
+            bar.close()  # before an error or an interrupt prints its line
+        if shard is not None:
+            gathered = _save_shard(out_dir, evaluation, shard, results, seconds)
+            if gathered is None:
+                return None
+            results, seconds = gathered
+            for i in range(shard[1]):  # a shard run again meanwhile may have gathered them too
+                _shard_path(out_dir, i, shard[1]).unlink(missing_ok=True)
+        report = write_report(results, config.task, task.episode_metrics, out_dir, seconds, run_dir, evaluation)
+        # on the report's disk already: an interrupt or a failure while filming loses no result
+        if video and config.eval.video_episodes and _film_both_outcomes(results, runner, make_env, keys,
+                                                                         task.episode_metrics):
+            report = write_report(results, config.task, task.episode_metrics, out_dir, seconds, run_dir, evaluation)
     finally:
-        bar.close()  # before an error or an interrupt prints its line
         torch.set_num_threads(threads)
-    if shard is not None:
-        gathered = _save_shard(out_dir, evaluation, shard, results, seconds)
-        if gathered is None:
-            return None
-        results, seconds = gathered
-    if video and config.eval.video_episodes:
-        _film_both_outcomes(results, runner, make_env, keys, task.episode_metrics)
-    report = write_report(results, config.task, task.episode_metrics, out_dir, seconds, run_dir)
-    if shard is not None:
-        for i in range(shard[1]):
-            _shard_path(out_dir, i, shard[1]).unlink()
     plugins.notify("on_eval_end", report=report, run_dir=run_dir, config=config)
     return report
 
 
 def _play(runner, make_env, seeds: list[int], n_envs: int, keys: list[str], metrics: tuple[str, ...],
-          episode_end: Callable[[dict], None]) -> list[dict]:
+          episode_end: Callable[[dict], None]) -> tuple[list[dict], float]:
     """Play one episode per seed in ``n_envs`` worker envs; each episode's result is passed to ``episode_end``
-    as it ends, and all are returned."""
+    as it ends. Returns all of them and the seconds they took (the workers' start and shutdown not counted)."""
     results: list[dict] = []
     pool = EnvPool(make_env, n_envs)
+    started = time.time()
     try:
         playing = {i: seeds[i] for i in range(n_envs)}  # env index -> the seed of the episode it plays
         runner.reset(n_envs, seeds=list(playing.values()))
@@ -199,30 +204,35 @@ def _play(runner, make_env, seeds: list[int], n_envs: int, keys: list[str], metr
                     latest.update(pool.reset(restart))
                 if latest:
                     act(dict(sorted(latest.items())))
+        seconds = time.time() - started
     finally:
         pool.close()
-    return results
+    return results, seconds
 
 
-def _film_both_outcomes(results: list[dict], runner, make_env, keys: list[str], metrics: tuple[str, ...]) -> None:
+def _film_both_outcomes(results: list[dict], runner, make_env, keys: list[str], metrics: tuple[str, ...]) -> bool:
     """The first episodes are filmed as they play; where none of those failed (or none succeeded) and another
     episode did, the first such episode is played again on camera, so the report shows what a failure (a
     success) looks like. An episode plays the same from its seed; if the second play ends otherwise (floats
-    differ in the last bits between batch sizes, and a contact may tip), it is not shown as that episode."""
-    filmed = {result["success"] for result in results if "video" in result}
+    differ in the last bits between batch sizes, and a contact may tip), it is not shown as that episode.
+    Returns whether a result gained a video."""
+    filmed, gained = {result["success"] for result in results if "video" in result}, False
     for outcome in (False, True):
         wanted = next((r for r in sorted(results, key=lambda r: r["seed"]) if r["success"] == outcome), None)
         if outcome in filmed or wanted is None:
             continue
-        again = _play(runner, functools.partial(make_env, video_seeds=(wanted["seed"],)), [wanted["seed"]], 1,
-                      keys, metrics, lambda result: None)[0]
+        print(f"roboil: playing seed {wanted['seed']} again to film a {_ending(wanted).split()[0]}", file=sys.stderr)
+        (again,), _ = _play(runner, functools.partial(make_env, video_seeds=(wanted["seed"],)), [wanted["seed"]], 1,
+                            keys, metrics, lambda result: None)
         if (again["success"], again["length"]) == (wanted["success"], wanted["length"]):
             wanted.update(video=again["video"], final_frame=again["final_frame"], filmed_again=True)
+            gained = True
         else:
             Path(again["video"]).unlink(missing_ok=True)
             Path(again["final_frame"]).unlink(missing_ok=True)
             print(f"roboil: seed {wanted['seed']} played again ended otherwise ({_ending(again)}, not "
                   f"{_ending(wanted)}), so no {_ending(wanted).split()[0]} is filmed", file=sys.stderr)
+    return gained
 
 
 def _ending(result: dict) -> str:
@@ -287,7 +297,9 @@ def _available_cores() -> int:
 
 
 def write_report(results: list[dict], task: str, metrics: tuple[str, ...], out_dir: Path, seconds: float,
-                 run_dir) -> dict:
+                 run_dir, evaluation: dict) -> dict:
+    """``eval.json`` and ``report.html``; videos in ``out_dir/videos`` that no episode names (an earlier
+    evaluation's) are removed."""
     results.sort(key=lambda r: r["seed"])
     n = len(results)
     successes = sum(r["success"] for r in results)
@@ -300,10 +312,15 @@ def write_report(results: list[dict], task: str, metrics: tuple[str, ...], out_d
         **{f"mean_{name}": float(np.mean([r[name] for r in results])) for name in metrics},
         "n_episodes": n,
         "seconds": round(seconds, 2),
+        "evaluation": evaluation,
         "episodes": results,
     }
     (out_dir / EVAL_FILE).write_text(json.dumps(report, indent=2))
     (out_dir / REPORT_FILE).write_text(render_html(report, metrics, out_dir))
+    named = {Path(r[key]) for r in results for key in ("video", "final_frame") if key in r}
+    for stale in (out_dir / "videos").glob("seed_*"):
+        if stale.resolve() not in named:
+            stale.unlink()
     return report
 
 
@@ -328,7 +345,7 @@ def render_html(report: dict, metrics: tuple[str, ...], out_dir: Path) -> str:
         for e in report["episodes"] if "video" in e)
     videos = f"<h2>Filmed episodes</h2>\n<div>{tiles}</div>\n" if tiles else ""
     interval = interval_chart("success rate", report["success_rate"], lo, hi,
-                              f"{successes} of {n} episodes; 95% Wilson interval {lo:.2f}&ndash;{hi:.2f}")
+                              f"{successes} of {n} episodes; 95% Wilson interval {lo:.3f}&ndash;{hi:.3f}")
     returns = outcome_histogram("return", [e["return"] for e in report["episodes"]],
                                 [e["success"] for e in report["episodes"]])
     columns = ["seed", "success", "return", "length", *metrics]
@@ -338,15 +355,30 @@ def render_html(report: dict, metrics: tuple[str, ...], out_dir: Path) -> str:
 <style>{REPORT_CSS}
 {CHART_CSS}
 {REPORT_PAGE_CSS}</style>
-<h1>{html.escape(report['task'])}: success {report['success_rate']:.2f} (95% CI {lo:.2f}&ndash;{hi:.2f})</h1>
+<h1>{html.escape(report['task'])}: success {report['success_rate']:.3f} (95% CI {lo:.3f}&ndash;{hi:.3f})</h1>
 <p>{n} episodes &middot; mean return {report['mean_return']:.2f}{extra} &middot;
 run {html.escape(report['run'])} &middot; {report['seconds']} s</p>
+{_evaluation_line(report.get('evaluation'))}
 <div class="charts">{interval}{returns}</div>
 {videos}<h2>Training</h2>
 {_training_curves(report['run'])}
 <h2>Episodes</h2>
 <table><tr>{''.join(f'<th>{c}</th>' for c in columns)}</tr>{rows}</table>
 """
+
+
+def _evaluation_line(evaluation: dict | None) -> str:
+    """What was evaluated: the checkpoint, the seeds, the episode length and the executor."""
+    if not evaluation:
+        return ""
+    executor = dict(evaluation["executor"])
+    name = executor.pop("name", "?")
+    params = ", ".join(f"{key}={value}" for key, value in executor.items() if value is not None)
+    length = "the task's own" if evaluation["max_steps"] is None else f"at most {evaluation['max_steps']} steps"
+    last = evaluation["seed"] + evaluation["episodes"] - 1
+    return (f"<p class=\"note\" id=\"evaluation\">checkpoint {html.escape(evaluation['checkpoint'])} (step "
+            f"{evaluation['step']}) &middot; seeds {evaluation['seed']}&ndash;{last} &middot; episode length "
+            f"{length} &middot; executor {html.escape(name)}{f' ({html.escape(params)})' if params else ''}</p>")
 
 
 REPORT_PAGE_CSS = """h2{margin-top:1.2em} .note{color:#777;font-size:13px} div.charts figure{margin:4px 12px 4px 0}"""

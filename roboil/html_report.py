@@ -262,7 +262,10 @@ def outcome_histogram(name: str, values: Sequence[float], successes: Sequence[bo
     edges = np.linspace(lo, hi, bins + 1)
     failed_counts = np.histogram(shown[~won], edges)[0]
     won_counts = np.histogram(shown[won], edges)[0]
-    top = max(1, int((failed_counts + won_counts).max()))
+    most = max(1, int((failed_counts + won_counts).max()))
+    count_ticks = nice_ticks(0, most, whole=True)
+    spacing = int(count_ticks[1] - count_ticks[0]) if len(count_ticks) > 1 else most
+    top = spacing * math.ceil(most / spacing)  # the axis ends on a tick, not on a count beside one
     x0, x1, y0, y1 = LEFT, PLOT_W - RIGHT, PLOT_H - BOTTOM, TOP
 
     def sx(value):
@@ -272,7 +275,7 @@ def outcome_histogram(name: str, values: Sequence[float], successes: Sequence[bo
         return y0 - (y0 - y1) * count / top
 
     parts = [f"<rect x=\"{x0}\" y=\"{y1}\" width=\"{x1 - x0}\" height=\"{y0 - y1}\" fill=\"none\" stroke=\"#999\"/>"]
-    for count in sorted({int(c) for c in nice_ticks(0, top, whole=True)} | {0, top}):
+    for count in range(0, top + 1, spacing):
         y = sy(count)
         parts.append(f"<line x1=\"{x0 - 4}\" x2=\"{x1}\" y1=\"{y:.1f}\" y2=\"{y:.1f}\" stroke=\"#e4e4e4\"/>"
                      f"<text x=\"{x0 - 6}\" y=\"{y + 4:.1f}\" text-anchor=\"end\">{count}</text>")
@@ -287,8 +290,8 @@ def outcome_histogram(name: str, values: Sequence[float], successes: Sequence[bo
         left, right = sx(edges[b]), sx(edges[b + 1])
         gap = min(1.0, (right - left) / 4)
         below = 0
-        for css, color, outcome, count in (("fail", FAILURE_COLOR, "failure", int(failed_counts[b])),
-                                           ("ok", SUCCESS_COLOR, "success", int(won_counts[b]))):
+        for css, color, outcomes, count in (("fail", FAILURE_COLOR, ("failure", "failures"), int(failed_counts[b])),
+                                            ("ok", SUCCESS_COLOR, ("success", "successes"), int(won_counts[b]))):
             if not count:
                 continue
             closing = "]" if b == bins - 1 else ")"
@@ -297,7 +300,7 @@ def outcome_histogram(name: str, values: Sequence[float], successes: Sequence[bo
                 f"data-hi=\"{float(edges[b + 1])!r}\" "
                 f"x=\"{left + gap:.2f}\" y=\"{sy(below + count):.2f}\" width=\"{right - left - 2 * gap:.2f}\" "
                 f"height=\"{sy(below) - sy(below + count):.2f}\" fill=\"{color}\"><title>{count} "
-                f"{outcome}{'' if count == 1 else 's'}, {html.escape(name)} in [{_tick(edges[b])}, "
+                f"{outcomes[count != 1]}, {html.escape(name)} in [{_tick(edges[b])}, "
                 f"{_tick(edges[b + 1])}{closing}</title></rect>")
             below += count
     svg = (f"<svg class=\"plot histogram\" data-chart=\"{html.escape(name)}\" xmlns=\"http://www.w3.org/2000/svg\" "

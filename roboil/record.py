@@ -222,7 +222,8 @@ def record(task: str, episodes: int | None, out: str | Path, device: str | None 
             policy_role = Role(POLICY, PolicyDevice(policy, env))
             roles.append(policy_role)
         if labeler is not None and labeler != device:
-            label_role = make_role(labeler, DeviceContext(task_spec, env, rng, labeler_params or {}, None), "labeler")
+            label_role = make_role(labeler, DeviceContext(task_spec, env, rng, labeler_params or {}, None, episodes,
+                                                          output), "labeler")
             roles.append(label_role)
             if hasattr(label_role.device, "start"):
                 raise RoboilError(f"--labeler {labeler} decides where takes start, which only the driver may; use it "

@@ -491,6 +491,7 @@ def fit_offline(context: TrainContext) -> Path | None:
                     state["ema"] = ema.state_dict()
                 saved = context.save_checkpoint(step, ema or model, state)
             if stop:
+                context.close()  # the bar's last line before this one
                 print(f"roboil: stopped at step {step}, saved as {saved}; the same command resumes from there",
                       file=sys.stderr)
                 raise KeyboardInterrupt

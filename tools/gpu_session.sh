@@ -56,6 +56,14 @@ if [ "$mode" = prepare ]; then
     exit 0
 fi
 
+if [ "$job" != bench ] && [ "$job" != converge ]; then
+    echo "usage: tools/gpu_session.sh [prepare|device|dry-run] [bench|converge]" >&2
+    exit 2
+fi
+if [ "$job" = converge ] && [ ! -d "$runs/pusht200.zarr" ]; then
+    echo "no $runs/pusht200.zarr: run tools/gpu_session.sh prepare here and carry it" >&2
+    exit 2
+fi
 if [ "$mode" = device ]; then
     python=python3
     python3 -m pip install -q --no-index --no-deps --no-build-isolation --target /tmp/site .whl/*.whl -e . || exit 1
@@ -65,7 +73,7 @@ if [ "$mode" = device ]; then
     export ROBOIL_DISABLE_PLUGINS=fetch  # its gymnasium-robotics wheel (26 MB) stays here
     device=cuda slower=1
     diffusion=(--steps 60 --warmup 20) act=(--steps 40 --warmup 15)
-    train_seconds=380 eval_episodes=50 eval_envs=14 converge=()
+    converge_seconds=560 eval_seconds=150 eval_episodes=50 eval_envs=14 converge=()
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 elif [ "$mode" = dry-run ]; then
     python=.venv/bin/python
@@ -73,12 +81,9 @@ elif [ "$mode" = dry-run ]; then
     device=cpu slower=4  # compiling on 2 cores takes minutes
     diffusion=(--steps 3 --warmup 1 --batch 2 "algorithm.down_dims=[32,64,128]")
     act=(--steps 3 --warmup 1 --batch 1)
-    train_seconds=60 eval_episodes=2 eval_envs=2 converge=("algorithm.down_dims=[32,64,128]" train.batch_size=8 train.log_every=20)
+    converge_seconds=150 eval_seconds=60 eval_episodes=2 eval_envs=2
+    converge=("algorithm.down_dims=[32,64,128]" train.batch_size=8 train.log_every=20)
 else
-    echo "usage: tools/gpu_session.sh [prepare|device|dry-run] [bench|converge]" >&2
-    exit 2
-fi
-if [ "$job" != bench ] && [ "$job" != converge ]; then
     echo "usage: tools/gpu_session.sh [prepare|device|dry-run] [bench|converge]" >&2
     exit 2
 fi
@@ -88,17 +93,18 @@ exec > >(tee "$out/log.txt") 2>&1
 $python -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() \
 else 'cpu')"
 
-if [ "$job" = converge ]; then
-    run=$runs/converge
+if [ "$job" = converge ]; then  # training gets what the set-up left, less the evaluation's share
+    run=$runs/converge train_seconds=$((converge_seconds - eval_seconds - SECONDS))
     rm -rf "$run"
     echo "== train for ${train_seconds} s"
-    timeout -s INT "$train_seconds" $python -m roboil.cli train configs/pusht/diffusion_pixels.yaml \
+    # --foreground: the INT goes to training alone (a second one, to its process group, would stop it unsaved)
+    timeout --foreground -s INT -k 60 "$train_seconds" $python -m roboil.cli train configs/pusht/diffusion_pixels.yaml \
         data.path="$runs/pusht200.zarr" train.steps=1000000 train.lr_schedule=constant train.ema_decay=0.999 \
         train.checkpoint_every=2000 train.log_every=200 "${converge[@]}" --out "$run"
     cp "$run/metrics.jsonl" "$out/"
     echo "== eval"
-    $python -m roboil.cli eval "$run" --episodes "$eval_episodes" --envs "$eval_envs" --torch-device "$device" \
-        --video --out "$out/eval"
+    timeout $((converge_seconds - SECONDS)) $python -m roboil.cli eval "$run" --episodes "$eval_episodes" \
+        --envs "$eval_envs" --torch-device "$device" --video --out "$out/eval"
     exit
 fi
 lerobot=(--roboil-only)

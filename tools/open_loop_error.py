@@ -36,7 +36,6 @@ def main() -> None:
     episodes = [store.episode(int(index)) for index in chosen]
     for run in args.runs:
         model, _, meta = load_policy(run)
-        model.eval()
         transform = ActionTransform.from_meta(meta.get("action_transform"))
         keys = list(meta["features"])
         n_obs, executed = model.n_obs_steps, model.n_action_steps
@@ -54,6 +53,9 @@ def main() -> None:
                     model.noise_generators = None
                 predicted.append(chunk[n_obs - 1:n_obs - 1 + executed])
                 demonstrated.append(learned[t:t + executed])
+        if not predicted:
+            raise SystemExit(f"{run}: no chosen episode is longer than the {n_obs} observation and {executed} "
+                             "executed steps a chunk needs")
         predicted, demonstrated = np.stack(predicted), np.stack(demonstrated)
         error = np.abs(predicted - demonstrated).mean()
         baseline = np.abs(demonstrated.reshape(-1, demonstrated.shape[-1]).mean(0) - demonstrated).mean()
