@@ -17,7 +17,7 @@ import signal  # noqa: E402
 import sys  # noqa: E402
 
 from . import __version__  # noqa: E402
-from .errors import RoboilError, interrupted, write_failure  # noqa: E402
+from .errors import RoboilError, interrupted, one_line, write_failure  # noqa: E402
 from .keys import ACTION  # noqa: E402
 from .specs import ArrayLayout  # noqa: E402
 
@@ -394,11 +394,22 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         out = getattr(args, "out", None) or getattr(args, "run_dir", None)
         problem = write_failure(exc, out) if out else None
+        if problem is None and _out_of_memory(exc):
+            problem = (f"out of memory ({one_line(exc)[:200]}); use a smaller train.batch_size or model, or "
+                       "fewer --envs (checkpoints saved before are kept)")
         if problem is None:
             raise
         return _error(problem)
     finally:
         signal.signal(signal.SIGINT, signal.default_int_handler)  # for code that called main() in-process
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """A GPU's memory, or the CPU allocator's, ran out (the kernel may kill the process instead: nothing to say)."""
+    import torch
+
+    return isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError)) or (
+        isinstance(exc, RuntimeError) and "DefaultCPUAllocator: can't allocate memory" in str(exc))
 
 
 def _error(message: str, exc: BaseException | None = None) -> int:

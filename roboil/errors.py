@@ -7,6 +7,7 @@ import errno
 import os
 import shutil
 import signal
+import sys
 import threading
 from pathlib import Path
 
@@ -88,10 +89,10 @@ def interrupted() -> bool:
 
 
 @contextlib.contextmanager
-def interrupts_deferred():
-    """Inside, a first Ctrl-C only sets the flag :func:`interrupted` reads, for a loop to stop where stopping keeps
-    its work (a training loop saves its step first); a second one raises KeyboardInterrupt at once, for a loop
-    stuck before that point. The handler from before is back on the way out, and an interrupt that ended the
+def interrupts_deferred(notice: str | None = None):
+    """Inside, a first Ctrl-C only sets the flag :func:`interrupted` reads (and prints ``notice``: a step may take a
+    while), for a loop to stop where stopping keeps its work (a training loop saves its step first); a second one
+    raises KeyboardInterrupt at once, for a loop stuck before that point. The handler from before is back on the way out, and an interrupt that ended the
     block as KeyboardInterrupt is no longer flagged. Outside the main thread (no signal handler can be set there)
     and where Ctrl-C is ignored, nothing changes."""
     global _interrupted
@@ -105,6 +106,10 @@ def interrupts_deferred():
         if _interrupted:
             _raise_outside_imports(signum, frame)
         _interrupted = True
+        if notice:
+            from tqdm import tqdm  # a progress bar may be on screen: the line goes above it
+
+            tqdm.write(notice, file=sys.stderr)
 
     signal.signal(signal.SIGINT, handler)
     try:

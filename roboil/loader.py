@@ -15,13 +15,17 @@ import signal
 import threading
 from typing import Iterator
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from .errors import RoboilError
 from .rows import RowReader
 from .sampler import WindowSampler
 
 Batch = dict[str, torch.Tensor]
+THREAD_DEPTH = 3  # batches the thread builds ahead
+WORKER_PREFETCH = 4  # batches each worker process builds ahead
 
 
 def batches(sampler: WindowSampler, batch_size: int, device: torch.device, rows: slice = slice(None),
@@ -29,15 +33,38 @@ def batches(sampler: WindowSampler, batch_size: int, device: torch.device, rows:
     """Yield ``(batch on device, sampler state after it)``: only the ``rows`` of each drawn batch (this process's
     share of a distributed run's global batch), pinned for an asynchronous copy on CUDA. ``workers`` > 0 reads
     in that many processes (the sampler's arrays may be zarr arrays: each worker opens them itself)."""
+    # the ones built ahead, the one being built and the one in use
+    _check_memory(sampler, len(range(*rows.indices(batch_size))),
+                  (workers * WORKER_PREFETCH if workers else THREAD_DEPTH) + 2)
     made = _in_workers(sampler, batch_size, rows, workers, device) if workers else _in_thread(sampler, batch_size,
                                                                                               rows, device)
     for batch, state in made:
         yield {k: v.to(device, non_blocking=True) for k, v in batch.items()}, state
 
 
-def _in_thread(sampler: WindowSampler, batch_size: int, rows: slice, device: torch.device, depth: int = 3):
+def _check_memory(sampler: WindowSampler, rows: int, in_flight: int) -> None:
+    """Refuse a batch too large for this machine's memory before gathering it (a mistyped train.batch_size filled
+    the memory for minutes, and Ctrl-C waits for a gather to end)."""
+    window = sampler.windows(np.zeros(1, np.int64), np.zeros(1) if sampler.future_keys else None)
+    batch = rows * sum(array.nbytes for array in window.values())
+    available = _available_memory()
+    if available is not None and batch * in_flight > available / 2:
+        raise RoboilError(f"train.batch_size: a batch of {rows} windows takes {batch / 2**30:.1f} GiB and the loader "
+                          f"holds {in_flight} at once, more than half of the {available / 2**30:.1f} GiB of memory "
+                          "available here; use a smaller train.batch_size")
+
+
+def _available_memory() -> int | None:
+    try:
+        with open("/proc/meminfo") as meminfo:
+            return next(int(line.split()[1]) * 1024 for line in meminfo if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        return None  # not Linux: no check
+
+
+def _in_thread(sampler: WindowSampler, batch_size: int, rows: slice, device: torch.device):
     pin = device.type == "cuda"
-    out: queue.Queue = queue.Queue(maxsize=depth)
+    out: queue.Queue = queue.Queue(maxsize=THREAD_DEPTH)
     stop = threading.Event()
 
     def put(item) -> None:  # until taken, or the training ended (closing this generator)
@@ -110,7 +137,7 @@ def _in_workers(sampler: WindowSampler, batch_size: int, rows: slice, workers: i
     in_ram = sampler.only([key for key in sampler.arrays if key not in on_disk])
     # spawn, not fork: zarr's I/O runs on an event-loop thread, which a forked child would inherit stopped
     loader = DataLoader(_Windows(sampler.only(on_disk), rows), sampler=_Draws(sampler, batch_size), batch_size=None,
-                        num_workers=workers, pin_memory=device.type == "cuda", prefetch_factor=4,
+                        num_workers=workers, pin_memory=device.type == "cuda", prefetch_factor=WORKER_PREFETCH,
                         multiprocessing_context="spawn", worker_init_fn=_set_up_worker,
                         generator=torch.Generator())  # its seed draw would otherwise shift the training's torch RNG
     made = iter(loader)

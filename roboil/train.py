@@ -467,7 +467,8 @@ def fit_offline(context: TrainContext) -> Path | None:
                                                             else None, static_graph=True)
     model.train()
     # one process saves the step at which Ctrl-C came, then stops (several would have to agree on that step first)
-    deferred = contextlib.nullcontext() if context.ranks.distributed else interrupts_deferred()
+    deferred = contextlib.nullcontext() if context.ranks.distributed else interrupts_deferred(
+        "roboil: Ctrl-C: saving at the end of this step, then stopping (Ctrl-C again stops at once, unsaved)")
     with contextlib.closing(batches), deferred:  # the loader's thread or worker processes end with the loop
         while step < config.train.steps:
             batch, sampler_state = next(batches)

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import run_cli
+from conftest import main_fails_in_one_line, run_cli
 
 
 @pytest.mark.parametrize("args, message", [
@@ -210,3 +210,23 @@ def test_a_ctrl_c_while_training_reads_from_disk_leaves_the_workers_to_the_train
     done = subprocess.run([sys.executable, str(script), str(tmp_path / "s.zarr")], capture_output=True, text=True,
                           timeout=120, start_new_session=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0 and done.stdout.strip() == "flagged", done.stderr[-2000:]
+
+
+def test_a_batch_too_large_for_memory_is_refused_before_it_is_gathered(tiny_reach_store, tmp_path, capsys):
+    main_fails_in_one_line(capsys, ["train", "configs/fetch_reach/gcbc.yaml", f"data.path={tiny_reach_store}",
+                                    "train.batch_size=1000000000000", "--out", str(tmp_path / "run")],
+                           "train.batch_size: a batch of 1000000000000 windows takes", "use a smaller train.batch_size")
+
+
+def test_running_out_of_memory_is_one_line(tiny_reach_store, tmp_path, capsys, monkeypatch):
+    """The CPU allocator's error and CUDA's (torch.cuda.OutOfMemoryError) name the settings that use memory."""
+    import torch
+
+    def exhausted(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    monkeypatch.setattr("roboil.train.LossOf.forward", exhausted)
+    main_fails_in_one_line(capsys, ["train", "configs/fetch_reach/gcbc.yaml", f"data.path={tiny_reach_store}",
+                                    "--out", str(tmp_path / "run")],
+                           "out of memory (CUDA out of memory. Tried to allocate 20.00 GiB); use a smaller "
+                           "train.batch_size")

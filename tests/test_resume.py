@@ -204,6 +204,7 @@ def test_ctrl_c_saves_the_step_it_came_at_and_the_same_command_resumes(store, tm
     os.killpg(process.pid, signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130 and "the same command resumes from there" in stderr, stderr
+    assert "roboil: Ctrl-C: saving at the end of this step, then stopping" in stderr  # said at once: a step may be long
     logged = [s for s, _ in metrics(run)]
     saved = sorted((run / "checkpoints").glob("step_*"))
     assert len(saved) == 1 and saved[0].name == f"step_{logged[-1]:08d}" and logged[-1] >= 20
