@@ -141,6 +141,8 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 def resolve_checkpoint(path: str | Path) -> Path:
     """A run directory (its newest checkpoint) or a checkpoint directory itself."""
     path = Path(path)
+    if not path.exists():
+        raise RoboilError(f"no run directory '{path}'; pass the --out directory of 'roboil train'")
     if (path / MODEL_FILE).is_file():
         return path
     latest = latest_checkpoint(path)

@@ -111,6 +111,8 @@ def cmd_store(args) -> int:
     if args.store_command == "recode":
         if args.codec == "lossless" and args.quality is not None:
             raise RoboilError("--quality is for the lossy codecs; drop it for --codec lossless")
+        if args.quality is not None and not 1 <= args.quality <= 100:
+            raise RoboilError(f"--quality must be an integer from 1 to 100, got {args.quality}")
         quality = ArrayLayout.quality if args.quality is None else args.quality  # the store's default
         source = EpisodeStore.open(args.path)  # copy_store checks its health
         layouts = recoded_layouts(source, args.codec, quality)
@@ -146,6 +148,9 @@ def cmd_store(args) -> int:
 
 
 def cmd_export(args) -> int:
+    for option, value, format_ in (("--fps", args.fps, "lerobot"), ("--no-next-obs", args.no_next_obs, "robomimic")):
+        if value not in (None, False) and args.to != format_:
+            raise RoboilError(f"{option} is for --to {format_}, not --to {args.to}; drop it")
     if args.to == "zarr2":
         from .interop.zarr2 import export_zarr2
 
@@ -313,8 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="the first N episodes get videos and plots (default 20; the table lists all)")
     view.set_defaults(run=cmd_store)
 
-    ex = sub.add_parser("export", help="write an episode store in another tool's format (robomimic HDF5, or "
-                        "zarr format 2 for diffusion_policy's ReplayBuffer)")
+    ex = sub.add_parser("export", help="write an episode store in another tool's format (robomimic HDF5, a "
+                        "LeRobot v3.0 dataset, or zarr format 2 for diffusion_policy's ReplayBuffer)")
     ex.add_argument("--to", required=True, choices=["robomimic", "zarr2", "lerobot"])
     ex.add_argument("path", help="episode store")
     ex.add_argument("out", metavar="OUT", help="the new file (robomimic: FILE.hdf5) or directory (zarr2, lerobot)")
@@ -322,10 +327,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="robomimic: leave out next_obs (half the size; train robomimic with "
                     "train.hdf5_load_next_obs=false then)")
     ex.add_argument("--fps", type=float, default=None,
-                    help="lerobot: frames per second, for a store that has none (default: the store's fps)")
+                    help="lerobot: the frame rate the dataset declares (default: the store's fps)")
     ex.set_defaults(run=cmd_export)
 
-    im = sub.add_parser("import", help="make an episode store from another tool's dataset (robomimic HDF5)")
+    im = sub.add_parser("import", help="make an episode store from another tool's dataset (robomimic HDF5, or a "
+                        "LeRobot v3.0 dataset)")
     im.add_argument("--from", dest="source_format", required=True, choices=["robomimic", "lerobot"])
     im.add_argument("path", metavar="FILE", help="the robomimic .hdf5 file, or the LeRobot (v3.0) dataset directory")
     im.add_argument("out", metavar="STORE", help="the new episode store")
@@ -348,7 +354,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--episodes", type=int, default=None, help="default: the run's eval.episodes (50)")
     ev.add_argument("--envs", type=int, default=None, help="parallel environments (default: the run's eval.envs)")
     ev.add_argument("--seed", type=int, default=None, help="episode i is seeded SEED+i (default: eval.seed)")
-    ev.add_argument("--video", action="store_true")
+    ev.add_argument("--video", action="store_true", help="film the first eval.video_episodes episodes (and a "
+                    "failure and a success if those hold none) as H.264 videos in the report")
     ev.add_argument("--out", default=None, help="report directory (default RUN_DIR/eval)")
     ev.add_argument("--max-steps", type=int, default=None, help="episode length (default: the task's own)")
     ev.add_argument("--executor", default=None,
@@ -359,6 +366,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "shard to finish writes eval.json from all N (under torchrun, the processes are the shards)")
     ev.add_argument("overrides", nargs="*", default=[], help="executor.PARAM=value, e.g. executor.coefficient=0.05")
     ev.set_defaults(run=cmd_eval)
+    for commands in (sub, plugin_sub, store_sub):  # a missing one is named by its choices, not by its dest
+        commands.metavar = "{" + ",".join(commands.choices) + "}"
     return parser
 
 
@@ -376,8 +385,10 @@ def main(argv: list[str] | None = None) -> int:
         # overrides may also follow the options (argparse stops collecting positionals at --out)
         if extra and hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
             args.overrides += extra
-        elif extra:
-            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        elif extra:  # named with the command's own help
+            words = [args.command, getattr(args, "store_command", None) or getattr(args, "plugin_command", None)]
+            raise RoboilError(f"unrecognized arguments: {' '.join(extra)} (see roboil "
+                              f"{' '.join(word for word in words if word)} --help)")
         code = args.run(args)
         sys.stdout.flush()  # a reader that left (`| head`) shows here, not at exit
         if interrupted():  # swallowed on the way (see catch_interrupts): the command may not have done it all

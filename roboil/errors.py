@@ -92,9 +92,9 @@ def interrupted() -> bool:
 def interrupts_deferred(notice: str | None = None):
     """Inside, a first Ctrl-C only sets the flag :func:`interrupted` reads (and prints ``notice``: a step may take a
     while), for a loop to stop where stopping keeps its work (a training loop saves its step first); a second one
-    raises KeyboardInterrupt at once, for a loop stuck before that point. The handler from before is back on the way out, and an interrupt that ended the
-    block as KeyboardInterrupt is no longer flagged. Outside the main thread (no signal handler can be set there)
-    and where Ctrl-C is ignored, nothing changes."""
+    raises KeyboardInterrupt at once, for a loop stuck before that point. The handler from before is back on the
+    way out, and an interrupt that ended the block as KeyboardInterrupt is no longer flagged. Outside the main
+    thread (no signal handler can be set there) and where Ctrl-C is ignored, nothing changes."""
     global _interrupted
     previous = signal.getsignal(signal.SIGINT)
     if threading.current_thread() is not threading.main_thread() or previous == signal.SIG_IGN:

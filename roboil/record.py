@@ -78,15 +78,15 @@ class Role:
             self.device.close()
 
 
-def device_spec(name: str):
+def device_spec(name: str, role: str = "device"):
     reg = registry()
     if name not in reg.names("device"):
-        raise RoboilError(f"unknown device '{name}'; valid: {', '.join(reg.names('device'))}")
+        raise RoboilError(f"unknown {role} '{name}'; valid: {', '.join(reg.names('device'))}")
     return reg.get("device", name)
 
 
 def make_role(name: str, context: DeviceContext, where: str) -> Role:
-    spec = device_spec(name)
+    spec = device_spec(name, where)
     params = from_dict(spec.config, context.params, where)
     return Role(spec.name, spec.make_device(replace(context, params=params)), spec.interactive)
 
@@ -190,7 +190,7 @@ def record(task: str, episodes: int | None, out: str | Path, device: str | None 
     if policy and device is not None and not interactive:
         raise RoboilError(f"--policy with --device {device}: only a device a person holds can take over from a "
                           "policy (keyboard, gamepad, ...); for labels by the expert use --labeler scripted")
-    if labeler is not None and device_spec(labeler).interactive:
+    if labeler is not None and device_spec(labeler, "labeler").interactive:
         raise RoboilError(f"--labeler {labeler}: a person cannot label the steps another actor takes; use "
                           "--labeler scripted")
     if episodes is None and not interactive:

@@ -72,7 +72,7 @@ class TrainingData:
         attrs = store.episode_attrs()
         keep = [i for i, a in enumerate(attrs) if a.get("success", True) or not config.data.only_success]
         if not keep:
-            only = config.data.only_success
+            only = config.data.only_success and bool(attrs)  # an empty store: no setting helps
             raise RoboilError(f"store '{path}' has no {'successful ' if only else ''}episodes to train on; record some"
                               f"{', or set data.only_success=false' if only else ''}")
         if dropped := len(attrs) - len(keep):  # said, not silent: a plugin author's own task may fail often

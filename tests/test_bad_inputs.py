@@ -230,3 +230,27 @@ def test_running_out_of_memory_is_one_line(tiny_reach_store, tmp_path, capsys, m
                                     "--out", str(tmp_path / "run")],
                            "out of memory (CUDA out of memory. Tried to allocate 20.00 GiB); use a smaller "
                            "train.batch_size")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["store"], "store: the following arguments are required: {info,check,copy,drop-actions,recode,view} (see "
+                "roboil store --help)"),
+    (["store", "copy", "{store}", "--out", "{tmp}/c", "--episodes", "2"],
+     "unrecognized arguments: --episodes 2 (see roboil store copy --help)"),
+    (["record", "--task", "fetch-reach", "--labeler", "foo", "--episodes", "1", "--out", "{tmp}/s"],
+     "unknown labeler 'foo'; valid: "),
+    (["eval", "{tmp}/nonexistent"], "no run directory '{tmp}/nonexistent'; pass the --out directory of 'roboil train'"),
+    (["export", "--to", "zarr2", "{store}", "{tmp}/e", "--fps", "3"], "--fps is for --to lerobot, not --to zarr2"),
+    (["export", "--to", "lerobot", "{store}", "{tmp}/e", "--fps", "-3"],
+     "--fps must be a positive number of frames per second, got -3.0"),
+    (["store", "recode", "{store}", "--out", "{tmp}/r", "--codec", "jpeg", "--quality", "500"],
+     "--quality must be an integer from 1 to 100, got 500"),
+])
+def test_messages_name_what_the_user_typed(tiny_reach_store, tmp_path, args, message):
+    def fill(text: str) -> str:
+        return text.replace("{store}", str(tiny_reach_store)).replace("{tmp}", str(tmp_path))
+
+    result = run_cli(*map(fill, args))
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert f"roboil: error: {fill(message)}" in result.stderr, result.stderr
+    assert not [p for p in tmp_path.iterdir()]  # nothing made

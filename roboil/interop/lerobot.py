@@ -169,6 +169,8 @@ def export_lerobot(source, out, fps: float | None = None) -> dict:
     store = EpisodeStore.open(source, require_healthy=True)
     if not store.n_episodes:
         raise RoboilError(f"store '{source}' has no episodes to export; record some first")
+    if fps is not None and not (math.isfinite(fps) and fps > 0):  # NaN fails both
+        raise RoboilError(f"--fps must be a positive number of frames per second, got {fps}")
     fps = fps if fps is not None else store.attrs.get("fps")
     if not isinstance(fps, (int, float)) or isinstance(fps, bool) or not fps > 0:
         raise RoboilError(f"store '{source}' has no frame rate (attr fps is {fps!r}); give one with --fps")
