@@ -285,6 +285,13 @@ def named_section(kind: str, section: Mapping, where: str):
         raise RoboilError(f"config key '{where}.name' is required; valid: {', '.join(reg.names(kind))}")
     params = dict(section)
     spec = reg.get(kind, params.pop("name"))
+    own = {f.name for f in dataclasses.fields(spec.config)}
+    for key in sorted(set(params) - own):  # left from another one's config when only the name was changed
+        if owners := [other for other in reg.names(kind) if key in {f.name for f in
+                                                                   dataclasses.fields(reg.get(kind, other).config)}]:
+            raise RoboilError(f"config key '{where}.{key}' is for {kind} '{owners[0]}', not '{spec.name}'; set "
+                              f"{where}.name={owners[0]} or drop the key (a config written for {spec.name} has none "
+                              f"of {owners[0]}'s)")
     return spec, from_dict(spec.config, params, where)
 
 

@@ -82,7 +82,8 @@ def _in_thread(sampler: WindowSampler, batch_size: int, rows: slice, device: tor
         except Exception as exc:  # hand the error to the training loop instead of leaving it waiting
             put(exc)
 
-    threading.Thread(target=work, name="roboil-batches", daemon=True).start()
+    worker = threading.Thread(target=work, name="roboil-batches", daemon=True)
+    worker.start()
     try:
         while True:
             item = out.get()
@@ -91,6 +92,9 @@ def _in_thread(sampler: WindowSampler, batch_size: int, rows: slice, device: tor
             yield item
     finally:
         stop.set()
+        # waited for (one batch at most): a thread still in torch when the process exits aborts it ("terminate
+        # called without an active exception", exit code 134) after everything was saved
+        worker.join()
 
 
 class _Draws(Sampler):

@@ -237,7 +237,7 @@ def _lock(path: Path) -> int:
     try:
         fd = os.open(path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
     except OSError as e:
-        raise RoboilError(f"cannot open '{path / LOCK_FILE}' to append to the store ({e.strerror}); check that "
+        raise RoboilError(f"cannot open '{path / LOCK_FILE}' to write to the store ({e.strerror}); check that "
                           "you may write there")
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -35,7 +35,8 @@ def test_record(tmp_path, args, message):
     (["--max-steps", "0"], "--max-steps must be at least 1, got 0"),
     (["--out", "README.md"], "--out 'README.md' is a file; name a directory for the report"),
     (["--executor", "median"], "unknown executor 'median'; valid: ensemble, queue"),
-    (["executor.coefficient=0.1"], "unknown config key 'executor.coefficient'; valid keys in executor: n_action_steps"),
+    (["executor.coefficient=0.1"], "config key 'executor.coefficient' is for executor 'ensemble', not 'queue'; set "
+                                   "executor.name=ensemble or drop the key"),
 ])
 def test_eval(tiny_reach_run, args, message):
     result = run_cli("eval", tiny_reach_run, "--episodes", 1, *args)

@@ -33,6 +33,8 @@ def test_int_is_accepted_for_float_but_not_the_reverse():
     ("train.stepz=3", "unknown config key 'train.stepz'; valid keys in train: .*steps"),
     ("algorithm.name=nope", "unknown algorithm 'nope'; valid: .*gcbc"),
     ("algorithm.relabel=0.3", "unknown config key 'algorithm.relabel'; valid keys in algorithm: .*relabel_prob"),
+    ("algorithm.name=diffusion", "config key 'algorithm.goal_conditioned' is for algorithm 'gcbc', not 'diffusion'; "
+                                 "set algorithm.name=gcbc or drop the key"),
     ("algorithm.relabel_prob=2.0", "algorithm.relabel_prob must be in \\[0, 1\\]"),
     ("task=fetch-fly", "unknown task 'fetch-fly'; valid: .*fetch-pick-and-place"),
     ("train.batch_size=big", "config key 'train.batch_size' must be int, got 'big'"),
@@ -49,8 +51,9 @@ def test_int_is_accepted_for_float_but_not_the_reverse():
     ("algorithm.hidden_dims=[-4]", "algorithm.hidden_dims must list positive layer widths, got \\[-4\\]"),
     ("algorithm.dropout=2", "algorithm.dropout must be in \\[0, 1\\), got 2"),
     ("eval.executor.name=median", "unknown executor 'median'; valid: ensemble, queue"),
-    ("eval.executor.coefficient=1", "unknown config key 'eval.executor.coefficient'; valid keys in eval.executor: "
-                                    "n_action_steps"),
+    ("eval.executor.coefficient=1", "config key 'eval.executor.coefficient' is for executor 'ensemble', not "
+                                    "'queue'; set eval.executor.name=ensemble or drop the key"),
+    ("eval.executor.coef=1", "unknown config key 'eval.executor.coef'; valid keys in eval.executor: n_action_steps"),
     ("eval.max_steps=0", "eval.max_steps must be at least 1"),
 ])
 def test_bad_values_are_one_line_errors(override, message):

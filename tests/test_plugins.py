@@ -81,7 +81,7 @@ def test_verbose_listing_shows_parameters_and_task_contracts():
     assert "action: box (4,) float32 in [-1, 1]; episodes of 50 steps at 25 Hz; teleop" in out
     assert "action: discrete, 2 actions; episodes of 500 steps at 50 Hz" in out  # cartpole
     assert "success: info['is_success'] at the episode's final step (it does not end the episode)" in out
-    assert "device replay: " in out and "config: store: str = '', first: int = 0" in out
+    assert "device replay: " in out and "config: store: str = '', first: int | None = None" in out
 
 
 def test_public_names_for_plugin_authors():

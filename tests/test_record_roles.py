@@ -45,7 +45,7 @@ def test_policy_acts_and_expert_labels_with_a_per_step_actor_record(weak_policy,
 def test_policy_cannot_label_and_bad_roles_leave_no_store(weak_policy, tmp_path):
     with pytest.raises(RoboilError, match="only a device a person holds can take over from a policy"):
         record("fetch-reach", 1, tmp_path / "a.zarr", device="scripted", policy=str(weak_policy), progress=False)
-    with pytest.raises(RoboilError, match="unknown device 'wiimote'; valid: "):
+    with pytest.raises(RoboilError, match="unknown labeler 'wiimote'; valid: "):
         record("fetch-reach", 1, tmp_path / "b.zarr", policy=str(weak_policy), labeler="wiimote", progress=False)
     assert not (tmp_path / "a.zarr").exists() and not (tmp_path / "b.zarr").exists()
 
