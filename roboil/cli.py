@@ -148,8 +148,9 @@ def cmd_store(args) -> int:
 
 
 def cmd_export(args) -> int:
-    for option, value, format_ in (("--fps", args.fps, "lerobot"), ("--no-next-obs", args.no_next_obs, "robomimic")):
-        if value not in (None, False) and args.to != format_:
+    for option, given, format_ in (("--fps", args.fps is not None, "lerobot"),
+                                   ("--no-next-obs", args.no_next_obs, "robomimic")):
+        if given and args.to != format_:
             raise RoboilError(f"{option} is for --to {format_}, not --to {args.to}; drop it")
     if args.to == "zarr2":
         from .interop.zarr2 import export_zarr2
@@ -395,6 +396,8 @@ def main(argv: list[str] | None = None) -> int:
             raise KeyboardInterrupt
         return code
     except RoboilError as exc:
+        if _out_of_memory(exc):  # raised in a plugin's own loop, and wrapped naming the plugin
+            return _error(_memory_advice(args, exc.__cause__ or exc))
         return _error(str(exc), exc)
     except KeyboardInterrupt:
         print("roboil: interrupted", file=sys.stderr)
@@ -406,8 +409,7 @@ def main(argv: list[str] | None = None) -> int:
         out = getattr(args, "out", None) or getattr(args, "run_dir", None)
         problem = write_failure(exc, out) if out else None
         if problem is None and _out_of_memory(exc):
-            problem = (f"out of memory ({one_line(exc)[:200]}); use a smaller train.batch_size or model, or "
-                       "fewer --envs (checkpoints saved before are kept)")
+            problem = _memory_advice(args, exc)
         if problem is None:
             raise
         return _error(problem)
@@ -415,12 +417,23 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGINT, signal.default_int_handler)  # for code that called main() in-process
 
 
-def _out_of_memory(exc: BaseException) -> bool:
-    """A GPU's memory, or the CPU allocator's, ran out (the kernel may kill the process instead: nothing to say)."""
-    import torch
+def _out_of_memory(exc: BaseException | None) -> bool:
+    """A GPU's memory, or the CPU allocator's, ran out, here or in what this exception was raised from (the
+    kernel may kill the process instead: nothing to say then)."""
+    torch = sys.modules.get("torch")  # not loaded: not torch's error
+    while exc is not None:
+        if isinstance(exc, MemoryError) or (torch is not None and isinstance(exc, torch.cuda.OutOfMemoryError)) or (
+                isinstance(exc, RuntimeError) and "DefaultCPUAllocator: can't allocate memory" in str(exc)):
+            return True
+        exc = exc.__cause__
+    return False
 
-    return isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError)) or (
-        isinstance(exc, RuntimeError) and "DefaultCPUAllocator: can't allocate memory" in str(exc))
+
+def _memory_advice(args, exc: BaseException) -> str:
+    fix = {"train": "use a smaller train.batch_size or model (checkpoints saved before are kept)",
+           "eval": "use fewer --envs, or a smaller model"}.get(getattr(args, "command", None),
+                                                             "free memory (close other programs) and run it again")
+    return f"out of memory ({one_line(exc)[:200]}); {fix}"
 
 
 def _error(message: str, exc: BaseException | None = None) -> int:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,8 +67,9 @@ class ReplayDevice:
                               f"from {where} (of {n}); ask for --episodes {left} at most" if left else
                               f"store '{params.store}' has no episode left to replay from {where} (it has {n}); "
                               "pass device.first=K to replay from episode K")
+        if output is not None:  # appending (a moved source store starts again at 0): say where this session starts
+            print(f"roboil: replaying '{params.store}' from {where}", file=sys.stderr)
         self.attrs = self.source.episode_attrs()
-        self.index = self.first
         self.actions: np.ndarray = np.zeros(0)
         self.step = 0
 
@@ -93,8 +95,9 @@ class ReplayDevice:
 
 def _replayed(output, source: str) -> list[int]:
     """The episodes of store ``source`` (a resolved path) that ``output`` holds replays of."""
-    return [attrs["replayed_from"]["episode"] for attrs in output.episode_attrs()
-            if isinstance(attrs, dict) and (attrs.get("replayed_from") or {}).get("store") == source]
+    origins = [attrs.get("replayed_from") for attrs in output.episode_attrs() if isinstance(attrs, dict)]
+    return [origin["episode"] for origin in origins
+            if isinstance(origin, dict) and origin.get("store") == source and isinstance(origin.get("episode"), int)]
 
 
 @hookimpl

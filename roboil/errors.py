@@ -109,7 +109,10 @@ def interrupts_deferred(notice: str | None = None):
         if notice:
             from tqdm import tqdm  # a progress bar may be on screen: the line goes above it
 
-            tqdm.write(notice, file=sys.stderr)
+            try:
+                tqdm.write(notice, file=sys.stderr)
+            except (RuntimeError, OSError):  # the signal came while stderr was being written: the notice waits
+                pass
 
     signal.signal(signal.SIGINT, handler)
     try:

@@ -82,7 +82,8 @@ def evaluate(run_dir: str | Path, episodes: int | None = None, envs: int | None 
     run_dir = Path(run_dir)
     out_dir = Path(out_dir) if out_dir else run_dir / "eval"
     check_writable(out_dir)
-    runner, config, meta = load_runner(run_dir, executor, device)
+    checkpoint = resolve_checkpoint(run_dir).resolve()  # once: a run still training may save a newer one meanwhile
+    runner, config, meta = load_runner(checkpoint, executor, device)
     episodes = config.eval.episodes if episodes is None else episodes
     envs = config.eval.envs if envs is None else envs
     seed = config.eval.seed if seed is None else seed
@@ -91,7 +92,6 @@ def evaluate(run_dir: str | Path, episodes: int | None = None, envs: int | None 
     task = registry().get("task", config.task)
     all_seeds = [seed + i for i in range(episodes)]
     seeds = all_seeds
-    checkpoint = resolve_checkpoint(run_dir).resolve()
     # what was evaluated (max_steps null: the task's own), as its JSON reads; every shard of one evaluation shares
     # it (the env count and the device may differ)
     evaluation = json.loads(json.dumps({
@@ -136,9 +136,10 @@ def evaluate(run_dir: str | Path, episodes: int | None = None, envs: int | None 
             if gathered is None:
                 return None
             results, seconds = gathered
-            for i in range(shard[1]):  # a shard run again meanwhile may have gathered them too
-                _shard_path(out_dir, i, shard[1]).unlink(missing_ok=True)
         report = write_report(results, config.task, task.episode_metrics, out_dir, seconds, run_dir, evaluation)
+        if shard is not None:  # once the report holds them; a shard run again meanwhile may have gathered them too
+            for i in range(shard[1]):
+                _shard_path(out_dir, i, shard[1]).unlink(missing_ok=True)
         # on the report's disk already: an interrupt or a failure while filming loses no result
         if video and config.eval.video_episodes and _film_both_outcomes(results, runner, make_env, keys,
                                                                          task.episode_metrics):
@@ -317,9 +318,9 @@ def write_report(results: list[dict], task: str, metrics: tuple[str, ...], out_d
     }
     (out_dir / EVAL_FILE).write_text(json.dumps(report, indent=2))
     (out_dir / REPORT_FILE).write_text(render_html(report, metrics, out_dir))
-    named = {Path(r[key]) for r in results for key in ("video", "final_frame") if key in r}
-    for stale in (out_dir / "videos").glob("seed_*"):
-        if stale.resolve() not in named:
+    named = {Path(r[key]).name for r in results for key in ("video", "final_frame") if key in r}
+    for stale in (out_dir / "videos").glob("seed_*"):  # by name: shards may mount the directory elsewhere
+        if stale.name not in named:
             stale.unlink()
     return report
 
@@ -376,8 +377,9 @@ def _evaluation_line(evaluation: dict | None) -> str:
     params = ", ".join(f"{key}={value}" for key, value in executor.items() if value is not None)
     length = "the task's own" if evaluation["max_steps"] is None else f"at most {evaluation['max_steps']} steps"
     last = evaluation["seed"] + evaluation["episodes"] - 1
-    return (f"<p class=\"note\" id=\"evaluation\">checkpoint {html.escape(evaluation['checkpoint'])} (step "
-            f"{evaluation['step']}) &middot; seeds {evaluation['seed']}&ndash;{last} &middot; episode length "
+    step = f" (step {evaluation['step']})" if evaluation["step"] is not None else ""
+    return (f"<p class=\"note\" id=\"evaluation\">checkpoint {html.escape(evaluation['checkpoint'])}{step} "
+            f"&middot; seeds {evaluation['seed']}&ndash;{last} &middot; episode length "
             f"{length} &middot; executor {html.escape(name)}{f' ({html.escape(params)})' if params else ''}</p>")
 
 
@@ -389,13 +391,13 @@ def _training_curves(run: str) -> str:
     """A chart per numeric metric of the run's ``metrics.jsonl`` over the training steps (log y when positive
     and spanning two decades or more; a dashed line marks the evaluated checkpoint's step when it is not the
     last), or a line saying why there is none."""
-    from .checkpoint import CHECKPOINTS, resolve_checkpoint
+    from .checkpoint import CHECKPOINTS
     from .train import METRICS_FILE
 
     run_dir, step = Path(run), None
     try:
         checkpoint = resolve_checkpoint(run_dir)
-        step = int(checkpoint.name.split("_")[-1])
+        step = checkpoint_step(checkpoint)
         if checkpoint.parent.name == CHECKPOINTS:  # a checkpoint inside its run: the run's metrics
             run_dir = checkpoint.parents[1]
     except (RoboilError, OSError, ValueError):

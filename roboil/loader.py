@@ -13,6 +13,7 @@ import os
 import queue
 import signal
 import threading
+from pathlib import Path
 from typing import Iterator
 
 import numpy as np
@@ -20,6 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .errors import RoboilError
+from .keys import ACTION
 from .rows import RowReader
 from .sampler import WindowSampler
 
@@ -44,22 +46,43 @@ def batches(sampler: WindowSampler, batch_size: int, device: torch.device, rows:
 
 def _check_memory(sampler: WindowSampler, rows: int, in_flight: int) -> None:
     """Refuse a batch too large for this machine's memory before gathering it (a mistyped train.batch_size filled
-    the memory for minutes, and Ctrl-C waits for a gather to end)."""
-    window = sampler.windows(np.zeros(1, np.int64), np.zeros(1) if sampler.future_keys else None)
-    batch = rows * sum(array.nbytes for array in window.values())
+    the memory for minutes, and Ctrl-C waits for a gather to end). Sized from the arrays' shapes, nothing read."""
+    steps = {key: len(sampler.obs_offsets) for key in sampler.obs_keys}
+    steps |= {ACTION: len(sampler.action_offsets), **dict.fromkeys((*sampler.future_keys, *sampler.next_keys), 1)}
+    window = len(sampler.action_offsets) + sum(  # the padding flags, then each array's rows
+        steps.get(key, 0) * int(np.prod(_row_shape(array))) * np.dtype(array.dtype).itemsize
+        for key, array in sampler.arrays.items())
+    batch = rows * window
     available = _available_memory()
     if available is not None and batch * in_flight > available / 2:
-        raise RoboilError(f"train.batch_size: a batch of {rows} windows takes {batch / 2**30:.1f} GiB and the loader "
-                          f"holds {in_flight} at once, more than half of the {available / 2**30:.1f} GiB of memory "
-                          "available here; use a smaller train.batch_size")
+        raise RoboilError(f"train.batch_size: a batch of {rows} windows takes {_size(batch)} and the loader holds "
+                          f"{in_flight} at once, more than half of the {_size(available)} of memory available here; "
+                          "use a smaller train.batch_size")
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
+
+
+def _row_shape(array) -> tuple[int, ...]:
+    return array.row_shape if isinstance(array, RowReader) else array.shape[1:]
 
 
 def _available_memory() -> int | None:
+    """Linux's MemAvailable, or less where a cgroup (a container, a Slurm job) limits this process; None
+    elsewhere (no check)."""
     try:
         with open("/proc/meminfo") as meminfo:
-            return next(int(line.split()[1]) * 1024 for line in meminfo if line.startswith("MemAvailable:"))
+            available = next(int(line.split()[1]) * 1024 for line in meminfo if line.startswith("MemAvailable:"))
     except (OSError, StopIteration, ValueError, IndexError):
-        return None  # not Linux: no check
+        return None
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit != "max":
+            available = min(available, int(limit) - int(Path("/sys/fs/cgroup/memory.current").read_text()))
+    except (OSError, ValueError):
+        pass  # cgroup v1 or none
+    return available
 
 
 def _in_thread(sampler: WindowSampler, batch_size: int, rows: slice, device: torch.device):

@@ -33,7 +33,10 @@ class _LogLines:
 
 
 def _is_log(stream) -> bool:
-    """A regular file, a pipe or a socket; not a terminal, nor a notebook's stream (which has no descriptor)."""
+    """The process's own stderr on a regular file, a pipe or a socket; not a terminal, nor a stream that replaced
+    it (a notebook's, whose descriptor may be a pipe yet shows redraws)."""
+    if stream is not sys.__stderr__:
+        return False
     try:
         mode = os.fstat(stream.fileno()).st_mode
     except (OSError, ValueError, AttributeError, io.UnsupportedOperation):

@@ -497,7 +497,8 @@ class Session:
         on_time = None if not paced else (achieved is None or (achieved >= ON_TIME_RATE * self.fps
                                                                 and take.late_ticks <= LATE_SHARE * take.frames))
         driver_name = self.driver.name if self.driver is not None else POLICY
-        attrs = {
+        attrs = {  # a driver's own first (where a replay came from): the session's below cannot be overridden
+            **(describe() if (describe := getattr(self.driver and self.driver.device, "episode_attrs", None)) else {}),
             "seed": take.seed, "start_state": take.state.tolist() if take.state is not None else None,
             "success": take.success, "task": self.task, "device": driver_name, "operator": self.operator,
             "source": self.policy.name if self.policy is not None else driver_name,
@@ -510,7 +511,6 @@ class Session:
             "started": take.started, "finished": time.time(), "control_fps": self.fps, "paced": paced,
             "achieved_fps": achieved if paced else None, "late_ticks": take.late_ticks if paced else None,
             "on_time": on_time,  # None: not paced (the steps' timing is the simulation's)
-            **(describe() if (describe := getattr(self.driver and self.driver.device, "episode_attrs", None)) else {}),
         }
         index = self.store.add_episode({k: np.stack(v) for k, v in take.steps.items()}, attrs)
         self.saved += 1

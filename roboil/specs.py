@@ -219,8 +219,8 @@ class Device(Protocol):
       ``interactive`` have it.
     - Optional ``start(take) -> (seed, state or None)``: where take ``take`` (0-based, counted over the
       session's saved episodes) starts, instead of the session's seed (e.g. replaying a stored episode).
-    - Optional ``episode_attrs() -> dict``: attrs saved with the take's episode besides the session's (e.g. the
-      stored episode a replay came from).
+    - Optional ``episode_attrs() -> dict``: the driver's attrs saved with the take's episode besides the
+      session's, which keep their names (e.g. the stored episode a replay came from).
     - Optional ``status() -> str``: one line for the viewer's overlay (e.g. the arm driven, its gripper).
     - Optional ``help() -> list[(keys, what they do)]``: the viewer shows it.
     - Optional ``take_over(grippers)``: a person takes over from a policy whose last action commanded these

@@ -287,7 +287,7 @@ def _require_store(path: Path) -> None:
 def enclosing_store(path: str | Path) -> Path | None:
     """The roboil store that ``path`` lies strictly inside (writing there would add arrays the store does not
     list), or None."""
-    for parent in Path(path).absolute().parents:
+    for parent in Path(path).resolve().parents:  # resolved: '..' and links point where the writes go
         try:
             root = json.loads((parent / "zarr.json").read_text())
         except (OSError, ValueError):
@@ -298,24 +298,20 @@ def enclosing_store(path: str | Path) -> Path | None:
 
 
 class StoreDamaged(RoboilError):
-    """A store that fails its checks; ``problems`` lists what was found."""
-
-    def __init__(self, message: str, problems: list[str]):
-        super().__init__(message)
-        self.problems = problems
+    """A store that fails its checks."""
 
 
 def _damaged(path: Path, problems: list[str]) -> StoreDamaged:
     more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
     return StoreDamaged(f"store '{path}' is damaged: {problems[0]}{more}; run `roboil store check {path}` for "
                         f"details, then re-record it or copy its good episodes: roboil store copy {path} --out NEW "
-                        "--skip-damaged", problems)
+                        "--skip-damaged")
 
 
 def _unopenable(path: Path, problem: str) -> StoreDamaged:
     """Damage to the metadata that says what the store holds: no episode can be read, or copied, without it."""
     return StoreDamaged(f"store '{path}' is damaged: {problem}; no episode can be read without it: restore that "
-                        "file from a backup or re-record the store", [problem])
+                        "file from a backup or re-record the store")
 
 
 class EpisodeStore:
@@ -783,7 +779,7 @@ class EpisodeStore:
             report.unrepairable = [problem for problem, _ in findings]
             report.advice = (f"the damage is not confined to episodes ({whole[0]}), so it is left as found; "
                              "re-record the store or copy its good episodes to a new store")
-        elif damaged and damaged[0] == 0:
+        elif damaged and damaged == list(range(listed)):
             report.unrepairable = [problem for problem, _ in findings]
             report.advice = (f"every episode is damaged ({findings[0][0]}): cutting them would leave an empty "
                              "store, so it is left as found; re-record the store")
@@ -1129,8 +1125,9 @@ def copy_store(source: str | Path, out: str | Path, drop: list[str] = (),
                     skipped.append(index)
                     continue
                 copy.add_episode({k: rows[k] for k in kept}, episode_attrs)
-            if not copy.n_episodes and (problems := src.check(deep=False)):
-                raise RoboilError(f"no episode of store '{source}' could be copied: {problems[0]}; re-record it")
+            if not copy.n_episodes and (skipped or (problems := src.check(deep=False))):
+                why = f"all {len(skipped)} are damaged" if skipped else problems[0]
+                raise RoboilError(f"no episode of store '{source}' could be copied: {why}; re-record it")
         except BaseException:
             shutil.rmtree(copy.path, ignore_errors=True)  # a copy made in part would pass for the whole store
             raise

@@ -80,8 +80,8 @@ def view_store(store_path: str | Path, out: str | Path | None = None, episodes: 
     store = EpisodeStore.open(store_path)
     source = Path(store_path).absolute()
     out = Path(out).absolute() if out is not None else default_out(source)
-    if out.resolve() == source.resolve() or source.resolve() in out.resolve().parents:
-        raise RoboilError(f"--out '{out}' is inside the store; write the page elsewhere (default: beside the store)")
+    if out.resolve() == source.resolve():  # inside it is refused by check_writable, as for every output
+        raise RoboilError(f"--out '{out}' is the store; write the page elsewhere (default: beside the store)")
     if out.exists() and not out.is_dir():
         raise RoboilError(f"--out '{out}' is a file; name a directory for the page")
     check_writable(out)

@@ -10,6 +10,7 @@ import time
 import pytest
 
 from conftest import main_fails_in_one_line, run_cli
+from roboil.errors import check_writable
 
 
 @pytest.mark.parametrize("args, message", [
@@ -148,6 +149,7 @@ def test_an_output_inside_an_episode_store_is_refused_before_it_breaks_the_store
         f"roboil: error: '{store / 'data' / 'inner'}' is inside the episode store '{store}', which it would break; "
         "pass an output path outside it"), result.stderr
     assert run_cli("store", "check", store).returncode == 0 and not (store / "data" / "inner").exists()
+    check_writable(store / "data" / ".." / ".." / "beside.zarr")  # a path through the store to outside it is fine
 
 
 def test_the_command_line_helps_a_lost_user():

@@ -260,3 +260,18 @@ def test_open_loop_error_tells_a_trained_policy_from_an_untrained_one(reach_stor
                              str(untrained), "--episodes", "10"], capture_output=True, text=True, check=True)
     trained_ratio, untrained_ratio = map(float, re.findall(r"ratio ([0-9.]+)", result.stdout))
     assert trained_ratio < 0.4 and untrained_ratio > 0.8, result.stdout
+
+
+def test_a_stream_that_replaced_stderr_keeps_the_live_bar(monkeypatch):
+    """A notebook's stderr (or pytest's capture) replaces sys.stderr: its bar redraws in place, whatever
+    descriptor the stream reports; only the process's own stderr on a file or a pipe gets log lines."""
+    import io
+    import sys
+
+    from roboil.progress import progress_bar
+
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    bar = progress_bar(3, "train x")
+    bar.update(3)
+    bar.close()
+    assert "\r" in sys.stderr.getvalue()  # redrawn in place (log lines have none)

@@ -277,6 +277,8 @@ def test_repair_drops_damaged_episodes_at_the_end_and_keeps_the_rest_byte_for_by
 
 
 MIDDLE_DAMAGE = {
+    "checksum mismatch in episode 0": (lambda p: overwrite_rows(p, "image", 0, 3), "damage in episode 0 has good "
+                                       "episodes 1, 2, 3 after it"),
     "checksum mismatch in episode 1": (lambda p: overwrite_rows(p, "image", 3, 7), "damage in episode 1 has good "
                                        "episodes 2, 3 after it"),
     "episodes 1 and 3 damaged": (lambda p: (overwrite_rows(p, "image", 3, 7), overwrite_rows(p, "state", 12, 18)),

@@ -222,16 +222,22 @@ def test_unreadable_metadata_is_one_line_for_info_and_broken_for_check(tmp_path,
     assert not (tmp_path / "c").exists()
 
 
-def test_a_copy_that_would_hold_no_episode_of_a_broken_store_is_refused(tmp_path, capsys):
+@pytest.mark.parametrize("damage, why", [
+    # every episode's end: the rows are there, the episodes are not
+    (lambda p: (p / "meta/episode_ends/c/0").unlink(), "episode_ends"),
+    # every episode changed since recording, which only the checksums tell (the quick check passes)
+    (lambda p: zarr.open_group(p, mode="r+")["data/state"].__setitem__(slice(0, 12), 7.0), "all 3 are damaged"),
+])
+def test_a_copy_that_would_hold_no_episode_of_a_broken_store_is_refused(tmp_path, capsys, damage, why):
     from roboil.cli import main
 
     path = tmp_path / "s"
     new_store(path, 3).close()
-    (path / "meta/episode_ends/c/0").unlink()  # every episode's end: the rows are there, the episodes are not
+    damage(path)
     assert main(["store", "copy", str(path), "--out", str(tmp_path / "c"), "--skip-damaged"]) == 2
     out, err = capsys.readouterr()
     assert err.startswith(f"roboil: error: no episode of store '{path}' could be copied: ") and err.count("\n") == 1
-    assert not (tmp_path / "c").exists()
+    assert why in err and not (tmp_path / "c").exists()
 
 
 # ---- noise from zarr's async pipeline --------------------------------------------------------------------------

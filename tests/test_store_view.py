@@ -94,7 +94,9 @@ def test_the_cli_caps_the_episodes_in_detail_but_lists_all(mixed_store, tmp_path
     assert page.count('<svg class="plot"') == CHARTS and "the first 1 of 3" in page
 
     bad = run_cli("store", "view", mixed_store, "--out", mixed_store / "data")
-    assert bad.returncode == 2 and "inside the store" in bad.stderr
+    assert bad.returncode == 2 and "inside the episode store" in bad.stderr
+    bad = run_cli("store", "view", mixed_store, "--out", mixed_store)
+    assert bad.returncode == 2 and "is the store; write the page elsewhere" in bad.stderr
 
 
 def test_a_store_without_cameras_gets_its_table_and_charts(tmp_path):

@@ -95,6 +95,7 @@ else 'cpu')"
 
 if [ "$job" = converge ]; then  # training gets what the set-up left, less the evaluation's share
     run=$runs/converge train_seconds=$((converge_seconds - eval_seconds - SECONDS))
+    [ "$train_seconds" -ge 30 ] || { echo "the set-up took ${SECONDS} s: no time left to train"; exit 1; }
     rm -rf "$run"
     echo "== train for ${train_seconds} s"
     # --foreground: the INT goes to training alone (a second one, to its process group, would stop it unsaved)
