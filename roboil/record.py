@@ -91,13 +91,14 @@ def make_role(name: str, context: DeviceContext, where: str) -> Role:
     return Role(spec.name, spec.make_device(replace(context, params=params)), spec.interactive)
 
 
-def open_or_create(out: Path, task: str, observations: Mapping, env: ObservedEnv) -> EpisodeStore:
+def open_or_create(out: Path, task: str, observations: Mapping, env: ObservedEnv,
+                   existing: EpisodeStore | None) -> EpisodeStore:
     features = {**env.features, ACTION: action_feature(env.action_space)}
-    if out.exists():
-        store = EpisodeStore.open(out, mode="a")
+    if existing is not None:
+        store = existing
         theirs = {k: f.to_dict() for k, f in store.features.items()}
         ours = {k: f.to_dict() for k, f in features.items()}
-        if store.attrs.get("task") != task or theirs != ours:
+        if theirs != ours:  # the task was compared on opening it
             store.close()
             raise RoboilError(f"store '{out}' holds {_schema(store.attrs.get('task'), theirs)}, this recording "
                               f"makes {_schema(task, ours)}; record into a new --out path")
@@ -199,9 +200,12 @@ def record(task: str, episodes: int | None, out: str | Path, device: str | None 
     task_spec = registry().get("task", task)
     env, window, roles, output = None, None, [], None
     try:
-        output = EpisodeStore.open(out) if Path(out).exists() else None  # read for its settings; appended later
-        # appending: the observations the store was recorded with, so a camera size set then need not be typed again
-        recorded = output.attrs.get("observations") if output is not None and output.attrs.get("task") == task else None
+        # appended to: the writer lock from here, so what a device reads of it (where a replay continues) holds
+        output = EpisodeStore.open(out, mode="a") if Path(out).exists() else None
+        if output is not None and (recorded_task := output.attrs.get("task")) != task:
+            raise RoboilError(f"store '{out}' holds task '{recorded_task}', not '{task}'; record into a new --out path")
+        # the observations the store was recorded with, so a camera size set then need not be typed again
+        recorded = output.attrs.get("observations") if output is not None else None
         observations = merge({k: dict(v) for k, v in (recorded or task_spec.observations).items()},
                              obs_overrides or {})
         rng = np.random.default_rng(seed)
@@ -230,7 +234,7 @@ def record(task: str, episodes: int | None, out: str | Path, device: str | None 
                                   "as --device")
         # made for every task that has one: any device may answer with end-effector commands
         controller = task_spec.teleop.make_controller(env.env) if task_spec.teleop is not None else None
-        with open_or_create(Path(out), task, observations, env) as store:  # holds the one-writer lock
+        with open_or_create(Path(out), task, observations, env, output) as store:  # holds the one-writer lock
             if store.n_episodes and progress:
                 more = f"{episodes} more" if episodes is not None else "more"
                 print(f"roboil: '{out}' holds {store.n_episodes} episodes; recording {more} after them (episode i "

@@ -138,7 +138,8 @@ def test_pixels_are_stored_as_rendered(tmp_path):
 
 def test_recording_into_a_store_of_another_task_is_refused(reach_store):
     result = run_cli("record", "--task", "fetch-push", "--episodes", 1, "--out", reach_store)
-    assert result.returncode == 2 and "record into a new --out path" in result.stderr
+    assert result.returncode == 2 and result.stderr.strip() == (  # before any device or window is set up
+        f"roboil: error: store '{reach_store}' holds task 'fetch-reach', not 'fetch-push'; record into a new --out path")
     assert EpisodeStore.open(reach_store).n_episodes == 30  # nothing recorded was lost
 
 
