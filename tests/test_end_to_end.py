@@ -264,15 +264,18 @@ def test_open_loop_error_tells_a_trained_policy_from_an_untrained_one(reach_stor
 
 
 def test_a_stream_that_replaced_stderr_keeps_the_live_bar(monkeypatch):
-    """A notebook's stderr (or pytest's capture) replaces sys.stderr: its bar redraws in place, whatever
-    descriptor the stream reports; only the process's own stderr on a file or a pipe gets log lines."""
-    import io
+    """A notebook's stderr replaces sys.stderr and may report a pipe as its descriptor, yet shows redraws in
+    place: only the process's own stderr on a file or a pipe gets log lines."""
+    import os
     import sys
 
     from roboil.progress import progress_bar
 
-    monkeypatch.setattr(sys, "stderr", io.StringIO())
-    bar = progress_bar(3, "train x")
-    bar.update(3)
-    bar.close()
-    assert "\r" in sys.stderr.getvalue()  # redrawn in place (log lines have none)
+    read, write = os.pipe()
+    with open(write, "w") as stream, open(read, newline="") as reader:  # "\r" kept as written
+        monkeypatch.setattr(sys, "stderr", stream)
+        bar = progress_bar(3, "train x")
+        bar.update(3)
+        bar.close()
+        stream.close()
+        assert "\r" in reader.read()  # redrawn in place (log lines have none)
