@@ -67,21 +67,25 @@ def sigint_kept_from_children():
     KeyboardInterrupt traceback after roboil's one line. SIGINT is blocked in this thread, a mask children keep
     for life; this process still gets the signal. Another thread may take it, and Python then runs the handler
     in the main thread at once: in the main thread the handler waits for the block's end, so a start is never
-    cut between spawning a child and handing it its work (the child printed an EOFError traceback)."""
+    cut between spawning a child and handing it its work (the child printed an EOFError traceback). So does the
+    timer that raises a Ctrl-C which came during an import (see :func:`catch_interrupts`): the block's own
+    lazy imports made its interrupt land inside a start."""
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    in_main = threading.current_thread() is threading.main_thread()
-    caught = []
-    handler = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(frame)) if in_main else None
+    held = (signal.SIGINT, signal.SIGALRM) if threading.current_thread() is threading.main_thread() else ()
+    caught: dict[int, object] = {}
+    handlers = {signum: signal.signal(signum, lambda signum, frame: caught.setdefault(signum, frame))
+                for signum in held}
     try:
         yield
     finally:
-        if in_main:
-            signal.signal(signal.SIGINT, handler)
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-        if caught and callable(handler):
-            handler(signal.SIGINT, caught[-1])
-        elif caught and handler == signal.SIG_DFL:
-            signal.raise_signal(signal.SIGINT)
+        for signum, frame in caught.items():
+            if callable(handlers[signum]):
+                handlers[signum](signum, frame)
+            elif signum == signal.SIGINT and handlers[signum] == signal.SIG_DFL:
+                signal.raise_signal(signal.SIGINT)
 
 
 def interrupted() -> bool:

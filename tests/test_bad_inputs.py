@@ -73,6 +73,27 @@ def test_ctrl_c_inside_an_import_is_raised_once_the_import_is_over(tmp_path):
     assert result.returncode == 0 and words[:2] == ["import", "complete"] and float(words[2]) < 2, result
 
 
+def test_a_ctrl_c_that_came_during_an_import_waits_until_children_have_started():
+    """A Ctrl-C that came during an import is raised by a timer once the import is over (SIGALRM); in the block
+    that starts children, the start's own lazy imports made it land between spawning an env worker and handing it
+    its work (the worker printed an EOFError traceback: a CI run of the eval Ctrl-C test below)."""
+    from roboil.errors import _raise_outside_imports, sigint_kept_from_children
+
+    steps = []
+    previous = signal.signal(signal.SIGALRM, _raise_outside_imports)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with sigint_kept_from_children():
+                signal.setitimer(signal.ITIMER_REAL, 0.005)  # the timer catch_interrupts sets, firing inside
+                for _ in range(50):  # the old code raised in here
+                    time.sleep(0.001)
+                steps.append("children started")
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert steps == ["children started"]
+
+
 def test_a_ctrl_c_taken_by_another_thread_waits_until_children_have_started():
     """SIGINT is blocked in the starting thread, but another thread can take it, and Python runs the handler in
     the main thread at once: an eval cut between spawning an env worker and handing it its work left the worker
