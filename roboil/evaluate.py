@@ -222,7 +222,7 @@ def _film_both_outcomes(results: list[dict], runner, make_env, keys: list[str], 
         wanted = next((r for r in sorted(results, key=lambda r: r["seed"]) if r["success"] == outcome), None)
         if outcome in filmed or wanted is None:
             continue
-        print(f"roboil: playing seed {wanted['seed']} again to film a {_ending(wanted).split()[0]}", file=sys.stderr)
+        print(f"roboil: playing seed {wanted['seed']} again to film a {_outcome(wanted)}", file=sys.stderr)
         (again,), _ = _play(runner, functools.partial(make_env, video_seeds=(wanted["seed"],)), [wanted["seed"]], 1,
                             keys, metrics, lambda result: None)
         if (again["success"], again["length"]) == (wanted["success"], wanted["length"]):
@@ -232,12 +232,16 @@ def _film_both_outcomes(results: list[dict], runner, make_env, keys: list[str], 
             Path(again["video"]).unlink(missing_ok=True)
             Path(again["final_frame"]).unlink(missing_ok=True)
             print(f"roboil: seed {wanted['seed']} played again ended otherwise ({_ending(again)}, not "
-                  f"{_ending(wanted)}), so no {_ending(wanted).split()[0]} is filmed", file=sys.stderr)
+                  f"{_ending(wanted)}), so no {_outcome(wanted)} is filmed", file=sys.stderr)
     return gained
 
 
+def _outcome(result: dict) -> str:
+    return "success" if result["success"] else "failure"
+
+
 def _ending(result: dict) -> str:
-    return f"{'success' if result['success'] else 'failure'} after {result['length']} steps"
+    return f"{_outcome(result)} after {result['length']} steps"
 
 
 def _shard_path(out_dir: Path, k: int, n: int) -> Path:

@@ -269,15 +269,23 @@ def _remove_dead_creations(path: Path) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _roboil_meta(path: Path) -> dict | None:
+    """The roboil attrs of the zarr group at ``path``; None where there is none (no group, or not roboil's)."""
+    if not (path / "zarr.json").is_file():
+        return None
+    try:
+        meta = zarr.open_group(path, mode="r", zarr_format=3).attrs.get("roboil")
+    except Exception:  # zarr raises many types for an unparsable root zarr.json
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
 def _require_store(path: Path) -> None:
     """Refuse a path that holds no roboil store of this format, before locking or scanning it."""
     if not path.exists():
         raise RoboilError(f"no episode store at '{path}'; check the path or record one with `roboil record`")
-    try:
-        meta = zarr.open_group(path, mode="r", zarr_format=3).attrs.get("roboil")
-    except Exception:  # zarr raises many types for a missing or unparsable root zarr.json
-        meta = None
-    if not isinstance(meta, dict):
+    meta = _roboil_meta(path)
+    if meta is None:
         raise RoboilError(f"'{path}' is not a roboil episode store; point at a directory made by `roboil record`")
     if meta.get("format") not in FORMATS:
         raise RoboilError(f"store '{path}' has format {meta.get('format')}, this roboil reads "
@@ -287,14 +295,8 @@ def _require_store(path: Path) -> None:
 def enclosing_store(path: str | Path) -> Path | None:
     """The roboil store that ``path`` lies strictly inside (writing there would add arrays the store does not
     list), or None."""
-    for parent in Path(path).resolve().parents:  # resolved: '..' and links point where the writes go
-        try:
-            root = json.loads((parent / "zarr.json").read_text())
-        except (OSError, ValueError):
-            continue
-        if isinstance(root, dict) and isinstance(root.get("attributes"), dict) and "roboil" in root["attributes"]:
-            return parent
-    return None
+    # resolved: '..' and links point where the writes go
+    return next((parent for parent in Path(path).resolve().parents if _roboil_meta(parent) is not None), None)
 
 
 class StoreDamaged(RoboilError):
