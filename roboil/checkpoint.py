@@ -203,10 +203,11 @@ def read_checkpoint_file(path: Path, read: Callable[[Path], Any], fix: str = "re
         raise RoboilError(f"checkpoint file '{path}' is damaged ({type(exc).__name__}); {fix}") from None
 
 
-def chosen_executor(config: Config, executor: dict | None) -> dict:
-    """The executor a run is evaluated with: params without a name tune the run's own ``eval.executor``; a new
-    name starts from that executor's defaults."""
-    return executor if executor and "name" in executor else {**config.eval.executor, **(executor or {})}
+def chosen_executor(config: Config, executor: dict | None) -> tuple[Any, Any]:
+    """The executor a run is evaluated with, as (its registered record, its params with every default filled in):
+    params without a name tune the run's own ``eval.executor``; a new name starts from that executor's defaults."""
+    section = executor if executor and "name" in executor else {**config.eval.executor, **(executor or {})}
+    return named_section("executor", section, "executor")
 
 
 def load_runner(path: str | Path, executor: dict | None = None, device: str | torch.device = "cpu"
@@ -215,7 +216,7 @@ def load_runner(path: str | Path, executor: dict | None = None, device: str | to
     for the run's ``eval.executor``) and the action transform it was trained with. Returns (runner, config, meta)."""
     device = pick_device(str(device), "--torch-device")
     model, config, meta = load_policy(path, device)
-    spec, params = named_section("executor", chosen_executor(config, executor), "executor")
+    spec, params = chosen_executor(config, executor)
     runner = PolicyRunner(model, spec.make(params, model), ActionTransform.from_meta(meta.get("action_transform")),
                           device)
     return runner, config, meta

@@ -8,6 +8,7 @@ curves and every episode's row)."""
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import functools
 import html
@@ -84,6 +85,7 @@ def evaluate(run_dir: str | Path, episodes: int | None = None, envs: int | None 
     check_writable(out_dir)
     checkpoint = resolve_checkpoint(run_dir).resolve()  # once: a run still training may save a newer one meanwhile
     runner, config, meta = load_runner(checkpoint, executor, device)
+    executor_spec, executor_params = chosen_executor(config, executor)
     episodes = config.eval.episodes if episodes is None else episodes
     envs = config.eval.envs if envs is None else envs
     seed = config.eval.seed if seed is None else seed
@@ -92,11 +94,12 @@ def evaluate(run_dir: str | Path, episodes: int | None = None, envs: int | None 
     task = registry().get("task", config.task)
     all_seeds = [seed + i for i in range(episodes)]
     seeds = all_seeds
-    # what was evaluated (max_steps null: the task's own), as its JSON reads; every shard of one evaluation shares
-    # it (the env count and the device may differ)
+    # what was evaluated (max_steps null: the task's own; the executor with every param, defaults included), as its
+    # JSON reads; every shard of one evaluation shares it (the env count and the device may differ)
     evaluation = json.loads(json.dumps({
         "checkpoint": str(checkpoint), "step": checkpoint_step(checkpoint), "task": config.task,
-        "episodes": episodes, "seed": seed, "max_steps": max_steps, "executor": chosen_executor(config, executor)}))
+        "episodes": episodes, "seed": seed, "max_steps": max_steps,
+        "executor": {"name": executor_spec.name, **dataclasses.asdict(executor_params)}}))
     if shard is not None:
         k, n = shard
         if n > episodes:

@@ -30,11 +30,12 @@ def test_act_l1_on_demonstrated_chunks_falls(act_run):
     assert metrics[-1]["kl"] >= 0.0
 
 
-@pytest.mark.parametrize("executor", [("queue", "executor.n_action_steps=3"), ("ensemble", "executor.coefficient=0.01")],
-                         ids=["queue", "ensemble"])
+@pytest.mark.parametrize("executor", [("queue", ["executor.n_action_steps=3"], {"n_action_steps": 3}),
+                                      ("ensemble", [], {"coefficient": 0.01})], ids=["queue", "ensemble"])
 def test_act_evaluates_with_either_executor(act_run, tmp_path, executor):
-    name, param = executor
-    run_cli("eval", act_run, "--episodes", 1, "--max-steps", 30, "--executor", name, param, "--out", tmp_path,
+    name, params, recorded = executor
+    run_cli("eval", act_run, "--episodes", 1, "--max-steps", 30, "--executor", name, *params, "--out", tmp_path,
             check=True)
     report = json.loads((tmp_path / "eval.json").read_text())
     assert len(report["episodes"]) == 1 and report["episodes"][0]["length"] == 30
+    assert report["evaluation"]["executor"] == {"name": name, **recorded}  # defaults too: what ran, in full
