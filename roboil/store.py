@@ -104,8 +104,11 @@ _Finding = tuple[str, "list[int] | None"]
 
 
 class _Unreadable(Exception):
-    """Rows that fail to decode; the message is one problem line (from :func:`_read`, the decoder's reason alone
-    follows it)."""
+    """Rows that fail to decode; the message is one problem line, ``reason`` the decoder's words alone."""
+
+    def __init__(self, problem: str, reason: str | None = None):
+        super().__init__(problem)
+        self.reason = reason or problem
 
 
 def _jsonable(obj, what: str):
@@ -988,7 +991,7 @@ class EpisodeStore:
                         bad += self._mismatched(key, rows, range(i, i + 1), int(starts[i]))
                 if failing:  # named by episode: the batch's rows span good episodes too
                     verb = "fails" if len(failing) == 1 else "fail"
-                    problems.append((f"data/{key}: {_episodes(failing)} {verb} to decode: {e.args[1]}", failing))
+                    problems.append((f"data/{key}: {_episodes(failing)} {verb} to decode: {e.reason}", failing))
                 else:  # a batch that fails only as a whole: blame all of it
                     problems.append((f"{e} ({_episodes(list(episodes))})", list(episodes)))
             batch_first = last + 1

@@ -222,6 +222,21 @@ def test_unreadable_metadata_is_one_line_for_info_and_broken_for_check(tmp_path,
     assert not (tmp_path / "c").exists()
 
 
+def test_a_passed_quick_check_says_what_it_did_not_decode(tmp_path, capsys):
+    from roboil.cli import main
+
+    path = tmp_path / "s"
+    new_store(path, 3).close()
+    zarr.open_group(path, mode="r+")["data/state"][0] = 7.0  # inside the first episode: no file changes size
+    steps = EpisodeStore.open(path).n_steps
+    assert main(["store", "check", "--quick", str(path)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        f"{path}: OK by the quick check (3 episodes, {steps} steps; without --quick every episode is decoded and "
+        "checked)")
+    assert main(["store", "check", str(path)]) == 1
+    assert capsys.readouterr().out.splitlines()[-1] == f"{path}: BROKEN (3 episodes, {steps} steps)"
+
+
 @pytest.mark.parametrize("damage, why", [
     # every episode's end: the rows are there, the episodes are not
     (lambda p: (p / "meta/episode_ends/c/0").unlink(), "episode_ends"),
@@ -259,6 +274,10 @@ store.close()
 {damage}
 for problem in EpisodeStore.open(path).check():
     print(problem)
+try:
+    EpisodeStore.open(path).load()
+except Exception as e:
+    print(e)
 """
 DAMAGED_CHUNK = {  # shard_rows, code damaging the chunk of row 3
     "file per chunk cut short": (1, """chunk = path + "/data/image/c/3/0/0/0"
@@ -279,8 +298,10 @@ def test_check_of_a_damaged_chunk_prints_one_line_and_no_asyncio_noise(tmp_path,
                                          damage=code))
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and result.stderr == ""
-    lines = result.stdout.splitlines()
+    *lines, loading = result.stdout.splitlines()
     assert "data/image: episode 0 fails to decode" in lines[-1], result.stdout  # the episode of row 3 alone
+    assert loading.startswith(f"store '{tmp_path / 's'}' is damaged: data/image: rows 0..1000 fail to decode: "
+                              ) and "('" not in loading, loading  # one sentence, not the exception's args
     # a Blosc chunk file cut short is also found without decoding (what `store check --quick` reports)
     assert lines[:-1] == (["data/image: 1 committed chunk files shorter than their Blosc header says (first: time "
                            "chunk 3; cut short)"] if damage == "file per chunk cut short" else []), result.stdout
