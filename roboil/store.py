@@ -174,7 +174,10 @@ def _read(arr: zarr.Array, name: str, lo: int, hi: int) -> np.ndarray:
         except Exception as e:  # zarr and the codecs raise many types for corrupt bytes; each is a finding
             zarr_sync(_settle_zarr_tasks())
             if not retry:
-                raise _Unreadable(f"{name}: rows {lo}..{hi} fail to decode: {one_line(e)}", one_line(e)) from None
+                reason = one_line(e)
+                if reason.startswith("Stored and computed checksum do not match"):  # then the two sums' raw bytes
+                    reason = "its shard's index fails its crc32c"
+                raise _Unreadable(f"{name}: rows {lo}..{hi} fail to decode: {reason}", reason) from None
 
 
 def _shard_index(file, chunks: int) -> np.ndarray:

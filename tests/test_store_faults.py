@@ -307,6 +307,26 @@ def test_check_of_a_damaged_chunk_prints_one_line_and_no_asyncio_noise(tmp_path,
                            "chunk 3; cut short)"] if damage == "file per chunk cut short" else []), result.stdout
 
 
+def test_a_shard_index_failing_its_checksum_is_named_without_raw_bytes(tmp_path):
+    from roboil.specs import ArrayLayout, Feature
+
+    path = tmp_path / "s"
+    store = EpisodeStore.create(path, {"image": Feature("pixels", (8, 8, 3), "uint8")}, {"image": ArrayLayout(1)}, {})
+    for _ in range(3):
+        store.add_episode({"image": np.zeros((5, 8, 8, 3), np.uint8)}, {})
+    store.close()
+    with open(path / "data/image/c/0/0/0/0", "r+b") as shard:
+        shard.seek(-8, os.SEEK_END)  # inside the index's last (offset, nbytes) pair
+        byte = shard.read(1)[0]
+        shard.seek(-8, os.SEEK_END)
+        shard.write(bytes([byte ^ 0xFF]))
+    problems = EpisodeStore.open(path).check()
+    assert problems[0] == "data/image: 1 shard files unreadable (first: shard 0 has an index that fails its crc32c)"
+    assert problems[1] == "data/image: episodes 0, 1, 2 fail to decode: its shard's index fails its crc32c"
+    with pytest.raises(RoboilError, match=r"rows 0\.\.15 fail to decode: its shard's index fails its crc32c;"):
+        EpisodeStore.open(path).load()
+
+
 # ---- atomic creation -------------------------------------------------------------------------------------------
 
 def test_creation_cut_short_leaves_nothing_that_blocks_the_next(tmp_path, monkeypatch):
