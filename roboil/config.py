@@ -295,16 +295,29 @@ def named_section(kind: str, section: Mapping, where: str):
     return spec, from_dict(spec.config, params, where)
 
 
-def make_observers(env, observations: Mapping[str, Mapping]) -> list:
-    """The observers of ``{kind: params}`` for a live env, each kind's params validated into its dataclass."""
-    from .plugins import registry
+def make_observers(env, observations: Mapping[str, Mapping]) -> dict:
+    """``{kind: observer}`` for a live env from ``{kind: params}``, each kind's params validated into its
+    dataclass; an observer without a ``features`` dict of Features, or declaring a key another kind writes (one
+    store array cannot hold both), is refused in one line naming the kinds."""
+    from .plugins import PluginError, registry
+    from .specs import Feature
 
     reg = registry()
-    observers = []
+    observers, writer = {}, {}
     for kind, params in observations.items():
         spec = reg.get("observation", kind)
-        observers.append(reg.call("observation", kind, "make_observer", env,
-                                  from_dict(spec.params, params or {}, f"obs.{kind}")))
+        observer = reg.call("observation", kind, "make_observer", env,
+                            from_dict(spec.params, params or {}, f"obs.{kind}"))
+        features = getattr(observer, "features", None)
+        if not isinstance(features, Mapping) or not all(isinstance(f, Feature) for f in features.values()):
+            raise PluginError(f"observation '{kind}' (plugin '{reg.owner('observation', kind)}'): its observer's "
+                              f"features is {type(features).__name__}, not a dict of roboil.Feature by array key")
+        for key in features:
+            if key in writer:
+                raise RoboilError(f"observations '{writer[key]}' and '{kind}' both write the array '{key}'; one "
+                                  f"store array cannot hold both: drop one of them from obs")
+            writer[key] = kind
+        observers[kind] = observer
     return observers
 
 

@@ -15,7 +15,7 @@ import numpy as np
 from .actions import to_env_action
 from .config import make_observers
 from .errors import RoboilError, sigint_kept_from_children
-from .plugins import registry
+from .plugins import PluginError, registry
 from .specs import Feature
 from .video import write_mp4, write_png
 
@@ -45,7 +45,7 @@ class ObservedEnv(gym.Env):
         self.render_mode = render_mode
         self.observers = make_observers(env, observations)
         self.features: dict[str, Feature] = {}
-        for observer in self.observers:
+        for observer in self.observers.values():
             self.features.update(observer.features)
         self.observation_space = gym.spaces.Dict({
             key: gym.spaces.Box(low=0 if f.dtype == "uint8" else -np.inf, high=255 if f.dtype == "uint8" else np.inf,
@@ -63,8 +63,12 @@ class ObservedEnv(gym.Env):
     def _observe(self, raw_obs) -> dict[str, np.ndarray]:
         self.raw_obs = raw_obs
         out: dict[str, np.ndarray] = {}
-        for observer in self.observers:
-            out.update(observer(raw_obs))
+        for kind, observer in self.observers.items():
+            observed = observer(raw_obs)
+            if problem := _unlike_declared(observed, observer.features):  # before it reaches a store
+                raise PluginError(f"observation '{kind}' (plugin '{registry().owner('observation', kind)}'): its "
+                                  f"observer {problem}")
+            out.update(observed)
         self.last_obs = out
         return out
 
@@ -108,6 +112,20 @@ class ObservedEnv(gym.Env):
 
     def close(self):
         self.env.close()
+
+
+def _unlike_declared(observed, features: Mapping[str, Feature]) -> str | None:
+    """How an observer's output differs from the arrays it declares (keys and shapes), or None."""
+    if not isinstance(observed, Mapping):
+        return f"returned {type(observed).__name__}, not a dict of arrays by key"
+    if observed.keys() != features.keys():
+        extra, missing = sorted(set(observed) - set(features)), sorted(set(features) - set(observed))
+        return (f"returned {', '.join(map(repr, extra))}, which its features do not declare" if extra else
+                f"returned no {', '.join(map(repr, missing))}, which its features declare")
+    for key, feature in features.items():
+        if np.shape(observed[key]) != tuple(feature.shape):
+            return f"returned '{key}' with shape {np.shape(observed[key])}; its features declare {tuple(feature.shape)}"
+    return None
 
 
 class EnvPool:

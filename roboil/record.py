@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import getpass
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field, replace
@@ -234,14 +235,20 @@ def record(task: str, episodes: int | None, out: str | Path, device: str | None 
                                   "as --device")
         # made for every task that has one: any device may answer with end-effector commands
         controller = task_spec.teleop.make_controller(env.env) if task_spec.teleop is not None else None
-        with open_or_create(Path(out), task, observations, env, output) as store:  # holds the one-writer lock
-            if store.n_episodes and progress:
-                more = f"{episodes} more" if episodes is not None else "more"
-                print(f"roboil: '{out}' holds {store.n_episodes} episodes; recording {more} after them (episode i "
-                      f"is seeded {seed}+i)", file=sys.stderr)
-            session = Session(store, env, task, driver, policy_role, label_role, controller, window, rng, seed,
-                              episodes, action_noise, operator or _user(), progress)
-            return session.run()
+        store = open_or_create(Path(out), task, observations, env, output)  # holds the one-writer lock
+        try:
+            with store:
+                if store.n_episodes and progress:
+                    more = f"{episodes} more" if episodes is not None else "more"
+                    print(f"roboil: '{out}' holds {store.n_episodes} episodes; recording {more} after them (episode "
+                          f"i is seeded {seed}+i)", file=sys.stderr)
+                session = Session(store, env, task, driver, policy_role, label_role, controller, window, rng, seed,
+                                  episodes, action_noise, operator or _user(), progress)
+                return session.run()
+        except BaseException:
+            if output is None and store.n_episodes == 0:  # made by this call and still empty: leave nothing behind
+                shutil.rmtree(store.path, ignore_errors=True)
+            raise
     finally:
         for role in roles:
             role.close()

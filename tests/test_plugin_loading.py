@@ -10,7 +10,7 @@ import roboil
 from roboil.plugins import load_registry
 from conftest import install_fixture_plugin, plugin_pythonpath, run_cli
 
-FAULTY = ["badplug", "clashtoo", "typo", "single", "badspecs", "mdnplug", "hookfail", "hooklog", "badenv"]
+FAULTY = ["badplug", "clashtoo", "typo", "single", "badspecs", "mdnplug", "hookfail", "hooklog", "badenv", "badobs"]
 
 
 @pytest.fixture(scope="module")
@@ -207,3 +207,23 @@ def test_exception_in_a_tasks_make_env_names_task_and_plugin(faulty_site, tmp_pa
     assert result.stderr.strip().splitlines() == [
         "roboil: error: task 'broken-env' (plugin 'badenv') failed in make_env: FileNotFoundError('broken-env.xml'); "
         "set ROBOIL_DEBUG=1 for the traceback"]
+
+
+@pytest.mark.parametrize("kind, problem", [
+    ("no-features", "roboil: error: observation 'no-features' (plugin 'badobs'): its observer's features is "
+                    "NoneType, not a dict of roboil.Feature by array key"),
+    ("undeclared", "roboil: error: observation 'undeclared' (plugin 'badobs'): its observer returned 'vec_typo', "
+                   "which its features do not declare"),
+    ("misshapen", "roboil: error: observation 'misshapen' (plugin 'badobs'): its observer returned 'vec' with shape "
+                  "(4,); its features declare (3,)"),
+    # proprio's array on fetch-reach: recording both used to keep one of them under the name, silently
+    ("clashing", "roboil: error: observations 'proprio' and 'clashing' both write the array 'observation'; one "
+                 "store array cannot hold both: drop one of them from obs"),
+])
+def test_an_observer_breaking_its_contract_is_one_line_before_anything_is_recorded(faulty_site, tmp_path, kind,
+                                                                                   problem):
+    result = run_cli("record", "--task", "fetch-reach", "--episodes", 1, "--out", tmp_path / "s.zarr",
+                     f"obs.{kind}={{}}", env=cli_env(faulty_site, "badobs"))
+    errors = [line for line in result.stderr.splitlines() if not line.startswith("record fetch-reach: ")]
+    assert result.returncode in (1, 2) and errors == [problem], result.stderr
+    assert not (tmp_path / "s.zarr").exists()
