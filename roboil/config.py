@@ -17,7 +17,7 @@ from typing import Any, Mapping
 
 import yaml
 
-from .errors import RoboilError
+from .errors import RoboilError, one_line
 
 
 @dataclass
@@ -235,8 +235,8 @@ def from_dict(cls: type, data: Any, where: str = ""):
     kwargs = {name: coerce(value, hints[name], f"{prefix}{name}") for name, value in data.items()}
     try:
         return cls(**kwargs)
-    except TypeError as exc:
-        raise RoboilError(f"config section '{where or cls.__name__}' is invalid: {exc}") from None
+    except (TypeError, ValueError, AssertionError) as exc:  # a plugin's __post_init__ refusing a value, say
+        raise RoboilError(f"config section '{where or cls.__name__}' is invalid: {one_line(exc)}") from None
 
 
 def load_config(path: str | Path, overrides: list[str] = ()) -> Config:

@@ -125,3 +125,32 @@ def test_mapping_values_are_typed_like_any_other():
     assert from_dict(GroupRates, {"rates": {"backbone": "1e-5", "head": 1}}).rates == {"backbone": 1e-5, "head": 1.0}
     with pytest.raises(RoboilError, match="config key 'rates.head' must be float, got 'abc'"):
         from_dict(GroupRates, {"rates": {"head": "abc"}})
+
+
+
+def test_a_parameter_class_refusing_a_value_is_one_line():
+    """A plugin's parameter dataclass validates in __post_init__ as it likes: the user sees one line."""
+    from dataclasses import dataclass
+
+    from roboil.config import from_dict
+
+    @dataclass
+    class Raising:
+        hidden: int = 64
+
+        def __post_init__(self):
+            if self.hidden > 100:
+                raise ValueError("hidden too large; use <= 100")
+
+    @dataclass
+    class Asserting:
+        hidden: int = 64
+
+        def __post_init__(self):
+            assert self.hidden <= 100, "hidden must be <= 100"
+
+    for cls, reason in ((Raising, "hidden too large; use <= 100"), (Asserting, "hidden must be <= 100")):
+        assert from_dict(cls, {"hidden": 100}).hidden == 100
+        with pytest.raises(RoboilError) as refused:
+            from_dict(cls, {"hidden": 512}, "algorithm")
+        assert str(refused.value) == f"config section 'algorithm' is invalid: {reason}"
