@@ -218,5 +218,5 @@ def load_runner(path: str | Path, executor: dict | None = None, device: str | to
     model, config, meta = load_policy(path, device)
     spec, params = chosen_executor(config, executor)
     runner = PolicyRunner(model, spec.make(params, model), ActionTransform.from_meta(meta.get("action_transform")),
-                          device)
+                          device, meta.get("action_dim"))
     return runner, config, meta

@@ -147,8 +147,10 @@ class PolicyRunner:
     """
 
     def __init__(self, model: PolicyModel, executor: ChunkExecutor | None = None,
-                 transform: ActionTransform = ActionTransform(), device: torch.device | str = "cpu"):
+                 transform: ActionTransform = ActionTransform(), device: torch.device | str = "cpu",
+                 action_dim: int | None = None):
         self.model = model.eval()
+        self.action_dim = action_dim  # the width predict_action's chunks must have, where known
         self.executor = executor or RecedingHorizon(model.n_action_steps)
         self.transform = transform
         self.device = torch.device(device)
@@ -195,9 +197,17 @@ class PolicyRunner:
             generators = [self._generators[i] for i in need]
             self.model.noise_generators = generators if any(g is not None for g in generators) else None
             try:
-                chunks = self.model.predict_action(window).float().cpu().numpy()
+                chunks = self.model.predict_action(window)
             finally:
                 self.model.noise_generators = None
+            expected = (len(need), self.model.horizon, self.action_dim or chunks.shape[-1])
+            if not isinstance(chunks, torch.Tensor) or tuple(chunks.shape) != expected:
+                from .plugins import PluginError
+
+                got = f"shape {tuple(chunks.shape)}" if isinstance(chunks, torch.Tensor) else type(chunks).__name__
+                raise PluginError(f"{type(self.model).__name__}.predict_action returned {got}, not (batch, horizon, "
+                                  f"action_dim) = {expected}; fix the algorithm plugin")
+            chunks = chunks.float().cpu().numpy()
             for row, i in enumerate(need):
                 self.executor.add_chunk(i, chunks[row, n_obs - 1:])  # from the current step on
         return self.transform.decode(self.executor.step(envs), obs)

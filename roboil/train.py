@@ -38,7 +38,7 @@ from .envs import ObservedEnv
 from .errors import RoboilError, check_writable, interrupted, interrupts_deferred
 from .keys import ACTION
 from .loader import batches as load_batches
-from .plugins import registry
+from .plugins import PluginError, registry
 from .policy import PolicyModel
 from .progress import progress_bar
 from .rows import RowReader
@@ -473,7 +473,7 @@ def fit_offline(context: TrainContext) -> Path | None:
         while step < config.train.steps:
             batch, sampler_state = next(batches)
             with context.autocast():
-                loss, metrics = step_fn(batch)
+                loss, metrics = _loss_and_metrics(step_fn(batch), model)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if config.train.grad_clip > 0:
@@ -507,6 +507,22 @@ def use_configured_rates(optimizer: torch.optim.Optimizer, scheduler: torch.opti
         group["weight_decay"] = fresh.get("weight_decay", config.train.weight_decay)
         group["lr"] = group["initial_lr"] * lr_factor(scheduler.last_epoch, config)
     scheduler.base_lrs = [group["initial_lr"] for group in optimizer.param_groups]
+
+
+def _loss_and_metrics(returned, model: PolicyModel) -> tuple[torch.Tensor, dict]:
+    """What ``compute_loss`` returned, if it is ``(scalar loss, metrics dict)``; else a PluginError saying what came."""
+    if isinstance(returned, tuple) and len(returned) == 2 and isinstance(returned[1], dict) \
+            and isinstance(returned[0], torch.Tensor) and returned[0].dim() == 0:
+        return returned
+    if isinstance(returned, torch.Tensor):
+        got = f"a tensor of shape {tuple(returned.shape)} alone"
+    elif isinstance(returned, tuple) and len(returned) == 2 and isinstance(returned[0], torch.Tensor) \
+            and isinstance(returned[1], dict):
+        got = f"a loss of shape {tuple(returned[0].shape)} (reduce it to a scalar: a mean over the batch)"
+    else:
+        got = type(returned).__name__ if not isinstance(returned, tuple) else f"a tuple of {len(returned)}"
+    raise PluginError(f"{type(model).__name__}.compute_loss returned {got}; it must return (loss, metrics): a "
+                      "scalar tensor and a dict; fix the algorithm plugin")
 
 
 class LossOf(torch.nn.Module):

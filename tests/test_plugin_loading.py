@@ -10,7 +10,7 @@ import roboil
 from roboil.plugins import load_registry
 from conftest import install_fixture_plugin, plugin_pythonpath, run_cli
 
-FAULTY = ["badplug", "clashtoo", "typo", "single", "badspecs", "mdnplug", "hookfail", "hooklog", "badenv", "badobs"]
+FAULTY = ["badplug", "clashtoo", "typo", "single", "badspecs", "mdnplug", "hookfail", "hooklog", "badenv", "badobs", "badmodel"]
 
 
 @pytest.fixture(scope="module")
@@ -227,3 +227,23 @@ def test_an_observer_breaking_its_contract_is_one_line_before_anything_is_record
     errors = [line for line in result.stderr.splitlines() if not line.startswith("record fetch-reach: ")]
     assert result.returncode in (1, 2) and errors == [problem], result.stderr
     assert not (tmp_path / "s.zarr").exists()
+
+
+@pytest.mark.parametrize("mistake, problem", [
+    ("loss-alone", "BadBC.compute_loss returned a tensor of shape () alone; it must return (loss, metrics)"),
+    ("loss-per-row", "BadBC.compute_loss returned a loss of shape (8,) (reduce it to a scalar: a mean over the "
+                     "batch); it must return (loss, metrics)"),
+    ("narrow-actions", "BadBC.predict_action returned shape (1, 1, 2), not (batch, horizon, action_dim) = (1, 1, 4)"),
+])
+def test_a_model_breaking_its_contract_is_one_line_naming_the_method(faulty_site, tiny_reach_store, tmp_path,
+                                                                     mistake, problem):
+    config = tmp_path / "bad.yaml"
+    config.write_text(f"task: fetch-reach\nalgorithm:\n  name: bad-bc\n  mistake: {mistake}\ndata:\n  path: "
+                      f"{tiny_reach_store}\ntrain:\n  steps: 2\n  batch_size: 8\n")
+    env = cli_env(faulty_site, "badmodel")
+    result = run_cli("train", config, "--out", tmp_path / "run", env=env)
+    if result.returncode == 0:  # the training contract holds: the mistake is in acting
+        result = run_cli("eval", tmp_path / "run", "--episodes", 1, "--envs", 1, "--out", tmp_path / "eval", env=env)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("roboil: error: ")]
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert len(errors) == 1 and errors[0].startswith(f"roboil: error: {problem}"), result.stderr
