@@ -46,7 +46,8 @@ def cmd_plugins(args) -> int:
         print("\n".join(describe(reg)))
     for plugin in reg.plugins if not args.verbose else ():
         registers = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in sorted(plugin.registers.items()))
-        print(f"{plugin.name} {plugin.version}  {registers or '(lifecycle hooks only)'}")
+        hooks_only = "(lifecycle hooks only)" if plugin.lifecycle_hooks else "(registers nothing)"
+        print(f"{plugin.name} {plugin.version}  {registers or hooks_only}")
     for problem in reg.problems:
         print(f"problem: {problem}")
     return 0

@@ -74,6 +74,8 @@ class PluginInfo:
     version: str
     registers: dict[str, list[str]] = field(default_factory=dict)
     builtin: bool = False
+    distribution: str = ""
+    lifecycle_hooks: list[str] = field(default_factory=list)  # the hooks it implements besides register_*
 
 
 class Registry:
@@ -134,6 +136,9 @@ class Registry:
                 return f"{where} {name}={shown}, not a dataclass"
             if not isinstance(value, type):
                 return f"{where} {name}={value!r}, an instance; give the dataclass itself ({type(value).__qualname__})"
+            if missing := fields_without_default(value):
+                return (f"{where} {name} {value.__name__}.{missing[0]} without a default; every parameter needs one "
+                        "(configs and the command line set only what they change)")
         for f in dataclasses.fields(record):  # every field annotated Callable (or Callable | None) must hold one
             if isinstance(f.type, str) and f.type.startswith("Callable"):
                 value = getattr(record, f.name)
@@ -204,6 +209,23 @@ class Registry:
                 _warn(f"plugin '{plugin_name}': {hook_name} failed: {exc!r}; its later calls are skipped")
 
 
+def fields_without_default(cls) -> list[str]:
+    """The fields of a parameter dataclass that have no default."""
+    return [f.name for f in dataclasses.fields(cls) if f.init and f.default is dataclasses.MISSING
+            and f.default_factory is dataclasses.MISSING]
+
+
+def unmarked_hooks(plugin, hook_names) -> list[str]:
+    """Functions of a plugin named as a hook but not marked ``@roboil.hookimpl``: pluggy skips them silently."""
+    finder = pluggy.PluginManager(hookspecs.PROJECT)
+    found = []
+    for name in hook_names:
+        value = getattr(plugin, name, None)
+        if callable(value) and finder.parse_hookimpl_opts(plugin, name) is None:
+            found.append(name)
+    return found
+
+
 def _warn(message: str) -> None:
     from tqdm import tqdm  # a progress bar may be on screen: the line goes above it
 
@@ -253,8 +275,11 @@ def _register(manager: pluggy.PluginManager, plugin, name: str) -> str | None:
         hook_name = match.group(1) if match else "a hook"
         reason = str(exc).strip().splitlines()[-1]
         if "can not be found in the hookspec" in reason:
-            spec = getattr(manager.hook, hook_name).spec
-            reason = f"it asks for arguments roboil does not pass (it passes: {', '.join(spec.argnames)})"
+            passed = getattr(manager.hook, hook_name).spec.argnames
+            asked = re.search(r"Argument\(s\) \{(.*?)\}", str(exc))
+            asked = asked.group(1).replace("'", "") if asked else "arguments"
+            reason = (f"it takes {asked}, which roboil does not pass ("
+                      f"{'it passes ' + ', '.join(passed) if passed else 'it passes no arguments'})")
         return f"plugin '{name}': {hook_name}: {reason}; it was not loaded"
     return None
 
@@ -269,7 +294,13 @@ def load_registry(extra_plugins: tuple = ()) -> Registry:
     # built-ins first, then third parties, each by name (Registry also lets built-ins register first)
     eps = sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: (not _is_builtin(e), e.name))
     for ep in eps:
-        if ep.name in disabled or manager.get_plugin(ep.name) is not None:
+        if ep.name in disabled:
+            continue
+        distribution = ep.dist.name if ep.dist else "?"
+        if manager.get_plugin(ep.name) is not None:  # pluggy holds one plugin by a name
+            holder = next(p for p in plugins if p.name == ep.name)
+            problems.append(f"plugin '{ep.name}' of {distribution} is not loaded: the {'built-in ' * holder.builtin}"
+                            f"plugin '{ep.name}' of {holder.distribution} has that entry-point name; rename one")
             continue
         version = ep.dist.version if ep.dist else "?"
         try:
@@ -282,7 +313,7 @@ def load_registry(extra_plugins: tuple = ()) -> Registry:
         if problem := _register(manager, plugin, ep.name):
             problems.append(problem)
             continue
-        plugins.append(PluginInfo(ep.name, version, builtin=_is_builtin(ep)))
+        plugins.append(PluginInfo(ep.name, version, builtin=_is_builtin(ep), distribution=distribution))
     for plugin in extra_plugins:
         name = getattr(plugin, "__name__", type(plugin).__name__)
         if problem := _register(manager, plugin, name):
@@ -300,6 +331,12 @@ def load_registry(extra_plugins: tuple = ()) -> Registry:
     for plugin_name in unloaded:
         manager.unregister(name=plugin_name)
     plugins = [p for p in plugins if p.name not in unloaded]
+    for info in plugins:
+        plugin = manager.get_plugin(info.name)
+        problems += [f"plugin '{info.name}': function '{hook}' is not marked @roboil.hookimpl, so roboil never calls "
+                     "it" for hook in unmarked_hooks(plugin, hook_names)]
+        info.lifecycle_hooks = sorted(caller.name for caller in manager.get_hookcallers(plugin) or ()
+                                      if caller.name not in REGISTRIES)
     manager.check_pending()  # nothing left to find; a change in pluggy would show here, not in a command
     if _tracing():
         manager.add_hookcall_monitoring(_trace_before, _trace_after)

@@ -40,7 +40,18 @@ def plugin_names(name: str) -> dict[str, str]:
         raise RoboilError(f"plugin name '{name}' makes the module '{module}', which would shadow "
                           f"{'a built-in roboil plugin' if module.startswith('roboil_') else 'an existing module'}; "
                           "pick another name")
-    return {"name": name, "module": module, "task": f"{name}-reach", "algorithm": f"{name}-bc"}
+    names = {"name": name, "module": module, "task": f"{name}-reach", "algorithm": f"{name}-bc"}
+    from .plugins import registry
+
+    reg = registry()
+    if owner := next((p for p in reg.plugins if p.name == name), None):
+        raise RoboilError(f"plugin name '{name}' is taken by the installed {'built-in ' * owner.builtin}plugin "
+                          f"'{name}' (roboil loads one plugin by a name); pick another name")
+    for kind in ("task", "algorithm"):
+        if names[kind] in reg.records[kind]:
+            raise RoboilError(f"plugin name '{name}' makes the {kind} '{names[kind]}', which the installed plugin "
+                              f"'{reg.owner(kind, names[kind])}' registers; pick another name")
+    return names
 
 
 def new_plugin(name: str, out: str | Path | None = None) -> Path:

@@ -90,6 +90,11 @@ def check_plugin(plugin: Any, installed: bool = True) -> list[str]:
     obj, problems = _resolve(plugin)
     if obj is None:
         return problems
+    if installed and isinstance(plugin, str) and not any(
+            ep.name == plugin or ep.module == plugin for ep in entry_points(group=ENTRY_POINT_GROUP)):
+        problems.append(f"no entry point of the '{ENTRY_POINT_GROUP}' group loads '{plugin}', so roboil never loads "
+                        f"it: declare it under [project.entry-points.{ENTRY_POINT_GROUP}] in pyproject.toml (that "
+                        "spelling) and reinstall the package")
     specs = _hook_signatures()
     impls = _hook_implementations(obj, specs, problems)
     registered: dict[str, list] = {}
@@ -286,9 +291,9 @@ def _check_parameters(cls: Any, where: str) -> list[str]:
     if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
         fix = "pass the class, not an instance" if dataclasses.is_dataclass(cls) else "decorate it with @dataclass"
         return [f"{where}={cls!r} is not a dataclass; {fix}"]
-    missing = [f.name for f in dataclasses.fields(cls) if f.init and f.default is dataclasses.MISSING
-               and f.default_factory is dataclasses.MISSING]
-    if missing:
+    from .plugins import fields_without_default
+
+    if missing := fields_without_default(cls):
         return [f"{where} {cls.__name__}.{missing[0]} has no default; every parameter needs one (configs and the "
                 "command line set only what they change)"]
     try:

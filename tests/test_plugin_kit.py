@@ -92,6 +92,7 @@ def test_plugin_new_refuses_an_existing_directory_in_one_line(tmp_path):
     ("os", "would shadow an existing module"),
     ("roboil", "would shadow an existing module"),
     ("roboil_gcbc", "would shadow a built-in roboil plugin"),
+    ("fetch", "is taken by the installed built-in plugin 'fetch' \\(roboil loads one plugin by a name\\)"),
 ])
 def test_plugin_new_refuses_bad_names(name, message, tmp_path):
     with pytest.raises(RoboilError, match=message):
@@ -220,6 +221,17 @@ def test_check_plugin_accepts_a_correct_plugin_and_every_builtin():
     assert {"gcbc", "classic", "proprio", "executors"} <= set(builtins)
     assert {name: check_plugin(name) for name in builtins} == {name: [] for name in builtins}
     assert check_plugin("roboil_gcbc") == []  # a module name works too
+
+
+def test_check_plugin_of_a_module_no_entry_point_loads(tmp_path, monkeypatch):
+    """A misspelled entry-point group ([project.entry-points.robiol]) installs fine, and roboil never sees it."""
+    (tmp_path / "loose_plugin.py").write_text("import roboil\n\n@roboil.hookimpl\ndef register_tasks():\n"
+                                              "    return []\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert check_plugin("loose_plugin") == [
+        "no entry point of the 'roboil' group loads 'loose_plugin', so roboil never loads it: declare it under "
+        "[project.entry-points.roboil] in pyproject.toml (that spelling) and reinstall the package"]
+    assert check_plugin("loose_plugin", installed=False) == []
 
 
 def test_check_plugin_reports_an_unknown_name():

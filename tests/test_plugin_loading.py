@@ -99,11 +99,52 @@ def test_hook_asking_for_an_argument_roboil_does_not_pass_is_one_line(loaded):
         def on_train_step_end(self, step, loss):
             pass
 
-    reg = loaded(extra=(Logger(),))
-    assert reg.problems == ["plugin 'Logger': on_train_step_end: it asks for arguments roboil does not pass (it "
-                            "passes: step, metrics, run_dir, config); it was not loaded"]
+    class Registrar:
+        @roboil.hookimpl
+        def register_algorithms(self, config):
+            return []
+
+    reg = loaded(extra=(Logger(), Registrar()))
+    assert reg.problems == [
+        "plugin 'Logger': on_train_step_end: it takes loss, which roboil does not pass (it passes step, metrics, "
+        "run_dir, config); it was not loaded",
+        "plugin 'Registrar': register_algorithms: it takes config, which roboil does not pass (it passes no "
+        "arguments); it was not loaded"]
     assert reg.manager.get_plugin("Logger") is None
     assert "Logger" not in {impl.plugin_name for impl in reg.hook.on_train_step_end.get_hookimpls()}
+
+
+def test_a_hook_left_unmarked_and_a_parameter_without_default_are_named_when_loading(loaded):
+    from dataclasses import dataclass
+
+    @dataclass
+    class WideParams:
+        width: int
+
+    class Forgetful:
+        def register_algorithms(self):  # no @roboil.hookimpl: pluggy would skip it without a word
+            return []
+
+        @roboil.hookimpl
+        def register_executors(self):
+            return [roboil.ExecutorSpec(name="wide", make=lambda params, model: None, config=WideParams)]
+
+        @roboil.hookimpl
+        def on_train_step_end(self, step):
+            pass
+
+    class Idle:
+        @roboil.hookimpl
+        def register_tasks(self):
+            return []
+
+    reg = loaded(extra=(Forgetful(), Idle()))
+    assert reg.problems == [
+        "plugin 'Forgetful': function 'register_algorithms' is not marked @roboil.hookimpl, so roboil never calls it",
+        "plugin 'Forgetful': executor 'wide' has config WideParams.width without a default; every parameter needs "
+        "one (configs and the command line set only what they change)"]
+    info = {p.name: p for p in reg.plugins}
+    assert info["Forgetful"].lifecycle_hooks == ["on_train_step_end"] and info["Idle"].lifecycle_hooks == []
 
 
 # 4. records checked when the plugins load
@@ -247,3 +288,23 @@ def test_a_model_breaking_its_contract_is_one_line_naming_the_method(faulty_site
     errors = [line for line in result.stderr.splitlines() if line.startswith("roboil: error: ")]
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
     assert len(errors) == 1 and errors[0].startswith(f"roboil: error: {problem}"), result.stderr
+
+
+def test_an_entry_point_name_another_package_holds_is_named_not_dropped(tmp_path, monkeypatch):
+    """pluggy holds one plugin by a name: the second package's plugin used to vanish without a word."""
+    for distribution, name in (("first-pkg", "same"), ("second-pkg", "same"), ("third-pkg", "gcbc")):
+        module = distribution.replace("-", "_")
+        metadata = tmp_path / f"{module}-1.0.dist-info"
+        metadata.mkdir()
+        (metadata / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {distribution}\nVersion: 1.0\n")
+        (metadata / "entry_points.txt").write_text(f"[roboil]\n{name} = {module}\n")
+        (tmp_path / f"{module}.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delenv("ROBOIL_DISABLE_PLUGINS", raising=False)
+    reg = load_registry()
+    assert "plugin 'gcbc' of third-pkg is not loaded: the built-in plugin 'gcbc' of roboil has that entry-point " \
+           "name; rename one" in reg.problems
+    kept = next(p for p in reg.plugins if p.name == "same").distribution
+    dropped = ({"first-pkg", "second-pkg"} - {kept}).pop()
+    assert f"plugin 'same' of {dropped} is not loaded: the plugin 'same' of {kept} has that entry-point name; " \
+           "rename one" in reg.problems
