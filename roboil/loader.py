@@ -138,9 +138,12 @@ class _Windows(Dataset):
     def __init__(self, sampler: WindowSampler, rows: slice):
         self.sampler, self.rows = sampler, rows
 
-    def __getitem__(self, draw) -> tuple[Batch, tuple]:
+    def __getitem__(self, draw) -> tuple[Batch | RoboilError, tuple]:
         pick, later, _ = draw
-        return _tensors(self.sampler.windows(pick[self.rows], None if later is None else later[self.rows])), draw
+        try:
+            return _tensors(self.sampler.windows(pick[self.rows], None if later is None else later[self.rows])), draw
+        except RoboilError as exc:  # returned, not raised: the DataLoader would bury its line in a traceback
+            return exc, draw
 
 
 def _tensors(arrays: dict) -> Batch:
@@ -170,6 +173,8 @@ def _in_workers(sampler: WindowSampler, batch_size: int, rows: slice, workers: i
     made = iter(loader)
     try:
         for batch, (pick, later, state) in made:  # the draw came back as tensors
+            if isinstance(batch, RoboilError):
+                raise batch
             later = None if later is None else later.numpy()[rows]
             yield {**batch, **_tensors(in_ram.windows(pick.numpy()[rows], later))}, state
     finally:

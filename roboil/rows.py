@@ -87,7 +87,27 @@ class RowReader:
         return {**self.__dict__, "_files": OrderedDict()}
 
     def read(self, rows: np.ndarray) -> np.ndarray:
-        """``array[rows]`` for a 1-d integer ``rows``, in any order, repeats allowed."""
+        """``array[rows]`` for a 1-d integer ``rows``, in any order, repeats allowed; a chunk that fails to
+        decode is a StoreDamaged naming the array and the rows."""
+        try:
+            return self._read(rows)
+        except Exception as exc:  # the codecs raise many types for corrupt bytes
+            from .errors import one_line
+            from .store import _damaged
+
+            bad = next((row for row in np.unique(rows) if not self._decodes(row)), None)
+            where = f"row {bad}" if bad is not None else f"rows {int(rows.min())}..{int(rows.max())}"
+            store, key = self.path.parent.parent, self.path.name  # STORE/data/KEY
+            raise _damaged(store, [f"data/{key}: {where} fails to decode: {one_line(exc)}"]) from None
+
+    def _decodes(self, row) -> bool:
+        try:
+            self._read(np.array([row]))
+        except Exception:
+            return False
+        return True
+
+    def _read(self, rows: np.ndarray) -> np.ndarray:
         if not self.fast or self.chunk_rows > 1:  # chunks of several rows: each decoded once, for all its rows
             unique, inverse = np.unique(rows, return_inverse=True)
             return self._sorted(unique)[inverse]

@@ -469,9 +469,24 @@ def fit_offline(context: TrainContext) -> Path | None:
     # one process saves the step at which Ctrl-C came, then stops (several would have to agree on that step first)
     deferred = contextlib.nullcontext() if context.ranks.distributed else interrupts_deferred(
         "roboil: Ctrl-C: saving at the end of this step, then stopping (Ctrl-C again stops at once, unsaved)")
+    def save(step: int, sampler_state) -> Path:
+        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                 "scheduler": scheduler.state_dict(), "sampler": sampler_state}
+        if ema is not None:
+            state["ema"] = ema.state_dict()
+        return context.save_checkpoint(step, ema or model, state)
+
+    saved_step = step
     with contextlib.closing(batches), deferred:  # the loader's thread or worker processes end with the loop
         while step < config.train.steps:
-            batch, sampler_state = next(batches)
+            try:
+                batch, sampler_state = next(batches)
+            except RoboilError:  # a damaged store met while streaming from disk, say: keep the steps trained
+                if step > saved_step and not context.ranks.distributed:
+                    saved = save(step, sampler_state)
+                    context.close()
+                    print(f"roboil: saved step {step} as {saved} before stopping", file=sys.stderr)
+                raise
             with context.autocast():
                 loss, metrics = _loss_and_metrics(step_fn(batch), model)
             optimizer.zero_grad(set_to_none=True)
@@ -486,11 +501,7 @@ def fit_offline(context: TrainContext) -> Path | None:
             context.log(step, {**metrics, "lr": scheduler.get_last_lr()[0]})
             stop = not context.ranks.distributed and interrupted()
             if context.should_checkpoint(step) or stop:
-                state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                         "scheduler": scheduler.state_dict(), "sampler": sampler_state}
-                if ema is not None:
-                    state["ema"] = ema.state_dict()
-                saved = context.save_checkpoint(step, ema or model, state)
+                saved, saved_step = save(step, sampler_state), step
             if stop:
                 context.close()  # the bar's last line before this one
                 print(f"roboil: stopped at step {step}, saved as {saved}; the same command resumes from there",

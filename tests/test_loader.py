@@ -4,6 +4,7 @@ exactly, and trains the same run as the in-RAM path."""
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from roboil.config import load_config
@@ -118,3 +119,29 @@ def test_workers_get_only_the_arrays_on_disk_and_the_loader_stops_with_the_train
     threaded.close()
     threading.Event().wait(0.5)  # the thread sees the stop within its 0.1 s wait
     assert not [t for t in threading.enumerate() if t.name == "roboil-batches"]
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_a_damaged_frame_met_while_streaming_is_one_line_and_the_steps_trained_are_saved(tmp_path, workers):
+    from conftest import run_cli
+    from roboil.store import _shard_index
+
+    path = tmp_path / "pusht.zarr"
+    record("pusht", 4, path, progress=False, obs_overrides={"pixels": {"height": 48, "width": 48}})
+    rows = EpisodeStore.open(path).n_steps
+    with open(path / "data/rgb_top/c/0/0/0/0", "r+b") as shard:  # 4 frames zeroed: met after some steps
+        for row in np.linspace(rows // 10, rows // 2, 4).astype(int):  # not the last episode, checked on opening
+            offset, nbytes = _shard_index(shard, 1024)[row]
+            shard.seek(int(offset) + 16)
+            shard.write(bytes(int(nbytes) - 16))
+    config = tmp_path / "pixels.yaml"
+    config.write_text(f"task: pusht\nalgorithm:\n  name: gcbc\n  goal_conditioned: false\ndata:\n  path: {path}\n"
+                      "  obs_keys: [rgb_top]\n  cache_max_gb: 0\ntrain:\n  steps: 5000\n  batch_size: 4\n"
+                      f"  loader_workers: {workers}\n")
+    result = run_cli("train", config, "--out", tmp_path / "run")
+    lines = [line for line in result.stderr.splitlines() if line.startswith("roboil: ")]
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert lines[-1].startswith(f"roboil: error: store '{path}' is damaged: data/rgb_top: row ") and \
+        " fails to decode: " in lines[-1], result.stderr
+    saved = sorted((tmp_path / "run" / "checkpoints").glob("step_*"))
+    assert len(saved) == 1 and lines[-2] == f"roboil: saved step {int(saved[0].name[5:])} as {saved[0]} before stopping"
