@@ -209,6 +209,13 @@ class TrainContext:
             more = f" and {len(changed) - 3} more" if len(shown) == 3 < len(changed) else ""
             raise RoboilError(f"cannot resume '{self.run_dir}' with a changed {said}{more} (the model or its data "
                               "would change); undo the change, or train into a new --out directory")
+        if self._saved_store is not None and self.config.data.path:  # before loading it all, or saying resumed
+            store = EpisodeStore.open(self.config.data.path)
+            if (now := (store.n_episodes, store.n_steps)) != self._saved_store:
+                raise RoboilError(
+                    f"store '{self.config.data.path}' has {now[0]} episodes ({now[1]} steps), the run being "
+                    f"resumed trained on {self._saved_store[0]} ({self._saved_store[1]}): its statistics and "
+                    "windows would change; resume with the store as it was, or train into a new --out directory")
         state = read_checkpoint_file(checkpoint / TRAINING_STATE_FILE,
                                      lambda p: torch.load(p, map_location="cpu", weights_only=True), fix)
         self.start_step = int(state["step"])
@@ -271,13 +278,6 @@ class TrainContext:
 
     def load_demonstrations(self, actions: bool = True) -> TrainingData:
         if self._data is None or (actions and self._data.action_dim is None):
-            if self._saved_store is not None and self.config.data.path:  # checked before loading it all
-                store = EpisodeStore.open(self.config.data.path)
-                if (now := (store.n_episodes, store.n_steps)) != self._saved_store:
-                    raise RoboilError(
-                        f"store '{self.config.data.path}' has {now[0]} episodes ({now[1]} steps), the run being "
-                        f"resumed trained on {self._saved_store[0]} ({self._saved_store[1]}): its statistics and "
-                        "windows would change; resume with the store as it was, or train into a new --out directory")
             self._data = TrainingData(self.config, actions)
         return self._data
 

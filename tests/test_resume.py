@@ -172,16 +172,18 @@ def test_a_metrics_line_torn_by_a_kill_is_dropped_on_resume(store, tmp_path):
     assert [s for s, _ in metrics(run)] == list(range(1, 21))
 
 
-def test_resume_refuses_a_store_that_changed_since(store, tmp_path):
+def test_resume_refuses_a_store_that_changed_since(store, tmp_path, capsys):
     import shutil
 
     copy = tmp_path / "reach.zarr"
     shutil.copytree(store, copy)
     train(config(copy, "train.steps=10"), tmp_path / "run", progress=False)
     record("fetch-reach", 1, copy, seed=50, progress=False)
+    capsys.readouterr()
     with pytest.raises(RoboilError, match=r"has 4 episodes \(\d+ steps\), the run being resumed trained on 3 "
                                           r"\(\d+\).*resume with the store as it was, or train into a new --out"):
         train(config(copy), tmp_path / "run", progress=False)
+    assert "resumed" not in capsys.readouterr().err  # refused before it says it resumed
 
 
 def test_ctrl_c_saves_the_step_it_came_at_and_the_same_command_resumes(store, tmp_path):
