@@ -164,6 +164,22 @@ def write_failure(exc: BaseException, out: str | Path) -> str | None:
     return None
 
 
+def try_lock(path: Path) -> int | None:
+    """An exclusive, non-blocking ``flock`` on ``path`` (made if missing): the descriptor holding it until closed
+    or the process dies, or None while another process holds it; OSError if it cannot be opened or locked."""
+    import fcntl
+
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        os.close(fd)
+        if e.errno in (errno.EAGAIN, errno.EWOULDBLOCK):
+            return None
+        raise
+    return fd
+
+
 def check_writable(out: str | Path) -> None:
     """Refuse an output path that cannot be written before any work is done (under a file, read-only, no
     permission)."""

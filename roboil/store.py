@@ -50,8 +50,6 @@ episodes from the end, never from the middle.
 from __future__ import annotations
 
 import asyncio
-import errno
-import fcntl
 import json
 import math
 import os
@@ -71,7 +69,7 @@ from zarr.core.sync import sync as zarr_sync
 
 from .codecs import (CODECS, INSTALL, LOSSLESS, VIDEO, ImageCodec, chunk_frames, frame_shape_problem, library,
                      unavailable)
-from .errors import RoboilError, check_writable, one_line
+from .errors import RoboilError, check_writable, one_line, try_lock
 from .specs import ArrayLayout, Feature
 
 # 2: a store with a sharded or lossy-coded array. An earlier roboil would misread one (it looks for a file per
@@ -241,18 +239,13 @@ def _array_options(key: str, feature: Feature, lay: ArrayLayout) -> dict:
 def _lock(path: Path) -> int:
     """Take the store's writer lock; the returned descriptor holds it until closed (or the process dies)."""
     try:
-        fd = os.open(path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
+        fd = try_lock(path / LOCK_FILE)
     except OSError as e:
-        raise RoboilError(f"cannot open '{path / LOCK_FILE}' to write to the store ({e.strerror}); check that "
-                          "you may write there")
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as e:
-        os.close(fd)
-        if e.errno in (errno.EAGAIN, errno.EWOULDBLOCK):
-            raise RoboilError(f"store '{path}' is being appended to by another writer (one per store: another "
-                              "`roboil record`?); wait for it to finish or write to another path")
-        raise RoboilError(f"cannot lock store '{path}' for appending ({e.strerror}); use a local filesystem")
+        raise RoboilError(f"cannot lock store '{path}' for appending with '{path / LOCK_FILE}' ({e.strerror}); "
+                          "check that you may write there, on a local filesystem")
+    if fd is None:
+        raise RoboilError(f"store '{path}' is being appended to by another writer (one per store: another "
+                          "`roboil record`?); wait for it to finish or write to another path")
     return fd
 
 

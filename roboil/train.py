@@ -17,6 +17,7 @@ import json
 import math
 import os
 import random
+import shutil
 import sys
 import time
 from functools import cached_property
@@ -35,7 +36,7 @@ from .checkpoint import (CHECKPOINTS, CONFIG_FILE, META_FILE, TRAINING_STATE_FIL
 from .config import Config, to_dict
 from .distributed import Ranks, launched_ranks
 from .envs import ObservedEnv
-from .errors import RoboilError, check_writable, interrupted, interrupts_deferred
+from .errors import RoboilError, check_writable, interrupted, interrupts_deferred, try_lock
 from .keys import ACTION
 from .loader import batches as load_batches
 from .plugins import PluginError, registry
@@ -563,20 +564,51 @@ def train(config: Config, out_dir: str | Path, progress: bool = True) -> Path:
         raise RoboilError(f"algorithm '{spec.name}' runs its own training loop, which trains in one process; "
                           "run it without torchrun")
     ranks.batch_rows(config.train.batch_size)  # a batch that does not split is refused before any process waits
-    seed_everything(config.train.seed)
-    context = TrainContext(config, out_dir, progress, ranks)
+    created = not out_dir.exists()
+    lock = _lock_run(out_dir) if ranks.main else None  # the process that writes the run's files
     try:
-        if context.start_step >= config.train.steps:
-            return latest_checkpoint(out_dir)
-        (spec.train or fit_offline)(context)
+        seed_everything(config.train.seed)
+        context = TrainContext(config, out_dir, progress, ranks)
+        try:
+            if context.start_step >= config.train.steps:
+                return latest_checkpoint(out_dir)
+            (spec.train or fit_offline)(context)
+        finally:
+            context.close()
+            distributed.stop()
+    except BaseException:
+        if created and lock is not None and [p.name for p in out_dir.iterdir()] == [RUN_LOCK]:
+            shutil.rmtree(out_dir, ignore_errors=True)  # refused before anything was written: leave nothing
+        raise
     finally:
-        context.close()
-        distributed.stop()
+        if lock is not None:
+            os.close(lock)
     checkpoint = latest_checkpoint(out_dir)
     if checkpoint is None:
         raise RoboilError(f"algorithm '{spec.name}' finished without saving a checkpoint; its train() must call "
                           "context.save_checkpoint")
     return checkpoint
+
+
+RUN_LOCK = ".lock"  # held by the process training a run, so a second one into the same --out is refused
+
+
+def _lock_run(out_dir: Path) -> int:
+    """Take the run's lock (its descriptor holds it until closed or the process dies), noting this process's id."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / RUN_LOCK
+    try:
+        fd = try_lock(path)
+    except OSError as e:
+        raise RoboilError(f"cannot lock run '{out_dir}' with '{path}' ({e.strerror}); check that you may write "
+                          "there, on a local filesystem")
+    if fd is None:
+        holder = path.read_text().strip() or "?"
+        raise RoboilError(f"run '{out_dir}' is being trained by another process (pid {holder}); wait for it to end "
+                          "or stop it, or train into another --out directory")
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
 
 
 @torch.no_grad()

@@ -218,6 +218,42 @@ def test_ctrl_c_saves_the_step_it_came_at_and_the_same_command_resumes(store, tm
     assert [s for s, _ in metrics(run)] == list(range(1, logged[-1] + 6))
 
 
+def test_a_second_training_into_a_run_being_trained_is_refused_until_the_first_ends(store, tmp_path):
+    """Two trainers of one run interleaved their metrics and checkpoints; the lock dies with its process."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import run_cli
+
+    run = tmp_path / "run"
+    common = [f"data.path={store}", "train.checkpoint_every=100000", "train.log_every=1", "algorithm.hidden_dims=[32]",
+              "--out", str(run)]
+    first = subprocess.Popen([sys.executable, "-m", "roboil.cli", "train", CONFIG, "train.steps=100000", *common],
+                             stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not (run / "metrics.jsonl").is_file():
+            time.sleep(0.1)
+        second = run_cli("train", CONFIG, "train.steps=10", *common)
+        assert second.returncode == 2 and second.stderr == (
+            f"roboil: error: run '{run}' is being trained by another process (pid {first.pid}); wait for it to end or "
+            "stop it, or train into another --out directory\n")
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    assert run_cli("train", CONFIG, "train.steps=10", *common).returncode == 0
+    assert [s for s, _ in metrics(run)] == list(range(1, 11))
+
+
+def test_a_training_refused_before_it_writes_leaves_no_run_directory(tmp_path):
+    with pytest.raises(RoboilError):
+        train(load_config(CONFIG, [f"data.path={tmp_path / 'missing.zarr'}"]), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+
+
 def test_the_same_store_named_from_elsewhere_resumes_and_another_algorithm_is_named(store, tmp_path, monkeypatch):
     import os
 
