@@ -15,7 +15,7 @@ import getpass
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -116,6 +116,21 @@ def open_or_create(out: Path, task: str, observations: Mapping, env: ObservedEnv
                                {"task": task, "fps": env.task.fps, "observations": dict(observations)})
 
 
+def _refuse_changed_settings(out, recorded: Mapping, observations: Mapping) -> None:
+    """A store keeps one setting of each observation parameter, its arrays' codec and quality included (which
+    change no array's shape, so a schema check would let them pass unnoticed)."""
+    reg = registry()
+    for kind in recorded.keys() & observations.keys():
+        spec = reg.get("observation", kind)
+        theirs, ours = (from_dict(spec.params, params or {}, f"obs.{kind}")
+                        for params in (recorded[kind], observations[kind]))
+        for f in fields(ours):
+            if getattr(ours, f.name) != getattr(theirs, f.name):
+                raise RoboilError(f"store '{out}' was recorded with obs.{kind}.{f.name}={getattr(theirs, f.name)}, "
+                                  f"this recording asks for {getattr(ours, f.name)}; one store keeps one setting: drop "
+                                  "the override, or record into a new --out path")
+
+
 def _schema(task, features: dict) -> str:
     arrays = ", ".join(f"{k} {tuple(f['shape'])} {f['dtype']}" for k, f in sorted(features.items()))
     return f"task '{task}' with arrays [{arrays}]"
@@ -209,6 +224,8 @@ def record(task: str, episodes: int | None, out: str | Path, device: str | None 
         recorded = output.attrs.get("observations") if output is not None else None
         observations = merge({k: dict(v) for k, v in (recorded or task_spec.observations).items()},
                              obs_overrides or {})
+        if recorded:
+            _refuse_changed_settings(out, recorded, observations)
         rng = np.random.default_rng(seed)
         # frames are only rendered when an observation or the viewer asks for them, so this costs nothing
         env = ObservedEnv(task, observations, render_mode="rgb_array", max_steps=max_steps)

@@ -353,3 +353,10 @@ def test_appending_reuses_the_observation_settings_the_store_was_recorded_with(t
     assert store.n_episodes == 2 and store.episode(1)["rgb_external_camera_0"].shape[1:] == (32, 32, 3)
     other = run_cli("record", "--task", "fetch-reach", "--episodes", 1, "--out", path, "obs.pixels.height=48")
     assert other.returncode == 2 and "record into a new --out path" in other.stderr  # a change is still refused
+    # as is one that changes no array's shape: the codec the camera is kept with (appended lossless before)
+    recoded = run_cli("record", "--task", "fetch-reach", "--episodes", 1, "--out", path, "obs.pixels.codec=jpeg",
+                      "obs.pixels.height=32")  # a setting retyped unchanged is no change
+    assert recoded.returncode == 2 and recoded.stderr == (
+        f"roboil: error: store '{path}' was recorded with obs.pixels.codec=lossless, this recording asks for jpeg; "
+        "one store keeps one setting: drop the override, or record into a new --out path\n")
+    assert EpisodeStore.open(path).n_episodes == 2
