@@ -111,8 +111,8 @@ def save_checkpoint(run_dir: Path, step: int, model: PolicyModel, stats, config:
         shutil.rmtree(partial, ignore_errors=True)
         raise
     # Only the newest checkpoint is resumed from: older ones keep their weights (to evaluate or compare), not the
-    # optimizer state, which is twice the weights' size for Adam. Removed once the new checkpoint and `last` are
-    # on the disk, so a kill or a power cut leaves an extra file at worst.
+    # training state, 3-4x the weights' size (the weights, Adam's two moments, an EMA). Removed once the new
+    # checkpoint and `last` are on the disk, so a kill or a power cut leaves an extra file at worst.
     for older in root.iterdir():
         if older != path and CHECKPOINT_NAME.match(older.name):
             (older / TRAINING_STATE_FILE).unlink(missing_ok=True)
