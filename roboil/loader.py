@@ -36,7 +36,7 @@ def batches(sampler: WindowSampler, batch_size: int, device: torch.device, rows:
     share of a distributed run's global batch), pinned for an asynchronous copy on CUDA. ``workers`` > 0 reads
     in that many processes (the sampler's arrays may be zarr arrays: each worker opens them itself)."""
     # the ones built ahead, the one being built and the one in use
-    _check_memory(sampler, len(range(*rows.indices(batch_size))),
+    _check_memory(sampler, batch_size, len(range(*rows.indices(batch_size))),
                   (workers * WORKER_PREFETCH if workers else THREAD_DEPTH) + 2)
     made = _in_workers(sampler, batch_size, rows, workers, device) if workers else _in_thread(sampler, batch_size,
                                                                                               rows, device)
@@ -44,7 +44,7 @@ def batches(sampler: WindowSampler, batch_size: int, device: torch.device, rows:
         yield {k: v.to(device, non_blocking=True) for k, v in batch.items()}, state
 
 
-def _check_memory(sampler: WindowSampler, rows: int, in_flight: int) -> None:
+def _check_memory(sampler: WindowSampler, batch_size: int, rows: int, in_flight: int) -> None:
     """Refuse a batch too large for this machine's memory before gathering it (a mistyped train.batch_size filled
     the memory for minutes, and Ctrl-C waits for a gather to end). Sized from the arrays' shapes, nothing read."""
     steps = {key: len(sampler.obs_offsets) for key in sampler.obs_keys}
@@ -55,9 +55,11 @@ def _check_memory(sampler: WindowSampler, rows: int, in_flight: int) -> None:
     batch = rows * window
     available = _available_memory()
     if available is not None and batch * in_flight > available / 2:
-        raise RoboilError(f"train.batch_size: a batch of {rows} windows takes {_size(batch)} and the loader holds "
-                          f"{in_flight} at once, more than half of the {_size(available)} of memory available here; "
-                          "use a smaller train.batch_size")
+        share = f"this process's {rows} windows of a batch of {batch_size} take" if rows < batch_size else \
+            f"a batch of {rows} windows takes"  # under torchrun each process gathers its share of the batch
+        raise RoboilError(f"train.batch_size: {share} {_size(batch)} and the loader holds {in_flight} at once, "
+                          f"more than half of the {_size(available)} of memory available here; use a smaller "
+                          "train.batch_size")
 
 
 def _size(n: int) -> str:

@@ -145,3 +145,15 @@ def test_a_damaged_frame_met_while_streaming_is_one_line_and_the_steps_trained_a
         " fails to decode: " in lines[-1], result.stderr
     saved = sorted((tmp_path / "run" / "checkpoints").glob("step_*"))
     assert len(saved) == 1 and lines[-2] == f"roboil: saved step {int(saved[0].name[5:])} as {saved[0]} before stopping"
+
+
+def test_a_share_of_a_batch_too_large_for_memory_is_named_as_a_share(tmp_path):
+    """Under torchrun train.batch_size is the global batch: a process refusing its share says so."""
+    from roboil.errors import RoboilError
+
+    store = image_store(tmp_path / "s.zarr")
+    made = batches(sampler(store.load(list(store.features)), store), 10**12, torch.device("cpu"),
+                   rows=slice(0, 5 * 10**11))
+    with pytest.raises(RoboilError, match=r"^train.batch_size: this process's 500000000000 windows of a batch of "
+                                          r"1000000000000 take .* use a smaller train.batch_size$"):
+        next(made)
