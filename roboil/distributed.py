@@ -83,6 +83,15 @@ def mean_over_ranks(metrics: Mapping[str, Any], ranks: Ranks) -> dict[str, float
     return dict(zip(metrics, values.tolist()))
 
 
+def any_rank(flag: bool, ranks: Ranks) -> bool:
+    """Whether ``flag`` is set in any process: a CPU collective (gloo), so no process waits for its GPU."""
+    if not ranks.distributed:
+        return flag
+    value = torch.tensor([int(flag)])
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
 def gather(value: Any, ranks: Ranks) -> list:
     """Every process's ``value`` (a picklable object), in rank order."""
     if not ranks.distributed:

@@ -467,9 +467,13 @@ def fit_offline(context: TrainContext) -> Path | None:
         step_fn = torch.nn.parallel.DistributedDataParallel(step_fn, device_ids=[device] if device.type == "cuda"
                                                             else None, static_graph=True)
     model.train()
-    # one process saves the step at which Ctrl-C came, then stops (several would have to agree on that step first)
-    deferred = contextlib.nullcontext() if context.ranks.distributed else interrupts_deferred(
-        "roboil: Ctrl-C: saving at the end of this step, then stopping (Ctrl-C again stops at once, unsaved)")
+    # Ctrl-C saves the step it came at, then stops; under torchrun every process stops at the step where any of
+    # them saw it (torchrun hands each the terminal's Ctrl-C once more, and ends them itself after a while)
+    distributed_run = context.ranks.distributed
+    notice = "roboil: Ctrl-C: saving at the end of this step, then stopping" + (
+        "" if distributed_run else " (Ctrl-C again stops at once, unsaved)")
+    deferred = interrupts_deferred(notice if context.ranks.main else None, again_stops=not distributed_run)
+
     def save(step: int, sampler_state) -> Path:
         state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                  "scheduler": scheduler.state_dict(), "sampler": sampler_state}
@@ -500,13 +504,14 @@ def fit_offline(context: TrainContext) -> Path | None:
             if ema is not None:
                 update_ema(ema, model, config.train.ema_decay, step)
             context.log(step, {**metrics, "lr": scheduler.get_last_lr()[0]})
-            stop = not context.ranks.distributed and interrupted()
+            stop = distributed.any_rank(interrupted(), context.ranks)
             if context.should_checkpoint(step) or stop:
                 saved, saved_step = save(step, sampler_state), step
             if stop:
                 context.close()  # the bar's last line before this one
-                print(f"roboil: stopped at step {step}, saved as {saved}; the same command resumes from there",
-                      file=sys.stderr)
+                if context.ranks.main:
+                    print(f"roboil: stopped at step {step}, saved as {saved}; the same command resumes from there",
+                          file=sys.stderr)
                 raise KeyboardInterrupt
 
 

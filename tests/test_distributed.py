@@ -134,3 +134,31 @@ def test_on_gpus_the_process_group_also_takes_cpu_tensors_and_a_gpu_per_process_
     assert "cpu:gloo" in asked[0] and "cuda:nccl" in asked[0]
     with pytest.raises(RoboilError, match="process 2 of this machine has no GPU of its own .*has 2.*--nproc_per_node"):
         distributed.start(Ranks(rank=2, size=3, local_rank=2), torch.device("cuda"))
+
+
+def test_ctrl_c_under_torchrun_saves_the_step_every_process_stopped_at(store, tmp_path):
+    """Ctrl-C reaches torchrun and its processes (and torchrun passes it on once more): they agree on a step, the
+    first process saves it, and the same command resumes from there. Before, up to checkpoint_every steps were
+    lost."""
+    import signal
+    import time
+
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
+               "roboil.cli", "train", CONFIG, f"data.path={store}", "train.steps=100000", *OVERRIDES,
+               "train.checkpoint_every=100000", "--out", str(run)]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                               env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not ((run / "metrics.jsonl").is_file() and
+                                               (run / "metrics.jsonl").read_text().count("\n") >= 20):
+        time.sleep(0.1)
+    os.killpg(process.pid, signal.SIGINT)  # what a terminal does
+    _, stderr = process.communicate(timeout=120)
+    saved = sorted((run / "checkpoints").glob("step_*"))
+    logged = [step for step, _ in losses(run)]
+    assert len(saved) == 1 and saved[0].name == f"step_{logged[-1]:08d}" and logged[-1] >= 20, stderr[-3000:]
+    assert (saved[0] / "training_state.pt").is_file()
+    assert stderr.count("roboil: stopped at step") == 1 and stderr.count("roboil: Ctrl-C: saving") == 1, stderr
+    resumed = torchrun(store, run, logged[-1] + 5)
+    assert resumed.returncode == 0 and f"resumed from step {logged[-1]}" in resumed.stderr, resumed.stderr[-2000:]
