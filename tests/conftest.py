@@ -20,6 +20,22 @@ def run_cli(*args, env=None, check=False, cwd=None):
     return result
 
 
+def interrupt_training(command: list[str], run: Path, after_steps: int = 20) -> tuple[int, str]:
+    """Start ``command`` (a training into ``run`` logging every step) in its own process group, Ctrl-C the group
+    as a terminal would once ``after_steps`` steps are logged, and return (exit code, stderr)."""
+    import signal
+    import time
+
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                               env={**os.environ, "OMP_NUM_THREADS": "1"})
+    metrics, deadline = run / "metrics.jsonl", time.monotonic() + 120
+    while time.monotonic() < deadline and not (metrics.is_file() and metrics.read_text().count("\n") >= after_steps):
+        time.sleep(0.1)
+    os.killpg(process.pid, signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    return process.returncode, stderr
+
+
 def install_fixture_plugin(name: str, tmp_path_factory) -> Path:
     """A fixture plugin really installed (pip, entry points and all) into a directory for PYTHONPATH."""
     target = tmp_path_factory.mktemp("site")

@@ -140,21 +140,13 @@ def test_ctrl_c_under_torchrun_saves_the_step_every_process_stopped_at(store, tm
     """Ctrl-C reaches torchrun and its processes (and torchrun passes it on once more): they agree on a step, the
     first process saves it, and the same command resumes from there. Before, up to checkpoint_every steps were
     lost."""
-    import signal
-    import time
+    from conftest import interrupt_training
 
     run = tmp_path / "run"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
                "roboil.cli", "train", CONFIG, f"data.path={store}", "train.steps=100000", *OVERRIDES,
                "train.checkpoint_every=100000", "--out", str(run)]
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, start_new_session=True,
-                               env={**os.environ, "OMP_NUM_THREADS": "1"})
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not ((run / "metrics.jsonl").is_file() and
-                                               (run / "metrics.jsonl").read_text().count("\n") >= 20):
-        time.sleep(0.1)
-    os.killpg(process.pid, signal.SIGINT)  # what a terminal does
-    _, stderr = process.communicate(timeout=120)
+    _, stderr = interrupt_training(command, run)
     saved = sorted((run / "checkpoints").glob("step_*"))
     logged = [step for step, _ in losses(run)]
     assert len(saved) == 1 and saved[0].name == f"step_{logged[-1]:08d}" and logged[-1] >= 20, stderr[-3000:]

@@ -188,24 +188,15 @@ def test_resume_refuses_a_store_that_changed_since(store, tmp_path, capsys):
 
 def test_ctrl_c_saves_the_step_it_came_at_and_the_same_command_resumes(store, tmp_path):
     """Nothing trained is lost to Ctrl-C: the step it came at is saved (however far the last checkpoint was)."""
-    import os
-    import signal
-    import subprocess
     import sys
-    import time
+
+    from conftest import interrupt_training
 
     run = tmp_path / "run"
     command = [sys.executable, "-m", "roboil.cli", "train", CONFIG, f"data.path={store}", "train.steps=100000",
                "train.checkpoint_every=100000", "train.log_every=1", "algorithm.hidden_dims=[32]", "--out", str(run)]
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, start_new_session=True,
-                               env={**os.environ, "OMP_NUM_THREADS": "1"})
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not ((run / "metrics.jsonl").is_file() and
-                                               (run / "metrics.jsonl").read_text().count("\n") >= 20):
-        time.sleep(0.1)
-    os.killpg(process.pid, signal.SIGINT)
-    _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 130 and "the same command resumes from there" in stderr, stderr
+    returncode, stderr = interrupt_training(command, run)
+    assert returncode == 130 and "the same command resumes from there" in stderr, stderr
     assert "roboil: Ctrl-C: saving at the end of this step, then stopping" in stderr  # said at once: a step may be long
     logged = [s for s, _ in metrics(run)]
     saved = sorted((run / "checkpoints").glob("step_*"))
