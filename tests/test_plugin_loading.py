@@ -2,7 +2,6 @@
 take roboil down: a clash with a built-in, a misspelled hook, malformed records, a lifecycle hook that raises,
 an algorithm whose build raises."""
 
-
 import pytest
 
 import roboil
