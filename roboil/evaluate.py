@@ -270,11 +270,29 @@ def _save_shard(out_dir: Path, evaluation: dict, shard: tuple[int, int], results
         shards = _read_shards(out_dir, evaluation)
         if missing := [f"{i}/{n}" for i in range(n) if i not in shards]:
             waiting = f"shard {missing[0]} has" if len(missing) == 1 else f"shards {', '.join(missing)} have"
-            print(f"roboil: shard {k}/{n} saved in {path}; eval.json is written when {waiting} run")
+            stale = "" if _same_evaluation(out_dir / "eval.json", evaluation) else _remove_report(out_dir)
+            print(f"roboil: shard {k}/{n} saved in {path}; eval.json is written when {waiting} run{stale}")
             return None
         # the shards run side by side: the evaluation took as long as the slowest one
         return ([episode for i in range(n) for episode in shards[i]["episodes"]],
                 max(saved["seconds"] for saved in shards.values()))
+
+
+def _same_evaluation(report: Path, evaluation: dict) -> bool:
+    """Whether ``report`` (an eval.json, maybe missing) holds ``evaluation``, however it was sharded."""
+    try:
+        theirs = json.loads(report.read_text())["evaluation"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return not report.exists()
+    return {**theirs, "shards": None} == {**evaluation, "shards": None}
+
+
+def _remove_report(out_dir: Path) -> str:
+    """Remove the eval.json and report.html of another evaluation, so no stale result sits beside this one's
+    shards; says so."""
+    for name in ("eval.json", "report.html"):
+        (out_dir / name).unlink(missing_ok=True)
+    return " (the eval.json and report.html of another evaluation there were removed)"
 
 
 def _read_shards(out_dir: Path, evaluation: dict, replacing: Path | None = None) -> dict[int, dict]:

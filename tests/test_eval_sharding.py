@@ -102,6 +102,14 @@ def test_shards_of_another_evaluation_are_refused(diffusion_run, tmp_path, capsy
     main_fails_in_one_line(capsys, [*shard, "--seed", "100", "--shard", "2/2"], "--shard 2/2 names no shard")
     main_fails_in_one_line(capsys, [*shard, "--seed", "100", "--shard", "0/6"], "6 shards of 5 episodes")
     main_fails_in_one_line(capsys, [*shard, "--shard", "1"], "'1' is not K/N")
+    # the result of a whole evaluation stays beside a shard of the same one, and goes for another one's
+    assert play(diffusion_run, out, envs=1, shard=(1, 2))["n_episodes"] == EPISODES
+    assert play(diffusion_run, out, envs=1, shard=(0, 2)) is None and (out / "eval.json").is_file()
+    (out / "eval.shard-0-of-2.json").unlink()
+    assert evaluate(diffusion_run, episodes=EPISODES, seed=7, max_steps=MAX_STEPS, out_dir=out, progress=False,
+                    envs=1, shard=(0, 2)) is None
+    assert not (out / "eval.json").exists() and not (out / "report.html").exists()
+    assert "the eval.json and report.html of another evaluation there were removed" in capsys.readouterr().out
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(RoboilError, match="under torchrun"):
