@@ -137,8 +137,9 @@ def cmd_store(args) -> int:
         print(f"{args.path}: BROKEN")
         return 1
     if args.store_command == "info":
-        print(json.dumps(store.info(), indent=2, default=str))
-        return 0
+        problems = store.check(deep=False)  # a count of 0 episodes may only mean the ends cannot be read
+        print(json.dumps({**store.info(), **({"problems": problems} if problems else {})}, indent=2, default=str))
+        return 1 if problems else 0
     problems = store.check(deep=not args.quick)
     for note in getattr(store, "notes", []):
         print(f"note: {note}")

@@ -471,6 +471,7 @@ class EpisodeStore:
         """Find the committed prefix and its episode attrs from disk; set notes and return problems."""
         problems, self.notes = [], []
         raw = np.zeros(0, np.int64)
+        self._ends_unreadable = False
         if self._ends_arr.ndim != 1 or self._ends_arr.dtype != np.int64:
             problems.append((f"meta/episode_ends is {self._ends_arr.ndim}-d {self._ends_arr.dtype}, not 1-d int64",
                              None))
@@ -478,7 +479,9 @@ class EpisodeStore:
             try:
                 raw = _read(self._ends_arr, "meta/episode_ends", 0, self._ends_arr.shape[0])
             except _Unreadable as e:
-                problems.append((str(e), None))
+                problems.append((f"{e} (`roboil store check --repair` writes them again from the episodes' "
+                                 "recorded lengths)", None))
+                self._ends_unreadable = True
         lengths = {k: a.shape[0] for k, a in self._arrays.items()}
         n = _committed(raw, min(lengths.values()))
         self._ends = raw[:n].astype(np.int64)
@@ -771,9 +774,11 @@ class EpisodeStore:
             store.close()
 
     def _repair(self) -> "RepairReport":
+        rebuilt = self._rebuild_ends() if self._ends_unreadable else None
         findings = self._findings(deep=True)
         tail = list(self._tail_notes)
         report = RepairReport(str(self.path), notes=[n for n in self.notes if n not in tail])
+        report.rebuilt = [rebuilt] if rebuilt else []
         damaged = sorted({i for _, episodes in findings for i in episodes or ()})
         listed = max(self.n_episodes, damaged[-1] + 1) if damaged else self.n_episodes  # with ends past the data
         if whole := [problem for problem, episodes in findings if episodes is None]:
@@ -803,6 +808,24 @@ class EpisodeStore:
             report.unrepairable = self.check(deep=False)  # empty unless this code missed something
         report.episodes, report.steps = self.n_episodes, self.n_steps
         return report
+
+    def _rebuild_ends(self) -> str | None:
+        """Write episode_ends again from the episodes' recorded lengths when its chunk no longer decodes (without
+        it no episode can be read); the deep check that follows compares every episode with its checksums. None
+        when the attrs cannot tell (lengths missing)."""
+        slots = self._ends_arr.shape[0]
+        listed = self._meta.attrs.get("episodes", [])
+        lengths = [e.get("length") if isinstance(e, dict) else None for e in listed[:slots]] if isinstance(
+            listed, list) else []
+        if not lengths or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in lengths):
+            return None
+        for chunk in (self.path / "meta" / "episode_ends" / "c").glob("*"):
+            chunk.unlink()  # undecodable: a partial write would read it first
+        ends = np.zeros(slots, np.int64)  # a slot past the recorded lengths reads as a torn commit
+        ends[:len(lengths)] = np.cumsum(lengths)
+        self._ends_arr[:] = ends
+        self._scan()
+        return f"rebuilt meta/episode_ends from the {len(lengths)} episodes' recorded lengths"
 
     # ---- reading ---------------------------------------------------------------------------------------------
 
@@ -1044,10 +1067,11 @@ class RepairReport:
     episodes: int = 0  # committed episodes now
     steps: int = 0
     notes: list[str] = field(default_factory=list)  # findings that are not problems (e.g. no checksums)
+    rebuilt: list[str] = field(default_factory=list)  # metadata written again from what the store still holds
 
     @property
     def changed(self) -> bool:
-        return bool(self.dropped or self.trimmed)
+        return bool(self.dropped or self.trimmed or self.rebuilt)
 
     @property
     def healthy(self) -> bool:
@@ -1055,7 +1079,7 @@ class RepairReport:
 
     def lines(self) -> list[str]:
         """For the CLI: what was cut, what was left and why, then the store's state in one line."""
-        out = [f"note: {note}" for note in self.notes]
+        out = [f"note: {note}" for note in self.notes] + self.rebuilt
         if self.trimmed:
             out.append(f"trimmed an uncommitted tail: {'; '.join(self.trimmed)}")
         if self.dropped:

@@ -377,3 +377,29 @@ def test_the_quick_check_finds_a_blosc_chunk_file_cut_short_and_appending_refuse
         "data/image: 1 committed chunk files shorter than their Blosc header says (first: time chunk 4; cut short)"]
     with pytest.raises(RoboilError, match="cut short"):
         EpisodeStore.open(path, mode="a")
+
+
+def test_episode_ends_that_no_longer_decode_are_rebuilt_from_the_recorded_lengths(tmp_path, capsys):
+    """Without episode_ends no episode can be read: info said 0 episodes (exit 0) and nothing could copy the
+    store, though every episode's length is in its attrs and every row is still there."""
+    import shutil
+
+    from roboil.cli import main
+    from roboil.record import record
+
+    original, path = tmp_path / "original.zarr", tmp_path / "s.zarr"
+    record("fetch-reach", 3, original, progress=False)
+    shutil.copytree(original, path)
+    with open(path / "meta/episode_ends/c/0", "r+b") as chunk:
+        chunk.truncate(10)
+    assert main(["store", "info", str(path)]) == 1
+    info = json.loads(capsys.readouterr().out)
+    assert info["episodes"] == 0 and "meta/episode_ends: rows 0..3 fail to decode" in info["problems"][0]
+    assert "--repair` writes them again" in info["problems"][0]
+    assert main(["store", "check", "--repair", str(path)]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "rebuilt meta/episode_ends from the 3 episodes' recorded lengths", f"{path}: OK, repaired (3 episodes, 150 steps)"]
+    before, after = EpisodeStore.open(original), EpisodeStore.open(path)
+    assert after.check() == [] and list(after.episode_ends) == list(before.episode_ends)
+    for index in range(3):
+        assert all(np.array_equal(after.episode(index)[key], before.episode(index)[key]) for key in before.features)
