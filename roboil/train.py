@@ -344,6 +344,14 @@ class TrainContext:
             return True
         return False
 
+    def _plugin_versions(self) -> dict[str, str]:
+        """The plugins the checkpoint needs (its algorithm's, its task's, its observation kinds') by version."""
+        reg = registry()
+        parts = [("algorithm", self.config.algorithm_name), ("task", self.config.task),
+                 *(("observation", kind) for kind in self.observations)]
+        versions = {p.name: p.version for p in reg.plugins}
+        return {owner: versions[owner] for owner in sorted({reg.owner(kind, name) for kind, name in parts})}
+
     def save_checkpoint(self, step: int, model: PolicyModel, state: Mapping) -> Path:
         if self._built is None:
             raise RuntimeError("save_checkpoint needs a model made by context.build_policy")
@@ -353,7 +361,7 @@ class TrainContext:
                 "action_space": describe_space(self.action_space),
                 "action_transform": ActionTransform(self.config.data.action_relative_to).to_meta(),
                 "train_seconds": round(time.time() - self._started, 3), "resumes": self.resumes,
-                "processes": self.ranks.size}
+                "processes": self.ranks.size, "plugins": self._plugin_versions()}
         if self._data is not None:
             meta.update(store=str(Path(self.config.data.path).resolve()), train_episodes=len(self._data.episodes),
                         store_episodes=self._data.store.n_episodes, store_steps=self._data.store.n_steps)

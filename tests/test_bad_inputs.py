@@ -1,6 +1,7 @@
 """Bad command-line input ends in one line naming the problem and the fix, exit code 2, and leaves nothing
 behind (no traceback, no half-made store)."""
 
+import json
 import os
 import signal
 import subprocess
@@ -278,3 +279,24 @@ def test_messages_name_what_the_user_typed(tiny_reach_store, tmp_path, args, mes
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert f"roboil: error: {fill(message)}" in result.stderr, result.stderr
     assert not [p for p in tmp_path.iterdir()]  # nothing made
+
+
+def test_a_checkpoint_whose_plugin_changed_names_the_plugins_it_was_trained_with(tiny_reach_run, tmp_path, capsys):
+    """A plugin renamed a config field after the run was trained: the message read as a typo of the user's."""
+    import shutil
+
+    import yaml
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_reach_run, run)
+    checkpoint = next((run / "checkpoints").glob("step_*"))
+    assert json.loads((checkpoint / "meta.json").read_text())["plugins"] == {"fetch": "0.1.0", "gcbc": "0.1.0",
+                                                                             "proprio": "0.1.0"}
+    saved = yaml.safe_load((checkpoint / "config.yaml").read_text())
+    saved["algorithm"]["layers"] = saved["algorithm"].pop("hidden_dims")  # as the plugin's older version named it
+    (checkpoint / "config.yaml").write_text(yaml.safe_dump(saved))
+    main_fails_in_one_line(capsys, ["eval", str(run), "--episodes", "1"],
+                           f"checkpoint '{checkpoint}' was trained with a config the installed plugins do not take "
+                           "(unknown config key 'algorithm.layers'",
+                           "install the plugins it was trained with (fetch 0.1.0, gcbc 0.1.0, proprio 0.1.0), or "
+                           "train again")
