@@ -312,7 +312,11 @@ def make_observers(env, observations: Mapping[str, Mapping]) -> dict:
         if not isinstance(features, Mapping) or not all(isinstance(f, Feature) for f in features.values()):
             raise PluginError(f"observation '{kind}' (plugin '{reg.owner('observation', kind)}'): its observer's "
                               f"features is {type(features).__name__}, not a dict of roboil.Feature by array key")
-        for key in features:
+        for key, feature in features.items():
+            if feature.kind != kind:  # the store's layout and the training encoder are looked up by it
+                raise PluginError(f"observation '{kind}' (plugin '{reg.owner('observation', kind)}'): its observer "
+                                  f"declares '{key}' of kind '{feature.kind}'; a Feature's kind is the name of the "
+                                  f"observation kind making it, '{kind}'")
             if key in writer:
                 raise RoboilError(f"observations '{writer[key]}' and '{kind}' both write the array '{key}'; one "
                                   f"store array cannot hold both: drop one of them from obs")

@@ -255,6 +255,8 @@ def test_exception_in_a_tasks_make_env_names_task_and_plugin(faulty_site, tmp_pa
                    "which its features do not declare"),
     ("misshapen", "roboil: error: observation 'misshapen' (plugin 'badobs'): its observer returned 'vec' with shape "
                   "(4,); its features declare (3,)"),
+    ("mislabelled", "roboil: error: observation 'mislabelled' (plugin 'badobs'): its observer declares 'vec' of "
+                    "kind 'vec'; a Feature's kind is the name of the observation kind making it, 'mislabelled'"),
     # proprio's array on fetch-reach: recording both used to keep one of them under the name, silently
     ("clashing", "roboil: error: observations 'proprio' and 'clashing' both write the array 'observation'; one "
                  "store array cannot hold both: drop one of them from obs"),
