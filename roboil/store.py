@@ -50,6 +50,7 @@ episodes from the end, never from the middle.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import math
 import os
@@ -690,6 +691,12 @@ class EpisodeStore:
     def episode_attrs(self) -> list[dict]:
         """The attrs each episode was added with (JSON round-tripped), without the store's checksums."""
         return [{k: v for k, v in a.items() if k not in RESERVED} for a in self._episode_attrs]
+
+    def fingerprint(self) -> str:
+        """A digest of the committed episodes (their ends, attrs and checksums, nothing decoded): equal for a
+        copy of the store wherever it lies, different once an episode is added, dropped or changed."""
+        digest = hashlib.sha256(json.dumps([self._ends.tolist(), self._episode_attrs], sort_keys=True).encode())
+        return digest.hexdigest()
 
     # ---- writing ---------------------------------------------------------------------------------------------
 

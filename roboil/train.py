@@ -198,13 +198,17 @@ class TrainContext:
         saved = read_checkpoint_file(checkpoint / CONFIG_FILE, lambda p: dict(yaml.safe_load(p.read_text())), fix)
         meta = read_checkpoint_file(checkpoint / META_FILE, lambda p: json.loads(p.read_text()), fix)
         before, after = flatten(saved), flatten(to_dict(self.config))
+        moved = False  # the same episodes at another path (copied to another disk or machine)
         if "store_steps" in meta:  # (checkpoints of older roboil do not say)
             self._saved_store = (meta["store_episodes"], meta["store_steps"])
             if after.get("data.path") and Path(after["data.path"]).resolve() == Path(meta["store"]):
                 after["data.path"] = before.get("data.path")  # the same store, named from elsewhere
+            elif after.get("data.path") != before.get("data.path") and "store_fingerprint" in meta:
+                moved = _fingerprint_at(after.get("data.path")) == meta["store_fingerprint"]
         changes = {k: [before.get(k), after.get(k)] for k in sorted(before.keys() | after.keys())
                    if before.get(k) != after.get(k)}
-        if changed := [k for k in changes if k.split(".")[0] in FROZEN_ON_RESUME]:
+        frozen = [k for k in changes if k.split(".")[0] in FROZEN_ON_RESUME]
+        if changed := [k for k in frozen if not (moved and k == "data.path")]:
             shown = ["algorithm.name"] if "algorithm.name" in changed else changed[:3]  # another algorithm: the rest
             said = "; ".join(f"{k}: {changes[k][0]} -> {changes[k][1]}" for k in shown)  # of its section follows
             more = f" and {len(changed) - 3} more" if len(shown) == 3 < len(changed) else ""
@@ -364,7 +368,8 @@ class TrainContext:
                 "processes": self.ranks.size, "plugins": self._plugin_versions()}
         if self._data is not None:
             meta.update(store=str(Path(self.config.data.path).resolve()), train_episodes=len(self._data.episodes),
-                        store_episodes=self._data.store.n_episodes, store_steps=self._data.store.n_steps)
+                        store_episodes=self._data.store.n_episodes, store_steps=self._data.store.n_steps,
+                        store_fingerprint=self._data.store.fingerprint())
         training_state = {"step": step, "algorithm": dict(state),
                           "random": distributed.gather(random_states(), self.ranks)}
         path = self.run_dir / CHECKPOINTS / f"step_{step:08d}"
@@ -380,6 +385,15 @@ class TrainContext:
     def close(self) -> None:
         if "bar" in self.__dict__:
             self.bar.close()
+
+
+def _fingerprint_at(path) -> str | None:
+    """The fingerprint of the store at ``path``; None where there is none to read (the resume then refuses the
+    changed path)."""
+    try:
+        return EpisodeStore.open(path).fingerprint()
+    except RoboilError:
+        return None
 
 
 def _logged_step(line: str) -> float:

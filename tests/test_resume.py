@@ -258,6 +258,21 @@ def test_the_same_store_named_from_elsewhere_resumes_and_another_algorithm_is_na
         train(diffusion, run, progress=False)
 
 
+def test_a_copy_of_the_store_at_another_path_resumes_and_another_store_there_is_refused(store, tmp_path, capsys):
+    """Stores move between disks and machines: the same episodes at a new path are the same data."""
+    import shutil
+
+    run, moved, other = tmp_path / "run", tmp_path / "moved.zarr", tmp_path / "other.zarr"
+    train(config(store, "train.steps=10"), run, progress=False)
+    shutil.copytree(store, moved)
+    capsys.readouterr()
+    assert train(config(moved), run, progress=False).name == "step_00000020"
+    assert f"data.path: {store} -> {moved}" in capsys.readouterr().err
+    record("fetch-reach", 3, other, seed=7, progress=False)
+    with pytest.raises(RoboilError, match=r"changed data.path: .*moved.zarr -> .*other.zarr \(the model or its data"):
+        train(config(other, "train.steps=30"), run, progress=False)
+
+
 def test_a_finished_run_says_there_is_nothing_to_train_and_its_time_goes_on(store, tmp_path, capsys):
     run = tmp_path / "run"
     train(config(store, "train.steps=10"), run, progress=False)
