@@ -96,9 +96,10 @@ class RowReader:
             from .store import _damaged
 
             bad = next((row for row in np.unique(rows) if not self._decodes(row)), None)
-            where = f"row {bad}" if bad is not None else f"rows {int(rows.min())}..{int(rows.max())}"
+            if bad is None:  # not the bytes of a row (memory, open files, a store moved away): as it came
+                raise
             store, key = self.path.parent.parent, self.path.name  # STORE/data/KEY
-            raise _damaged(store, [f"data/{key}: {where} fails to decode: {one_line(exc)}"]) from None
+            raise _damaged(store, [f"data/{key}: row {bad} fails to decode: {one_line(exc)}"]) from None
 
     def _decodes(self, row) -> bool:
         try:

@@ -18,6 +18,7 @@ import math
 import os
 import random
 import shutil
+import socket
 import sys
 import time
 from functools import cached_property
@@ -36,7 +37,7 @@ from .checkpoint import (CHECKPOINTS, CONFIG_FILE, META_FILE, TRAINING_STATE_FIL
 from .config import Config, to_dict
 from .distributed import Ranks, launched_ranks
 from .envs import ObservedEnv
-from .errors import RoboilError, check_writable, interrupted, interrupts_deferred, try_lock
+from .errors import RoboilError, check_writable, interrupted, interrupts_deferred, one_line, try_lock
 from .keys import ACTION
 from .loader import batches as load_batches
 from .plugins import PluginError, registry
@@ -508,12 +509,16 @@ def fit_offline(context: TrainContext) -> Path | None:
         while step < config.train.steps:
             try:
                 batch, sampler_state = next(batches)
-            except RoboilError:  # a damaged store met while streaming from disk, say: keep the steps trained
+            except RoboilError as stopped:  # a damaged store met while streaming from disk: keep the steps trained
                 if step > saved_step and not context.ranks.distributed:
-                    saved = save(step, sampler_state)
-                    context.close()
-                    print(f"roboil: saved step {step} as {saved} before stopping", file=sys.stderr)
-                raise
+                    try:
+                        saved = save(step, sampler_state)
+                    except Exception as failed:  # the reason training stopped is the line to keep
+                        print(f"roboil: could not save step {step} ({one_line(failed)})", file=sys.stderr)
+                    else:
+                        context.close()
+                        print(f"roboil: saved step {step} as {saved} before stopping", file=sys.stderr)
+                raise stopped
             with context.autocast():
                 loss, metrics = _loss_and_metrics(step_fn(batch), model)
             optimizer.zero_grad(set_to_none=True)
@@ -591,9 +596,9 @@ def train(config: Config, out_dir: str | Path, progress: bool = True) -> Path:
         raise RoboilError(f"algorithm '{spec.name}' runs its own training loop, which trains in one process; "
                           "run it without torchrun")
     ranks.batch_rows(config.train.batch_size)  # a batch that does not split is refused before any process waits
-    created = not out_dir.exists()
-    lock = _lock_run(out_dir) if ranks.main else None  # the process that writes the run's files
+    created, lock = not out_dir.exists(), None
     try:
+        lock = _lock_run(out_dir) if ranks.main else None  # the process that writes the run's files
         seed_everything(config.train.seed)
         context = TrainContext(config, out_dir, progress, ranks)
         try:
@@ -604,7 +609,7 @@ def train(config: Config, out_dir: str | Path, progress: bool = True) -> Path:
             context.close()
             distributed.stop()
     except BaseException:
-        if created and lock is not None and [p.name for p in out_dir.iterdir()] == [RUN_LOCK]:
+        if created and ranks.main and {p.name for p in out_dir.glob("*")} | {RUN_LOCK} == {RUN_LOCK}:
             shutil.rmtree(out_dir, ignore_errors=True)  # refused before anything was written: leave nothing
         raise
     finally:
@@ -620,21 +625,23 @@ def train(config: Config, out_dir: str | Path, progress: bool = True) -> Path:
 RUN_LOCK = ".lock"  # held by the process training a run, so a second one into the same --out is refused
 
 
-def _lock_run(out_dir: Path) -> int:
-    """Take the run's lock (its descriptor holds it until closed or the process dies), noting this process's id."""
+def _lock_run(out_dir: Path) -> int | None:
+    """Take the run's lock (its descriptor holds it until closed or the process dies), noting this process's
+    host and id; None, with a warning, on a filesystem without locks (a cluster's NFS without lockd, say)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / RUN_LOCK
     try:
         fd = try_lock(path)
     except OSError as e:
-        raise RoboilError(f"cannot lock run '{out_dir}' with '{path}' ({e.strerror}); check that you may write "
-                          "there, on a local filesystem")
+        print(f"roboil: warning: '{out_dir}' cannot be locked ({e.strerror}): nothing stops a second training into "
+              "it meanwhile", file=sys.stderr)
+        return None
     if fd is None:
         holder = path.read_text().strip() or "?"
-        raise RoboilError(f"run '{out_dir}' is being trained by another process (pid {holder}); wait for it to end "
-                          "or stop it, or train into another --out directory")
+        raise RoboilError(f"run '{out_dir}' is being trained by another process ({holder}); wait for it to end or "
+                          "stop it, or train into another --out directory")
     os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
     return fd
 
 

@@ -157,3 +157,21 @@ def test_a_share_of_a_batch_too_large_for_memory_is_named_as_a_share(tmp_path):
     with pytest.raises(RoboilError, match=r"^train.batch_size: this process's 500000000000 windows of a batch of "
                                           r"1000000000000 take .* use a smaller train.batch_size$"):
         next(made)
+
+
+def test_a_read_failing_for_another_reason_than_its_bytes_is_not_called_damage(tmp_path, monkeypatch):
+    """A row that decodes when read again (memory, open files) is no damaged store: the error passes as it came."""
+    store = image_store(tmp_path / "s.zarr")
+    reader = RowReader(store.array("image"), store.path / "data" / "image")
+    original, failed = RowReader._read, []
+
+    def fails_once(self, rows):
+        if not failed:
+            failed.append(rows)
+            raise MemoryError("Unable to allocate 40 GiB")
+        return original(self, rows)
+
+    monkeypatch.setattr(RowReader, "_read", fails_once)
+    with pytest.raises(MemoryError):
+        reader.read(np.arange(5))
+    assert np.array_equal(reader.read(np.arange(5)), store.array("image")[:5])

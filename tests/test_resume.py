@@ -2,6 +2,7 @@
 refusals for what cannot be resumed safely."""
 
 import json
+import os
 
 import pytest
 from safetensors.torch import load_file
@@ -213,6 +214,7 @@ def test_a_second_training_into_a_run_being_trained_is_refused_until_the_first_e
     """Two trainers of one run interleaved their metrics and checkpoints; the lock dies with its process."""
     import os
     import signal
+    import socket
     import subprocess
     import sys
     import time
@@ -229,9 +231,10 @@ def test_a_second_training_into_a_run_being_trained_is_refused_until_the_first_e
         while time.monotonic() < deadline and not (run / "metrics.jsonl").is_file():
             time.sleep(0.1)
         second = run_cli("train", CONFIG, "train.steps=10", *common)
-        assert second.returncode == 2 and second.stderr == (
-            f"roboil: error: run '{run}' is being trained by another process (pid {first.pid}); wait for it to end or "
-            "stop it, or train into another --out directory\n")
+        assert second.returncode == 2 and (
+            f"roboil: error: run '{run}' is being trained by another process (pid {first.pid} on "
+            f"{socket.gethostname()}); wait for it to end or stop it, or train into another --out directory\n"
+            ) in second.stderr
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait()
@@ -243,6 +246,20 @@ def test_a_training_refused_before_it_writes_leaves_no_run_directory(tmp_path):
     with pytest.raises(RoboilError):
         train(load_config(CONFIG, [f"data.path={tmp_path / 'missing.zarr'}"]), tmp_path / "run", progress=False)
     assert not (tmp_path / "run").exists()
+
+
+def test_a_run_on_a_filesystem_without_locks_trains_with_a_warning(store, tmp_path, monkeypatch, capsys):
+    """NFS without lockd or Lustre mounted noflock refuse flock: training there worked before the lock."""
+    import errno
+
+    import roboil.train
+
+    def no_locks(path):
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(roboil.train, "try_lock", no_locks)
+    assert train(config(store, "train.steps=2"), tmp_path / "run", progress=False).name == "step_00000002"
+    assert f"roboil: warning: '{tmp_path / 'run'}' cannot be locked (No locks available)" in capsys.readouterr().err
 
 
 def test_the_same_store_named_from_elsewhere_resumes_and_another_algorithm_is_named(store, tmp_path, monkeypatch):
