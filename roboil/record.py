@@ -15,7 +15,7 @@ import getpass
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -30,7 +30,7 @@ from .plugins import registry
 from .progress import progress_bar
 from .specs import (DELETE_LAST, DISCARD, HAND_BACK, QUIT, RETRY, SAVE, START, TAKE_OVER, ArrayLayout,
                     DeviceContext, EndEffectorCommand)
-from .store import EpisodeStore
+from .store import EpisodeStore, array_layout
 from .teleop import teleop_spec
 
 ACTION_LAYOUT = ArrayLayout(time_chunk=1024)
@@ -95,15 +95,6 @@ def make_role(name: str, context: DeviceContext, where: str) -> Role:
 def open_or_create(out: Path, task: str, observations: Mapping, env: ObservedEnv,
                    existing: EpisodeStore | None) -> EpisodeStore:
     features = {**env.features, ACTION: action_feature(env.action_space)}
-    if existing is not None:
-        store = existing
-        theirs = {k: f.to_dict() for k, f in store.features.items()}
-        ours = {k: f.to_dict() for k, f in features.items()}
-        if theirs != ours:  # the task was compared on opening it
-            store.close()
-            raise RoboilError(f"store '{out}' holds {_schema(store.attrs.get('task'), theirs)}, this recording "
-                              f"makes {_schema(task, ours)}; record into a new --out path")
-        return store
     reg = registry()
     layouts = {ACTION: ACTION_LAYOUT}
     for observer_kind, params in observations.items():
@@ -112,23 +103,27 @@ def open_or_create(out: Path, task: str, observations: Mapping, env: ObservedEnv
         for key, feature in env.features.items():
             if feature.kind == observer_kind:
                 layouts[key] = reg.call("observation", observer_kind, "layout", feature, params)
-    return EpisodeStore.create(out, features, layouts,
-                               {"task": task, "fps": env.task.fps, "observations": dict(observations)})
+    if existing is None:
+        return EpisodeStore.create(out, features, layouts,
+                                   {"task": task, "fps": env.task.fps, "observations": dict(observations)})
+    theirs = {k: f.to_dict() for k, f in existing.features.items()}
+    ours = {k: f.to_dict() for k, f in features.items()}
+    if theirs != ours:  # the task was compared on opening it
+        existing.close()
+        raise RoboilError(f"store '{out}' holds {_schema(existing.attrs.get('task'), theirs)}, this recording "
+                          f"makes {_schema(task, ours)}; record into a new --out path")
+    # a codec changes no array's shape: the schema alone let new episodes be kept the store's way, silently
+    for key, layout in layouts.items():
+        if (kept := _coding(array_layout(existing.array(key)))) != (asked := _coding(layout)):
+            existing.close()
+            raise RoboilError(f"store '{out}' keeps '{key}' as {kept}, this recording asks for {asked}; one store "
+                              "keeps one codec an array: drop the override, record into a new --out path, or recode "
+                              "the store (roboil store recode)")
+    return existing
 
 
-def _refuse_changed_settings(out, recorded: Mapping, observations: Mapping) -> None:
-    """A store keeps one setting of each observation parameter, its arrays' codec and quality included (which
-    change no array's shape, so a schema check would let them pass unnoticed)."""
-    reg = registry()
-    for kind in recorded.keys() & observations.keys():
-        spec = reg.get("observation", kind)
-        theirs, ours = (from_dict(spec.params, params or {}, f"obs.{kind}")
-                        for params in (recorded[kind], observations[kind]))
-        for f in fields(ours):
-            if getattr(ours, f.name) != getattr(theirs, f.name):
-                raise RoboilError(f"store '{out}' was recorded with obs.{kind}.{f.name}={getattr(theirs, f.name)}, "
-                                  f"this recording asks for {getattr(ours, f.name)}; one store keeps one setting: drop "
-                                  "the override, or record into a new --out path")
+def _coding(layout: ArrayLayout) -> str:
+    return layout.codec if layout.codec == "lossless" else f"{layout.codec} (quality {layout.quality})"
 
 
 def _schema(task, features: dict) -> str:
@@ -224,8 +219,6 @@ def record(task: str, episodes: int | None, out: str | Path, device: str | None 
         recorded = output.attrs.get("observations") if output is not None else None
         observations = merge({k: dict(v) for k, v in (recorded or task_spec.observations).items()},
                              obs_overrides or {})
-        if recorded:
-            _refuse_changed_settings(out, recorded, observations)
         rng = np.random.default_rng(seed)
         # frames are only rendered when an observation or the viewer asks for them, so this costs nothing
         env = ObservedEnv(task, observations, render_mode="rgb_array", max_steps=max_steps)

@@ -357,6 +357,12 @@ def test_appending_reuses_the_observation_settings_the_store_was_recorded_with(t
     recoded = run_cli("record", "--task", "fetch-reach", "--episodes", 1, "--out", path, "obs.pixels.codec=jpeg",
                       "obs.pixels.height=32")  # a setting retyped unchanged is no change
     assert recoded.returncode == 2 and recoded.stderr == (
-        f"roboil: error: store '{path}' was recorded with obs.pixels.codec=lossless, this recording asks for jpeg; "
-        "one store keeps one setting: drop the override, or record into a new --out path\n")
+        f"roboil: error: store '{path}' keeps 'rgb_external_camera_0' as lossless, this recording asks for jpeg "
+        "(quality 90); one store keeps one codec an array: drop the override, record into a new --out path, or "
+        "recode the store (roboil store recode)\n")
     assert EpisodeStore.open(path).n_episodes == 2
+    # settings that make the same arrays the same way are no change: the proprio keys in another order
+    run_cli("record", "--task", "fetch-reach", "--episodes", 1, "--out", tmp_path / "keys.zarr",
+            "obs.proprio.keys=[observation,desired_goal]", check=True)
+    run_cli("record", "--task", "fetch-reach", "--episodes", 1, "--out", tmp_path / "keys.zarr",
+            "obs.proprio.keys=[desired_goal,observation]", check=True)
