@@ -83,13 +83,30 @@ def mean_over_ranks(metrics: Mapping[str, Any], ranks: Ranks) -> dict[str, float
     return dict(zip(metrics, values.tolist()))
 
 
-def any_rank(flag: bool, ranks: Ranks) -> bool:
-    """Whether ``flag`` is set in any process: a CPU collective (gloo), so no process waits for its GPU."""
-    if not ranks.distributed:
-        return flag
-    value = torch.tensor([int(flag)])
-    dist.all_reduce(value, op=dist.ReduceOp.MAX)
-    return bool(value.item())
+class StopVote:
+    """``vote(flag)``: whether any process raised its flag, agreed without waiting. Each step's flags go out as an
+    asynchronous CPU all-reduce (gloo: no GPU waits) that is read a step later, when it has long arrived, so every
+    process learns the same answer at the same step, one step after the flag. ``close()`` before the group ends."""
+
+    def __init__(self, ranks: Ranks):
+        self.ranks = ranks
+        self._pending: tuple[Any, torch.Tensor] | None = None
+
+    def __call__(self, flag: bool) -> bool:
+        if not self.ranks.distributed:
+            return flag
+        agreed = self.close()
+        value = torch.tensor([int(flag)])
+        self._pending = (dist.all_reduce(value, op=dist.ReduceOp.MAX, async_op=True), value)
+        return agreed
+
+    def close(self) -> bool:
+        """Wait for the vote in flight; returns it (False when none is)."""
+        if self._pending is None:
+            return False
+        (work, value), self._pending = self._pending, None
+        work.wait()
+        return bool(value.item())
 
 
 def gather(value: Any, ranks: Ranks) -> list:

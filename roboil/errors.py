@@ -93,12 +93,10 @@ def interrupted() -> bool:
 
 
 @contextlib.contextmanager
-def interrupts_deferred(notice: str | None = None, again_stops: bool = True):
+def interrupts_deferred(notice: str | None = None):
     """Inside, a first Ctrl-C only sets the flag :func:`interrupted` reads (and prints ``notice``: a step may take a
-    while), for a loop to stop where stopping keeps its work (a training loop saves its step first); with
-    ``again_stops`` a second one raises KeyboardInterrupt at once, for a loop stuck before that point (without:
-    under torchrun, which passes the Ctrl-C its processes got from the terminal on to them once more, and ends
-    them itself if they take long). The handler from before is back on the
+    while), for a loop to stop where stopping keeps its work (a training loop saves its step first); a second one
+    raises KeyboardInterrupt at once, for a loop stuck before that point. The handler from before is back on the
     way out, and an interrupt that ended the block as KeyboardInterrupt is no longer flagged. Outside the main
     thread (no signal handler can be set there) and where Ctrl-C is ignored, nothing changes."""
     global _interrupted
@@ -110,9 +108,7 @@ def interrupts_deferred(notice: str | None = None, again_stops: bool = True):
     def handler(signum, frame):
         global _interrupted
         if _interrupted:
-            if again_stops:
-                _raise_outside_imports(signum, frame)
-            return
+            _raise_outside_imports(signum, frame)
         _interrupted = True
         if notice:
             from tqdm import tqdm  # a progress bar may be on screen: the line goes above it

@@ -490,12 +490,11 @@ def fit_offline(context: TrainContext) -> Path | None:
         step_fn = torch.nn.parallel.DistributedDataParallel(step_fn, device_ids=[device] if device.type == "cuda"
                                                             else None, static_graph=True)
     model.train()
-    # Ctrl-C saves the step it came at, then stops; under torchrun every process stops at the step where any of
-    # them saw it (torchrun hands each the terminal's Ctrl-C once more, and ends them itself after a while)
-    distributed_run = context.ranks.distributed
-    notice = "roboil: Ctrl-C: saving at the end of this step, then stopping" + (
-        "" if distributed_run else " (Ctrl-C again stops at once, unsaved)")
-    deferred = interrupts_deferred(notice if context.ranks.main else None, again_stops=not distributed_run)
+    # Ctrl-C saves the step it came at, then stops; under torchrun (which passes it on to each process) every
+    # process stops at the same step, the one after any of them got it
+    deferred = interrupts_deferred("roboil: Ctrl-C: saving at the end of this step, then stopping (Ctrl-C again "
+                                   "stops at once, unsaved)" if context.ranks.main else None)
+    stop_vote = distributed.StopVote(context.ranks)
 
     def save(step: int, sampler_state) -> Path:
         state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
@@ -505,7 +504,8 @@ def fit_offline(context: TrainContext) -> Path | None:
         return context.save_checkpoint(step, ema or model, state)
 
     saved_step = step
-    with contextlib.closing(batches), deferred:  # the loader's thread or worker processes end with the loop
+    # the loader's thread or worker processes end with the loop, and the vote in flight is waited for
+    with contextlib.closing(batches), contextlib.closing(stop_vote), deferred:
         while step < config.train.steps:
             try:
                 batch, sampler_state = next(batches)
@@ -531,7 +531,7 @@ def fit_offline(context: TrainContext) -> Path | None:
             if ema is not None:
                 update_ema(ema, model, config.train.ema_decay, step)
             context.log(step, {**metrics, "lr": scheduler.get_last_lr()[0]})
-            stop = distributed.any_rank(interrupted(), context.ranks)
+            stop = stop_vote(interrupted())
             if context.should_checkpoint(step) or stop:
                 saved, saved_step = save(step, sampler_state), step
             if stop:

@@ -137,9 +137,8 @@ def test_on_gpus_the_process_group_also_takes_cpu_tensors_and_a_gpu_per_process_
 
 
 def test_ctrl_c_under_torchrun_saves_the_step_every_process_stopped_at(store, tmp_path):
-    """Ctrl-C reaches torchrun and its processes (and torchrun passes it on once more): they agree on a step, the
-    first process saves it, and the same command resumes from there. Before, up to checkpoint_every steps were
-    lost."""
+    """Ctrl-C reaches torchrun, which passes it on to its processes: they agree on a step, the first process saves
+    it, and the same command resumes from there. Before, up to checkpoint_every steps were lost."""
     from conftest import interrupt_training
 
     run = tmp_path / "run"
