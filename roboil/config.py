@@ -299,11 +299,12 @@ def make_observers(env, observations: Mapping[str, Mapping]) -> dict:
     """``{kind: observer}`` for a live env from ``{kind: params}``, each kind's params validated into its
     dataclass; an observer without a ``features`` dict of Features, or declaring a key another kind writes (one
     store array cannot hold both), is refused in one line naming the kinds."""
+    from .keys import ACTION
     from .plugins import PluginError, registry
     from .specs import Feature
 
     reg = registry()
-    observers, writer = {}, {}
+    observers, writer = {}, {ACTION: "the task's actions"}
     for kind, params in observations.items():
         spec = reg.get("observation", kind)
         observer = reg.call("observation", kind, "make_observer", env,
@@ -318,6 +319,9 @@ def make_observers(env, observations: Mapping[str, Mapping]) -> dict:
                                   f"declares '{key}' of kind '{feature.kind}'; a Feature's kind is the name of the "
                                   f"observation kind making it, '{kind}'")
             if key in writer:
+                if key == ACTION:
+                    raise PluginError(f"observation '{kind}' (plugin '{reg.owner('observation', kind)}'): its "
+                                      f"observer declares '{ACTION}', the array of the task's actions; rename it")
                 raise RoboilError(f"observations '{writer[key]}' and '{kind}' both write the array '{key}'; one "
                                   f"store array cannot hold both: drop one of them from obs")
             writer[key] = kind

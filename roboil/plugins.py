@@ -115,8 +115,10 @@ class Registry:
                     problem = self._add(record, record_type, kind, plugin_name)
                     if problem:
                         problems.append(problem)
-                    elif plugin_name in by_plugin:
+                        continue
+                    if plugin_name in by_plugin:
                         by_plugin[plugin_name].registers.setdefault(kind, []).append(record.name)
+                    problems += _without_defaults(record, kind, plugin_name)  # loaded all the same
 
     def _add(self, record, record_type, kind: str, plugin_name: str) -> str | None:
         if not isinstance(record, record_type):
@@ -136,9 +138,6 @@ class Registry:
                 return f"{where} {name}={shown}, not a dataclass"
             if not isinstance(value, type):
                 return f"{where} {name}={value!r}, an instance; give the dataclass itself ({type(value).__qualname__})"
-            if missing := fields_without_default(value):
-                return (f"{where} {name} {value.__name__}.{missing[0]} without a default; every parameter needs one "
-                        "(configs and the command line set only what they change)")
         for f in dataclasses.fields(record):  # every field annotated Callable (or Callable | None) must hold one
             if isinstance(f.type, str) and f.type.startswith("Callable"):
                 value = getattr(record, f.name)
@@ -207,6 +206,19 @@ class Registry:
             except Exception as exc:
                 self._failed.add((hook_name, plugin_name))
                 _warn(f"plugin '{plugin_name}': {hook_name} failed: {exc!r}; its later calls are skipped")
+
+
+def _without_defaults(record, kind: str, plugin_name: str) -> list[str]:
+    """A warning per parameter dataclass of ``record`` with a field lacking a default (a config that sets it still
+    works, so the record stays)."""
+    warnings = []
+    for name in PARAMETER_FIELDS:
+        cls = getattr(record, name, None)
+        if isinstance(cls, type) and (missing := fields_without_default(cls)):
+            warnings.append(f"plugin '{plugin_name}': {kind} '{record.name}' has {name} {cls.__name__}.{missing[0]} "
+                            "without a default; every parameter needs one (configs and the command line set only "
+                            "what they change)")
+    return warnings
 
 
 def fields_without_default(cls) -> list[str]:

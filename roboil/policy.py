@@ -200,11 +200,12 @@ class PolicyRunner:
                 chunks = self.model.predict_action(window)
             finally:
                 self.model.noise_generators = None
-            expected = (len(need), self.model.horizon, self.action_dim or chunks.shape[-1])
-            if not isinstance(chunks, torch.Tensor) or tuple(chunks.shape) != expected:
+            shape = tuple(chunks.shape) if isinstance(chunks, torch.Tensor) else None
+            expected = (len(need), self.model.horizon, self.action_dim or (shape or (0,))[-1])
+            if shape != expected:
                 from .plugins import PluginError
 
-                got = f"shape {tuple(chunks.shape)}" if isinstance(chunks, torch.Tensor) else type(chunks).__name__
+                got = f"shape {shape}" if shape is not None else type(chunks).__name__
                 raise PluginError(f"{type(self.model).__name__}.predict_action returned {got}, not (batch, horizon, "
                                   f"action_dim) = {expected}; fix the algorithm plugin")
             chunks = chunks.float().cpu().numpy()

@@ -245,9 +245,8 @@ def record(task: str, episodes: int | None, out: str | Path, device: str | None 
                                   "as --device")
         # made for every task that has one: any device may answer with end-effector commands
         controller = task_spec.teleop.make_controller(env.env) if task_spec.teleop is not None else None
-        store = open_or_create(Path(out), task, observations, env, output)  # holds the one-writer lock
-        try:
-            with store:
+        with open_or_create(Path(out), task, observations, env, output) as store:  # holds the one-writer lock
+            try:
                 if store.n_episodes and progress:
                     more = f"{episodes} more" if episodes is not None else "more"
                     print(f"roboil: '{out}' holds {store.n_episodes} episodes; recording {more} after them (episode "
@@ -255,10 +254,10 @@ def record(task: str, episodes: int | None, out: str | Path, device: str | None 
                 session = Session(store, env, task, driver, policy_role, label_role, controller, window, rng, seed,
                                   episodes, action_noise, operator or _user(), progress)
                 return session.run()
-        except BaseException:
-            if output is None and store.n_episodes == 0:  # made by this call and still empty: leave nothing behind
-                shutil.rmtree(store.path, ignore_errors=True)
-            raise
+            except BaseException:
+                if output is None and store.n_episodes == 0:  # made by this call, still empty and still locked
+                    shutil.rmtree(store.path, ignore_errors=True)  # by it: leave nothing behind
+                raise
     finally:
         for role in roles:
             role.close()

@@ -554,17 +554,19 @@ def use_configured_rates(optimizer: torch.optim.Optimizer, scheduler: torch.opti
 
 
 def _loss_and_metrics(returned, model: PolicyModel) -> tuple[torch.Tensor, dict]:
-    """What ``compute_loss`` returned, if it is ``(scalar loss, metrics dict)``; else a PluginError saying what came."""
-    if isinstance(returned, tuple) and len(returned) == 2 and isinstance(returned[1], dict) \
-            and isinstance(returned[0], torch.Tensor) and returned[0].dim() == 0:
-        return returned
+    """What ``compute_loss`` returned, if it is ``(loss, metrics dict)`` with one value in the loss; else a
+    PluginError saying what came."""
+    pair = isinstance(returned, (tuple, list)) and len(returned) == 2 and isinstance(returned[1], dict) \
+        and isinstance(returned[0], torch.Tensor)
+    if pair and returned[0].numel() == 1:
+        return returned[0].reshape(()), returned[1]
     if isinstance(returned, torch.Tensor):
         got = f"a tensor of shape {tuple(returned.shape)} alone"
-    elif isinstance(returned, tuple) and len(returned) == 2 and isinstance(returned[0], torch.Tensor) \
-            and isinstance(returned[1], dict):
+    elif pair:
         got = f"a loss of shape {tuple(returned[0].shape)} (reduce it to a scalar: a mean over the batch)"
     else:
-        got = type(returned).__name__ if not isinstance(returned, tuple) else f"a tuple of {len(returned)}"
+        got = f"a {type(returned).__name__} of {len(returned)}" if isinstance(returned, (tuple, list)) else \
+            type(returned).__name__
     raise PluginError(f"{type(model).__name__}.compute_loss returned {got}; it must return (loss, metrics): a "
                       "scalar tensor and a dict; fix the algorithm plugin")
 

@@ -28,12 +28,18 @@ def interrupt_training(command: list[str], run: Path, after_steps: int = 20) -> 
 
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, start_new_session=True,
                                env={**os.environ, "OMP_NUM_THREADS": "1"})
-    metrics, deadline = run / "metrics.jsonl", time.monotonic() + 120
-    while time.monotonic() < deadline and not (metrics.is_file() and metrics.read_text().count("\n") >= after_steps):
-        time.sleep(0.1)
-    os.killpg(process.pid, signal.SIGINT)
-    _, stderr = process.communicate(timeout=120)
-    return process.returncode, stderr
+    try:
+        metrics, deadline = run / "metrics.jsonl", time.monotonic() + 120
+        while not (metrics.is_file() and metrics.read_text().count("\n") >= after_steps):
+            assert time.monotonic() < deadline and process.poll() is None, f"no {after_steps} steps logged in {run}"
+            time.sleep(0.1)
+        os.killpg(process.pid, signal.SIGINT)
+        _, stderr = process.communicate(timeout=120)
+        return process.returncode, stderr
+    finally:
+        if process.poll() is None:  # a failed test leaves no training running
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
 
 
 def install_fixture_plugin(name: str, tmp_path_factory) -> Path:

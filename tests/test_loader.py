@@ -136,7 +136,7 @@ def test_a_damaged_frame_met_while_streaming_is_one_line_and_the_steps_trained_a
             shard.write(bytes(int(nbytes) - 16))
     config = tmp_path / "pixels.yaml"
     config.write_text(f"task: pusht\nalgorithm:\n  name: gcbc\n  goal_conditioned: false\ndata:\n  path: {path}\n"
-                      "  obs_keys: [rgb_top]\n  cache_max_gb: 0\ntrain:\n  steps: 5000\n  batch_size: 4\n"
+                      "  obs_keys: [rgb_top]\n  cache_max_gb: 0\ntrain:\n  steps: 500\n  batch_size: 4\n"
                       f"  loader_workers: {workers}\n")
     result = run_cli("train", config, "--out", tmp_path / "run")
     lines = [line for line in result.stderr.splitlines() if line.startswith("roboil: ")]

@@ -143,6 +143,7 @@ def test_a_hook_left_unmarked_and_a_parameter_without_default_are_named_when_loa
         "one (configs and the command line set only what they change)"]
     info = {p.name: p for p in reg.plugins}
     assert info["Forgetful"].lifecycle_hooks == ["on_train_step_end"] and info["Idle"].lifecycle_hooks == []
+    assert reg.owner("executor", "wide") == "Forgetful"  # a warning: configs that set the width still work
 
 
 # 4. records checked when the plugins load
@@ -257,6 +258,8 @@ def test_exception_in_a_tasks_make_env_names_task_and_plugin(faulty_site, tmp_pa
                   "(4,); its features declare (3,)"),
     ("mislabelled", "roboil: error: observation 'mislabelled' (plugin 'badobs'): its observer declares 'vec' of "
                     "kind 'vec'; a Feature's kind is the name of the observation kind making it, 'mislabelled'"),
+    ("acting", "roboil: error: observation 'acting' (plugin 'badobs'): its observer declares 'action', the array of "
+               "the task's actions; rename it"),
     # proprio's array on fetch-reach: recording both used to keep one of them under the name, silently
     ("clashing", "roboil: error: observations 'proprio' and 'clashing' both write the array 'observation'; one "
                  "store array cannot hold both: drop one of them from obs"),
@@ -308,3 +311,11 @@ def test_an_entry_point_name_another_package_holds_is_named_not_dropped(tmp_path
     dropped = ({"first-pkg", "second-pkg"} - {kept}).pop()
     assert f"plugin 'same' of {dropped} is not loaded: the plugin 'same' of {kept} has that entry-point name; " \
            "rename one" in reg.problems
+
+
+def test_a_loss_of_one_value_in_any_shape_or_a_list_pair_trains(faulty_site, tiny_reach_store, tmp_path):
+    """What backward() takes: a (1,)-shaped loss, returned in a list with its metrics, trains as a scalar would."""
+    config = tmp_path / "list.yaml"
+    config.write_text(f"task: fetch-reach\nalgorithm:\n  name: bad-bc\n  mistake: list-pair\ndata:\n  path: "
+                      f"{tiny_reach_store}\ntrain:\n  steps: 2\n  batch_size: 8\n")
+    run_cli("train", config, "--out", tmp_path / "run", env=cli_env(faulty_site, "badmodel"), check=True)
