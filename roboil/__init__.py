@@ -37,4 +37,8 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'roboil' has no attribute '{name}'")
 
 
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})  # the lazy names too, for help() and completion
+
+
 __all__ = list(_LAZY)

@@ -90,3 +90,4 @@ def test_public_names_for_plugin_authors():
 
     assert roboil.ACTION == ACTION == "action" and roboil.ACTION_IS_PAD == ACTION_IS_PAD
     assert roboil.load_policy is load_policy and callable(roboil.load_runner)
+    assert {"PolicyModel", "TaskSpec", "hookimpl", "load_runner", "__version__"} <= set(dir(roboil))  # lazy ones too
