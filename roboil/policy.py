@@ -12,6 +12,7 @@ from torch import nn
 
 from .actions import ActionTransform
 from .executors import ChunkExecutor, RecedingHorizon
+from .plugins import PluginError
 from .specs import Feature, TaskSpec
 
 
@@ -203,8 +204,6 @@ class PolicyRunner:
             shape = tuple(chunks.shape) if isinstance(chunks, torch.Tensor) else None
             expected = (len(need), self.model.horizon, self.action_dim or (shape or (0,))[-1])
             if shape != expected:
-                from .plugins import PluginError
-
                 got = f"shape {shape}" if shape is not None else type(chunks).__name__
                 raise PluginError(f"{type(self.model).__name__}.predict_action returned {got}, not (batch, horizon, "
                                   f"action_dim) = {expected}; fix the algorithm plugin")
