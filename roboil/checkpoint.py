@@ -174,13 +174,16 @@ def load_policy(path: str | Path, device: str | torch.device = "cpu") -> tuple[P
     ckpt = resolve_checkpoint(path)
     meta, features, action_dim = read_checkpoint_file(ckpt / META_FILE, _read_meta)
     raw = read_checkpoint_file(ckpt / CONFIG_FILE, lambda p: dict(yaml.safe_load(p.read_text())))
+    trained = ", ".join(f"{name} {version}" for name, version in meta.get("plugins", {}).items())
+    install = f"install the plugins it was trained with{f' ({trained})' if trained else ''}, or train again"
     try:
         config = validate(raw)
     except RoboilError as e:  # a plugin changed (or is gone) since the run was trained
-        trained = ", ".join(f"{name} {version}" for name, version in meta.get("plugins", {}).items())
         raise RoboilError(f"checkpoint '{ckpt}' was trained with a config the installed plugins do not take ({e}); "
-                          f"install the plugins it was trained with{f' ({trained})' if trained else ''}, or train "
-                          "again") from None
+                          f"{install}") from None
+    if missing := sorted({f.kind for f in features.values()} - set(registry().names("observation"))):
+        raise RoboilError(f"checkpoint '{ckpt}' reads observations of kind '{missing[0]}', which no installed plugin "
+                          f"provides; {install}")
     stats = read_checkpoint_file(ckpt / STATS_FILE, lambda p: unflatten_stats(load_numpy(p)))
     model = build_model(config, features, action_dim, stats, space_from_description(meta.get("action_space")))
     weights = read_checkpoint_file(ckpt / MODEL_FILE, load_tensors)

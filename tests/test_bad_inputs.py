@@ -300,3 +300,10 @@ def test_a_checkpoint_whose_plugin_changed_names_the_plugins_it_was_trained_with
                            "(unknown config key 'algorithm.layers'",
                            "install the plugins it was trained with (fetch 0.1.0, gcbc 0.1.0, proprio 0.1.0), or "
                            "train again")
+
+
+def test_a_checkpoint_whose_observation_plugin_is_gone_names_the_plugins_it_was_trained_with(tiny_reach_run):
+    result = run_cli("eval", tiny_reach_run, "--episodes", 1, env={"ROBOIL_DISABLE_PLUGINS": "proprio"})
+    assert result.returncode == 2 and result.stderr.startswith("roboil: error: checkpoint '") and (
+        "reads observations of kind 'proprio', which no installed plugin provides; install the plugins it was "
+        "trained with (fetch 0.1.0, gcbc 0.1.0, proprio 0.1.0), or train again\n") in result.stderr, result.stderr
