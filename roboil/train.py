@@ -349,6 +349,10 @@ class TrainContext:
             return True
         return False
 
+    @cached_property
+    def _store_fingerprint(self) -> str:
+        return self._data.store.fingerprint()  # once: it digests every episode's attrs, and training reads a store
+
     def _plugin_versions(self) -> dict[str, str]:
         """The plugins the checkpoint needs (its algorithm's, its task's, its observation kinds') by version."""
         reg = registry()
@@ -370,7 +374,7 @@ class TrainContext:
         if self._data is not None:
             meta.update(store=str(Path(self.config.data.path).resolve()), train_episodes=len(self._data.episodes),
                         store_episodes=self._data.store.n_episodes, store_steps=self._data.store.n_steps,
-                        store_fingerprint=self._data.store.fingerprint())
+                        store_fingerprint=self._store_fingerprint)
         training_state = {"step": step, "algorithm": dict(state),
                           "random": distributed.gather(random_states(), self.ranks)}
         path = self.run_dir / CHECKPOINTS / f"step_{step:08d}"
