@@ -351,7 +351,7 @@ class TrainContext:
 
     @cached_property
     def _store_fingerprint(self) -> str:
-        return self._data.store.fingerprint()  # once: it digests every episode's attrs, and training reads a store
+        return self._data.store.fingerprint()  # once: it digests every episode's attrs, of the snapshot trained on
 
     def _plugin_versions(self) -> dict[str, str]:
         """The plugins the checkpoint needs (its algorithm's, its task's, its observation kinds') by version."""
