@@ -226,7 +226,10 @@ def load_runner(path: str | Path, executor: dict | None = None, device: str | to
     for the run's ``eval.executor``) and the action transform it was trained with. Returns (runner, config, meta)."""
     device = pick_device(str(device), "--torch-device")
     model, config, meta = load_policy(path, device)
-    spec, params = chosen_executor(config, executor)
-    runner = PolicyRunner(model, spec.make(params, model), ActionTransform.from_meta(meta.get("action_transform")),
-                          device, meta.get("action_dim"))
-    return runner, config, meta
+    return make_runner(model, meta, *chosen_executor(config, executor), device), config, meta
+
+
+def make_runner(model: PolicyModel, meta: dict, executor_spec, executor_params, device: torch.device) -> PolicyRunner:
+    """A loaded checkpoint's model with an executor (from :func:`chosen_executor`) and its action transform."""
+    return PolicyRunner(model, executor_spec.make(executor_params, model),
+                        ActionTransform.from_meta(meta.get("action_transform")), device, meta.get("action_dim"))

@@ -93,6 +93,7 @@ def cmd_replay(args) -> int:
 
 
 def cmd_store(args) -> int:
+    from .codecs import coding
     from .store import EpisodeStore, StoreDamaged, copy_store, recoded_layouts
 
     if args.store_command == "view":
@@ -119,9 +120,8 @@ def cmd_store(args) -> int:
         layouts = recoded_layouts(source, args.codec, quality)
         copy, _ = copy_store(args.path, args.out, layouts=layouts)
         before, after = source.info()["bytes_on_disk"], EpisodeStore.open(copy.path).info()["bytes_on_disk"]
-        how = args.codec if args.codec == "lossless" else f"{args.codec} (quality {quality})"
-        print(f"{copy.path}: {copy.n_episodes} episodes, {', '.join(layouts)} as {how}; {before / 2**20:.1f} MB -> "
-              f"{after / 2**20:.1f} MB on disk ({after / before:.2f}x)")
+        print(f"{copy.path}: {copy.n_episodes} episodes, {', '.join(layouts)} as {coding(args.codec, quality)}; "
+              f"{before / 2**20:.1f} MB -> {after / 2**20:.1f} MB on disk ({after / before:.2f}x)")
         return 0
     if args.store_command == "check" and args.repair:
         report = EpisodeStore.repair(args.path)

@@ -58,6 +58,11 @@ CODEC_NAME = "roboil_image"  # as zarr.json names it
 H264_CHUNK_FRAMES = 8
 
 
+def coding(codec: str, quality: int) -> str:
+    """How an array is coded, for messages: ``lossless``, or the codec with its quality."""
+    return codec if codec == LOSSLESS else f"{codec} (quality {quality})"
+
+
 def chunk_frames(codec: str) -> int:
     """Frames per chunk for camera arrays kept with ``codec``: a whole H.264 group of pictures, else one frame
     (a window then decodes only the frames it needs)."""

@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import checkpoint_step, chosen_executor, load_runner, resolve_checkpoint
+from .checkpoint import (checkpoint_step, chosen_executor, load_policy, make_runner, pick_device,
+                         resolve_checkpoint)
 from .distributed import launched_ranks
 from .envs import EnvPool, ObservedEnv
 from .errors import RoboilError, check_writable
@@ -84,8 +85,10 @@ def evaluate(run_dir: str | Path, episodes: int | None = None, envs: int | None 
     out_dir = Path(out_dir) if out_dir else run_dir / "eval"
     check_writable(out_dir)
     checkpoint = resolve_checkpoint(run_dir).resolve()  # once: a run still training may save a newer one meanwhile
-    runner, config, meta = load_runner(checkpoint, executor, device)
+    device = pick_device(str(device), "--torch-device")
+    model, config, meta = load_policy(checkpoint, device)
     executor_spec, executor_params = chosen_executor(config, executor)
+    runner = make_runner(model, meta, executor_spec, executor_params, device)
     episodes = config.eval.episodes if episodes is None else episodes
     envs = config.eval.envs if envs is None else envs
     seed = config.eval.seed if seed is None else seed

@@ -22,6 +22,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from .actions import action_feature
+from .codecs import coding
 from .config import from_dict, merge
 from .envs import ObservedEnv
 from .errors import RoboilError, check_writable
@@ -114,16 +115,13 @@ def open_or_create(out: Path, task: str, observations: Mapping, env: ObservedEnv
                           f"makes {_schema(task, ours)}; record into a new --out path")
     # a codec changes no array's shape: the schema alone let new episodes be kept the store's way, silently
     for key, layout in layouts.items():
-        if (kept := _coding(array_layout(existing.array(key)))) != (asked := _coding(layout)):
+        kept_layout = array_layout(existing.array(key))
+        if (kept := coding(kept_layout.codec, kept_layout.quality)) != (asked := coding(layout.codec, layout.quality)):
             existing.close()
             raise RoboilError(f"store '{out}' keeps '{key}' as {kept}, this recording asks for {asked}; one store "
                               "keeps one codec an array: drop the override, record into a new --out path, or recode "
                               "the store (roboil store recode)")
     return existing
-
-
-def _coding(layout: ArrayLayout) -> str:
-    return layout.codec if layout.codec == "lossless" else f"{layout.codec} (quality {layout.quality})"
 
 
 def _schema(task, features: dict) -> str:

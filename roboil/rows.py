@@ -27,6 +27,8 @@ from zarr.codecs import BytesCodec, ShardingCodec
 from zarr.codecs.sharding import ShardingCodecIndexLocation
 
 from .codecs import VIDEO, ImageCodec, decode_chunk, decode_video
+from .errors import one_line
+from .store import _damaged
 
 _MISSING = 2**64 - 1  # the shard index's offset and length of a chunk never written
 
@@ -92,9 +94,6 @@ class RowReader:
         try:
             return self._read(rows)
         except Exception as exc:  # the codecs raise many types for corrupt bytes
-            from .errors import one_line
-            from .store import _damaged
-
             bad = next((row for row in np.unique(rows) if not self._decodes(row)), None)
             if bad is None:  # not the bytes of a row (memory, open files, a store moved away): as it came
                 raise
