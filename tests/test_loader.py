@@ -87,6 +87,32 @@ def test_a_reader_keeps_at_most_max_open_files_open_and_reads_the_same_rows(tmp_
     assert len(reader._files) == 4 and len(os.listdir("/proc/self/fd")) - before <= 4
 
 
+@pytest.mark.parametrize("codec", ["lossless", "jpeg", "h264"])
+def test_a_flipped_bit_that_still_decodes_is_damage_to_a_reader(tmp_path, codec):
+    """Training that streams frames compares no episode checksums, and a flipped bit often decodes anyway (into
+    a wrong frame: in 2 of 5 Blosc chunks, nearly every JPEG): each chunk's crc32c catches it."""
+    from roboil.codecs import chunk_frames, unavailable
+    from roboil.store import StoreDamaged, _shard_index
+
+    if codec != "lossless" and (reason := unavailable(codec)):
+        pytest.skip(reason)
+    store = image_store(tmp_path / "s.zarr", ArrayLayout(chunk_frames(codec), codec=codec, quality=90))
+    row, per_chunk = 9, chunk_frames(codec)
+    frames = store.load(["image"])["image"]
+    with open(store.path / "data/image/c/0/0/0/0", "r+b") as shard:
+        offset, nbytes = _shard_index(shard, 1024 // per_chunk)[row // per_chunk]
+        shard.seek(int(offset) + int(nbytes) // 2)
+        byte = shard.read(1)[0]
+        shard.seek(-1, 1)
+        shard.write(bytes([byte ^ 0x10]))
+    reader = RowReader(store.array("image"), store.path / "data" / "image")
+    first = row - row % per_chunk
+    with pytest.raises(StoreDamaged, match=rf"^store '.*' is damaged: data/image: row {first} fails to decode: its "
+                                           r"chunk fails its crc32c \(changed on disk\);"):
+        reader.read(np.arange(sum(LENGTHS)))
+    assert np.array_equal(reader.read(np.arange(first)), frames[:first])  # the chunks before it read as written
+
+
 def test_workers_get_only_the_arrays_on_disk_and_the_loader_stops_with_the_training(tmp_path, monkeypatch):
     """The arrays in RAM are gathered in the training process (each worker would hold a copy of them), and
     closing the batches (the end of training) ends the loader's thread or processes."""

@@ -278,6 +278,18 @@ def test_sigkill_while_appending_loses_at_most_the_episode_in_progress(tmp_path,
     assert not list(path.rglob("*.partial"))
 
 
+def test_a_changed_byte_fails_its_chunks_crc32c(tmp_path):
+    """The random frames are stored uncompressed by Blosc: one changed pixel would decode fine."""
+    path = tmp_path / "s"
+    new_store(path, 4).close()
+    chunk = path / "data/image/c/4/0/0/0"  # of episode 1
+    data = bytearray(chunk.read_bytes())
+    data[len(data) // 2] ^= 1
+    chunk.write_bytes(bytes(data))
+    assert EpisodeStore.open(path).check() == [
+        "data/image: episode 1 fails to decode: a chunk or its shard's index fails its crc32c (changed on disk)"]
+
+
 def swap_files(a: Path, b: Path) -> None:
     data = a.read_bytes()
     a.write_bytes(b.read_bytes())
@@ -290,9 +302,7 @@ def test_checksums_find_changed_bytes_that_still_decode(tmp_path):
     checksums = zarr.open_group(path, mode="r")["meta"].attrs["episodes"][0]["checksums"]
     assert sorted(checksums) == sorted(FEATURES) and all(v.startswith("crc32:") for v in checksums.values())
     image = path / "data/image/c"
-    data = bytearray((image / "4/0/0/0").read_bytes())
-    data[-1] ^= 1  # the random frames are stored uncompressed: one changed pixel, and it decodes fine
-    (image / "4/0/0/0").write_bytes(bytes(data))
+    swap_files(image / "4/0/0/0", image / "5/0/0/0")  # frames out of order: each chunk whole, with its crc32c
     swap_files(image / "8/0/0/0", image / "9/0/0/0")
     store = EpisodeStore.open(path)
     assert store.check(deep=False) == []  # the cheap check verifies only the last episode

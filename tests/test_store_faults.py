@@ -169,7 +169,7 @@ DAMAGE = {
     "garbage zarr.json": (lambda p: (p / "data/state/zarr.json").write_text("{garbage"), "data/state/zarr.json"),
     "dtype edit": (lambda p: edit_json(p / "data/state/zarr.json", data_type="float64"), "float64"),
     "shape edit": (lambda p: edit_json(p / "data/state/zarr.json", shape=[18, 5]), "(5,)"),
-    "bytes flipped in the last episode": (lambda p: flip_last_byte(p / "data/image/c/15/0/0/0"), "checksum"),
+    "bytes flipped in the last episode": (lambda p: flip_last_byte(p / "data/image/c/15/0/0/0"), "crc32c"),
 }
 
 
@@ -322,8 +322,10 @@ def test_a_shard_index_failing_its_checksum_is_named_without_raw_bytes(tmp_path)
         shard.write(bytes([byte ^ 0xFF]))
     problems = EpisodeStore.open(path).check()
     assert problems[0] == "data/image: 1 shard files unreadable (first: shard 0 has an index that fails its crc32c)"
-    assert problems[1] == "data/image: episodes 0, 1, 2 fail to decode: its shard's index fails its crc32c"
-    with pytest.raises(RoboilError, match=r"rows 0\.\.15 fail to decode: its shard's index fails its crc32c;"):
+    assert problems[1] == ("data/image: episodes 0, 1, 2 fail to decode: a chunk or its shard's index fails its "
+                           "crc32c (changed on disk)")
+    with pytest.raises(RoboilError, match=r"rows 0\.\.15 fail to decode: a chunk or its shard's index fails its "
+                                          r"crc32c \(changed on disk\);"):
         EpisodeStore.open(path).load()
 
 
