@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from .errors import RoboilError
+from .errors import RoboilError, one_line
 from .keys import ACTION
 from .rows import RowReader
 from .sampler import WindowSampler
@@ -172,12 +172,25 @@ def _in_workers(sampler: WindowSampler, batch_size: int, rows: slice, workers: i
                         num_workers=workers, pin_memory=device.type == "cuda", prefetch_factor=WORKER_PREFETCH,
                         multiprocessing_context="spawn", worker_init_fn=_set_up_worker,
                         generator=torch.Generator())  # its seed draw would otherwise shift the training's torch RNG
+    previous = signal.getsignal(signal.SIGCHLD)
     made = iter(loader)
+    if threading.current_thread() is threading.main_thread():
+        # torch's SIGCHLD handler raises a dead worker's error wherever this thread is, mid optimizer step, which
+        # leaves no consistent step to save; without it the wait for the next batch finds the worker dead (in 5 s)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL if previous is None else previous)
     try:
         for batch, (pick, later, state) in made:  # the draw came back as tensors
             if isinstance(batch, RoboilError):
                 raise batch
             later = None if later is None else later.numpy()[rows]
             yield {**batch, **_tensors(in_ram.windows(pick.numpy()[rows], later))}, state
+    except RuntimeError as exc:
+        if not str(exc).startswith("DataLoader worker"):
+            raise
+        # a worker's own error comes back returned, as a RoboilError, or raised with its traceback: a worker that
+        # simply vanished was killed, most often by the kernel when memory ran out
+        raise RoboilError(f"train.loader_workers: a loader process ended without a word ({one_line(exc)}); if "
+                          "nothing else killed it, the kernel did when memory ran out (`dmesg` says): use fewer "
+                          "train.loader_workers or a smaller train.batch_size") from None
     finally:
         del made  # stops the workers now, not whenever the garbage collector gets to them

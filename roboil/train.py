@@ -513,7 +513,7 @@ def fit_offline(context: TrainContext) -> Path | None:
         while step < config.train.steps:
             try:
                 batch, sampler_state = next(batches)
-            except RoboilError as stopped:  # a damaged store met while streaming from disk: keep the steps trained
+            except RoboilError as stopped:  # the loader's (a damaged frame, a worker killed): keep the steps trained
                 if step > saved_step and not context.ranks.distributed:
                     try:
                         saved = save(step, sampler_state)

@@ -1,5 +1,6 @@
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -20,10 +21,14 @@ def run_cli(*args, env=None, check=False, cwd=None):
     return result
 
 
-def interrupt_training(command: list[str], run: Path, after_steps: int = 20) -> tuple[int, str]:
-    """Start ``command`` (a training into ``run`` logging every step) in its own process group, Ctrl-C the group
-    as a terminal would once ``after_steps`` steps are logged, and return (exit code, stderr)."""
-    import signal
+def ctrl_c(process: subprocess.Popen) -> None:
+    """What a terminal does on Ctrl-C: SIGINT to the whole process group."""
+    os.killpg(process.pid, signal.SIGINT)
+
+
+def interrupt_training(command: list[str], run: Path, after_steps: int = 20, interrupt=ctrl_c) -> tuple[int, str]:
+    """Start ``command`` (a training into ``run`` logging every step) in its own process group, ``interrupt`` it
+    once ``after_steps`` steps are logged, and return (exit code, stderr)."""
     import time
 
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, start_new_session=True,
@@ -33,7 +38,7 @@ def interrupt_training(command: list[str], run: Path, after_steps: int = 20) -> 
         while not (metrics.is_file() and metrics.read_text().count("\n") >= after_steps):
             assert time.monotonic() < deadline and process.poll() is None, f"no {after_steps} steps logged in {run}"
             time.sleep(0.1)
-        os.killpg(process.pid, signal.SIGINT)
+        interrupt(process)
         _, stderr = process.communicate(timeout=120)
         return process.returncode, stderr
     finally:

@@ -2,6 +2,9 @@
 exactly, and trains the same run as the in-RAM path."""
 
 import json
+import os
+import signal
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -171,6 +174,35 @@ def test_a_damaged_frame_met_while_streaming_is_one_line_and_the_steps_trained_a
         " fails to decode: " in lines[-1], result.stderr
     saved = sorted((tmp_path / "run" / "checkpoints").glob("step_*"))
     assert len(saved) == 1 and lines[-2] == f"roboil: saved step {int(saved[0].name[5:])} as {saved[0]} before stopping"
+
+
+def test_a_loader_worker_killed_is_one_line_and_the_steps_trained_are_saved(tmp_path):
+    """The kernel's out-of-memory killer takes a worker: torch raised its death mid optimizer step, as a
+    traceback, and the steps trained since the last checkpoint were lost."""
+    import sys
+
+    from conftest import interrupt_training
+
+    def kill_the_worker(process):  # the training's child that is not multiprocessing's resource tracker
+        children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+        worker = next(pid for pid in children if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes())
+        os.kill(int(worker), signal.SIGKILL)
+
+    path, run = tmp_path / "pusht.zarr", tmp_path / "run"
+    record("pusht", 2, path, progress=False, obs_overrides={"pixels": {"height": 40, "width": 40}})
+    config = tmp_path / "pixels.yaml"
+    config.write_text(f"task: pusht\nalgorithm:\n  name: gcbc\n  goal_conditioned: false\ndata:\n  path: {path}\n"
+                      "  obs_keys: [rgb_top]\n  cache_max_gb: 0\ntrain:\n  steps: 100000\n  batch_size: 4\n"
+                      "  log_every: 1\n  loader_workers: 1\n")
+    command = [sys.executable, "-m", "roboil.cli", "train", str(config), "--out", str(run)]
+    returncode, stderr = interrupt_training(command, run, interrupt=kill_the_worker)
+    lines = [line for line in stderr.splitlines() if line.startswith("roboil: ")]
+    assert returncode == 2 and "Traceback" not in stderr, stderr
+    assert lines[-1].startswith("roboil: error: train.loader_workers: a loader process ended without a word") and \
+        lines[-1].endswith("use fewer train.loader_workers or a smaller train.batch_size"), stderr
+    saved = sorted((run / "checkpoints").glob("step_*"))
+    assert len(saved) == 1 and lines[-2] == f"roboil: saved step {int(saved[0].name[5:])} as {saved[0]} before stopping"
+    assert int(saved[0].name[5:]) >= 20
 
 
 def test_a_share_of_a_batch_too_large_for_memory_is_named_as_a_share(tmp_path):
