@@ -482,12 +482,17 @@ class EpisodeStore:
             problems.append((f"meta/episode_ends is {self._ends_arr.ndim}-d {self._ends_arr.dtype}, not 1-d int64",
                              None))
         else:
+            rebuild = "(`roboil store check --repair` writes them again from the episodes' recorded lengths)"
             try:
                 raw = _read(self._ends_arr, "meta/episode_ends", 0, self._ends_arr.shape[0])
             except _Unreadable as e:
-                problems.append((f"{e} (`roboil store check --repair` writes them again from the episodes' "
-                                 "recorded lengths)", None))
+                problems.append((f"{e} {rebuild}", None))
                 self._ends_unreadable = True
+            else:
+                if missing := self._missing_ends_chunks():  # zarr reads a lost chunk file as ends of 0: no episodes
+                    problems.append((f"meta/episode_ends: chunk file {missing[0]} of {self._ends_arr.cdata_shape[0]} "
+                                     f"is missing {rebuild}", None))
+                    self._ends_unreadable, raw = True, np.zeros(0, np.int64)
         lengths = {k: a.shape[0] for k, a in self._arrays.items()}
         n = _committed(raw, min(lengths.values()))
         self._ends = raw[:n].astype(np.int64)
@@ -518,6 +523,14 @@ class EpisodeStore:
         self._tail_notes = list(self.notes)
         self._tail = bool(self._tail_notes)
         return problems + self._attr_findings()
+
+    def _missing_ends_chunks(self) -> list[int]:
+        """The chunks of episode_ends with no file on disk, but for a last chunk holding only the final slot: an
+        append that resized the array and was killed before writing the slot (a torn commit) leaves that."""
+        slots, folder = self._ends_arr.shape[0], self.path / "meta" / "episode_ends" / "c"
+        missing = [i for i in range(self._ends_arr.cdata_shape[0]) if not (folder / str(i)).is_file()]
+        torn = (slots - 1) // ENDS_CHUNK if (slots - 1) % ENDS_CHUNK == 0 else None
+        return [i for i in missing if i != torn]
 
     def _attr_findings(self) -> list[_Finding]:
         """Check each committed episode's attrs; keep its checksums (None when it has none) for verifying."""
