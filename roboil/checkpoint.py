@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Callable
 
+import google_crc32c
 import gymnasium as gym
 import numpy as np
 import torch
@@ -29,6 +30,8 @@ STATS_FILE = "stats.safetensors"
 CONFIG_FILE = "config.yaml"
 META_FILE = "meta.json"
 TRAINING_STATE_FILE = "training_state.pt"
+# the files meta.json keeps a crc32c of: changed bytes in weights often still load (into NaN, or other numbers)
+CHECKSUMMED = (MODEL_FILE, STATS_FILE, TRAINING_STATE_FILE)
 LAST_FILE = "last"  # names the newest complete checkpoint; written last, atomically
 CHECKPOINTS = "checkpoints"
 CHECKPOINT_NAME = re.compile(r"^step_\d{8,}$")  # step_{step:08d}: nine digits from step 100,000,000
@@ -61,7 +64,8 @@ def _sync(path: Path) -> None:
         os.close(fd)
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
+def write_text_atomic(path: Path, text: str) -> None:
+    """``path`` holds its old text or the new one, whenever the process or the machine stops."""
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(text)
     _sync(tmp)
@@ -100,13 +104,14 @@ def save_checkpoint(run_dir: Path, step: int, model: PolicyModel, stats, config:
         save_numpy(flatten_stats(stats), partial / STATS_FILE)
         # json round trip turns tuples into lists so the YAML stays plain
         (partial / CONFIG_FILE).write_text(yaml.safe_dump(json.loads(json.dumps(to_dict(config))), sort_keys=False))
-        (partial / META_FILE).write_text(json.dumps({**meta, "step": step}, indent=2))
         torch.save(training_state, partial / TRAINING_STATE_FILE)  # for resuming; read back with weights_only=True
+        checksums = {name: file_checksum(partial / name) for name in CHECKSUMMED}
+        (partial / META_FILE).write_text(json.dumps({**meta, "step": step, "checksums": checksums}, indent=2))
         for written in [*partial.iterdir(), partial]:  # the files, and the directory's entries for them
             _sync(written)
         shutil.rmtree(path, ignore_errors=True)  # a step saved again (the run re-ended at its last step)
         partial.rename(path)
-        _atomic_write_text(root / LAST_FILE, path.name)
+        write_text_atomic(root / LAST_FILE, path.name)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
@@ -184,9 +189,9 @@ def load_policy(path: str | Path, device: str | torch.device = "cpu") -> tuple[P
     if missing := sorted({f.kind for f in features.values()} - set(registry().names("observation"))):
         raise RoboilError(f"checkpoint '{ckpt}' reads observations of kind '{missing[0]}', which no installed plugin "
                           f"provides; {install}")
-    stats = read_checkpoint_file(ckpt / STATS_FILE, lambda p: unflatten_stats(load_numpy(p)))
+    stats = read_checkpoint_file(ckpt / STATS_FILE, lambda p: unflatten_stats(load_numpy(p)), meta=meta)
     model = build_model(config, features, action_dim, stats, space_from_description(meta.get("action_space")))
-    weights = read_checkpoint_file(ckpt / MODEL_FILE, load_tensors)
+    weights = read_checkpoint_file(ckpt / MODEL_FILE, load_tensors, meta=meta)
     try:
         model.load_state_dict(weights)
     except RuntimeError:
@@ -200,11 +205,24 @@ def _read_meta(path: Path) -> tuple[dict, dict[str, Feature], int]:
     return meta, {k: Feature.from_dict(v) for k, v in meta["features"].items()}, int(meta["action_dim"])
 
 
-def read_checkpoint_file(path: Path, read: Callable[[Path], Any], fix: str = "restore it, or pass another checkpoint"
-                         ) -> Any:
-    """``read(path)``, with a missing or damaged file (truncated, edited, not UTF-8) as one line naming it."""
+def file_checksum(path: Path) -> str:
+    crc = 0
+    with open(path, "rb") as file:
+        while block := file.read(16 << 20):
+            crc = google_crc32c.extend(crc, block)
+    return f"crc32c:{crc:08x}"
+
+
+def read_checkpoint_file(path: Path, read: Callable[[Path], Any], fix: str = "restore it, or pass another checkpoint",
+                         meta: dict | None = None) -> Any:
+    """``read(path)``, with a missing or damaged file (truncated, edited, not UTF-8, or its bytes other than the
+    checksum ``meta`` keeps of it) as one line naming it."""
     if not path.is_file():
         raise RoboilError(f"checkpoint file '{path}' is missing; {fix}")
+    expected = (meta or {}).get("checksums", {}).get(path.name)  # checkpoints of older roboil keep none
+    if expected is not None and file_checksum(path) != expected:
+        raise RoboilError(f"checkpoint file '{path}' is damaged (its bytes changed since it was saved: its crc32c "
+                          f"differs from meta.json's); {fix}")
     try:
         return read(path)
     except RoboilError:
@@ -232,4 +250,5 @@ def load_runner(path: str | Path, executor: dict | None = None, device: str | to
 def make_runner(model: PolicyModel, meta: dict, executor_spec, executor_params, device: torch.device) -> PolicyRunner:
     """A loaded checkpoint's model with an executor (from :func:`chosen_executor`) and its action transform."""
     return PolicyRunner(model, executor_spec.make(executor_params, model),
-                        ActionTransform.from_meta(meta.get("action_transform")), device, meta.get("action_dim"))
+                        ActionTransform.from_meta(meta.get("action_transform")), device, meta.get("action_dim"),
+                        {key: tuple(feature["shape"]) for key, feature in meta["features"].items()})

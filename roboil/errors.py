@@ -164,14 +164,15 @@ def write_failure(exc: BaseException, out: str | Path) -> str | None:
     return None
 
 
-def try_lock(path: Path) -> int | None:
-    """An exclusive, non-blocking ``flock`` on ``path`` (made if missing): the descriptor holding it until closed
-    or the process dies, or None while another process holds it; OSError if it cannot be opened or locked."""
+def try_lock(path: Path, shared: bool = False) -> int | None:
+    """An exclusive (or ``shared``), non-blocking ``flock`` on ``path`` (made if missing): the descriptor holding
+    it until closed or the process dies, or None while another process holds it otherwise; OSError if it cannot
+    be opened or locked."""
     import fcntl
 
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
     except OSError as e:
         os.close(fd)
         if e.errno in (errno.EAGAIN, errno.EWOULDBLOCK):
@@ -180,10 +181,40 @@ def try_lock(path: Path) -> int | None:
     return fd
 
 
-def check_writable(out: str | Path) -> None:
+@contextlib.contextmanager
+def claim_directory(out_dir: Path, lock_name: str, doing: str, shared: bool = False):
+    """Hold a lock on ``out_dir/lock_name`` while this process is ``doing`` its work there ("training it"):
+    another one is refused in one line naming the holder (pid and host). ``shared`` holders (an evaluation's
+    shards, written side by side) refuse, and are refused by, only an exclusive one. On a filesystem without
+    locks (a cluster's NFS without lockd, say) a warning, and no lock."""
+    import socket
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / lock_name
+    try:
+        fd = try_lock(path, shared)
+    except OSError as e:
+        print(f"roboil: warning: '{out_dir}' cannot be locked ({e.strerror}): nothing stops another process "
+              f"{doing} meanwhile", file=sys.stderr)
+        yield
+        return
+    if fd is None:
+        holder = path.read_text().strip() or "?"
+        raise RoboilError(f"'{out_dir}' is in use by another process {doing} ({holder}); wait for it to end or stop "
+                          "it, or pass another --out")
+    try:
+        with contextlib.suppress(OSError):  # who holds it, for the message; a full disk leaves it unsaid
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
+def check_writable(out: str | Path, store_ok: bool = False) -> None:
     """Refuse an output path that cannot be written before any work is done (under a file, read-only, no
-    permission)."""
-    from .store import enclosing_store  # the store module imports this one
+    permission, an episode store or inside one; ``store_ok``: a store itself is the output, to append to)."""
+    from .store import enclosing_store, is_store  # the store module imports this one
 
     where = _existing(out)
     if where != Path(out).absolute() and not where.is_dir():
@@ -191,6 +222,9 @@ def check_writable(out: str | Path) -> None:
     if (store := enclosing_store(out)) is not None:
         raise RoboilError(f"'{out}' is inside the episode store '{store}', which it would break; pass an output "
                           "path outside it")
+    if not store_ok and is_store(out):
+        raise RoboilError(f"'{out}' is an episode store, which writing there would break; pass an output path "
+                          "outside it")
     if os.statvfs(where).f_flag & os.ST_RDONLY:
         raise RoboilError(_READ_ONLY_MESSAGE.format(out=out))
     if not os.access(where, os.W_OK):

@@ -15,6 +15,7 @@ import html
 import json
 import math
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -24,10 +25,10 @@ import numpy as np
 import torch
 
 from .checkpoint import (checkpoint_step, chosen_executor, load_policy, make_runner, pick_device,
-                         resolve_checkpoint)
+                         resolve_checkpoint, write_text_atomic)
 from .distributed import launched_ranks
 from .envs import EnvPool, ObservedEnv
-from .errors import RoboilError, check_writable
+from .errors import RoboilError, check_writable, claim_directory
 from .html_report import (CHART_CSS, REPORT_CSS, interval_chart, line_chart, outcome_histogram,
                           relative_url)
 from .plugins import registry
@@ -35,7 +36,13 @@ from .progress import progress_bar
 
 EVAL_FILE = "eval.json"
 REPORT_FILE = "report.html"
+VIDEOS = "videos"
 SHARD_LOCK = ".eval-shards.lock"
+# held while an evaluation writes its directory: one at a time, or the shards of one side by side
+EVAL_LOCK = ".eval.lock"
+# videos are written here while episodes play and moved into videos/ with the report naming them, so an
+# interrupted evaluation leaves the previous report's videos as they were
+STAGED_VIDEOS = "videos.partial"
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
@@ -84,6 +91,10 @@ def evaluate(run_dir: str | Path, episodes: int | None = None, envs: int | None 
     run_dir = Path(run_dir)
     out_dir = Path(out_dir) if out_dir else run_dir / "eval"
     check_writable(out_dir)
+    for name, kind in ((EVAL_FILE, "file"), (REPORT_FILE, "file"), (VIDEOS, "directory")):
+        if (out_dir / name).exists() and (out_dir / name).is_dir() != (kind == "directory"):
+            raise RoboilError(f"'{out_dir / name}' is in the way of the report's {name}, which is a {kind}; move it "
+                              "away or pass another --out")
     checkpoint = resolve_checkpoint(run_dir).resolve()  # once: a run still training may save a newer one meanwhile
     device = pick_device(str(device), "--torch-device")
     model, config, meta = load_policy(checkpoint, device)
@@ -117,41 +128,44 @@ def evaluate(run_dir: str | Path, episodes: int | None = None, envs: int | None 
     make_env = functools.partial(
         ObservedEnv, config.task, {kind: params for kind, params in meta["observations"].items() if kind in kinds},
         render_mode="rgb_array" if video else None, max_steps=max_steps,
-        video_dir=out_dir / "videos" if video else None, video_seeds=tuple(all_seeds[: config.eval.video_episodes]))
+        video_dir=out_dir / STAGED_VIDEOS if video else None,
+        video_seeds=tuple(all_seeds[: config.eval.video_episodes]))
     n_envs = min(envs, len(seeds))
-    # The policy gets the cores the env workers leave: OpenMP threads spinning after each op would take the cores
-    # the workers step on. Processes torchrun starts on one machine share its cores.
-    threads = torch.get_num_threads()
-    cores = _available_cores() // int(os.environ.get("LOCAL_WORLD_SIZE", 1))
-    torch.set_num_threads(max(1, cores - n_envs))
-    torch.manual_seed(seed)
-    plugins = registry()
-    bar = progress_bar(len(seeds), f"eval {config.task}", unit="ep", enabled=progress and ranks.main)
+    with claim_directory(out_dir, EVAL_LOCK, "evaluating into it", shared=shard is not None):
+        # The policy gets the cores the env workers leave: OpenMP threads spinning after each op would take the
+        # cores the workers step on. Processes torchrun starts on one machine share its cores.
+        threads = torch.get_num_threads()
+        cores = _available_cores() // int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+        torch.set_num_threads(max(1, cores - n_envs))
+        torch.manual_seed(seed)
+        plugins = registry()
+        bar = progress_bar(len(seeds), f"eval {config.task}", unit="ep", enabled=progress and ranks.main)
 
-    def episode_end(result: dict) -> None:
-        plugins.notify("on_eval_episode_end", result=result, run_dir=run_dir, config=config)
-        bar.update(1)
+        def episode_end(result: dict) -> None:
+            plugins.notify("on_eval_episode_end", result=result, run_dir=run_dir, config=config)
+            bar.update(1)
 
-    try:
         try:
-            results, seconds = _play(runner, make_env, seeds, n_envs, keys, task.episode_metrics, episode_end)
-        finally:
-            bar.close()  # before an error or an interrupt prints its line
-        if shard is not None:
-            gathered = _save_shard(out_dir, evaluation, shard, results, seconds)
-            if gathered is None:
-                return None
-            results, seconds = gathered
-        report = write_report(results, config.task, task.episode_metrics, out_dir, seconds, run_dir, evaluation)
-        if shard is not None:  # once the report holds them; a shard run again meanwhile may have gathered them too
-            for i in range(shard[1]):
-                _shard_path(out_dir, i, shard[1]).unlink(missing_ok=True)
-        # on the report's disk already: an interrupt or a failure while filming loses no result
-        if video and config.eval.video_episodes and _film_both_outcomes(results, runner, make_env, keys,
-                                                                         task.episode_metrics):
+            try:
+                results, seconds = _play(runner, make_env, seeds, n_envs, keys, task.episode_metrics, episode_end)
+            finally:
+                bar.close()  # before an error or an interrupt prints its line
+            if shard is not None:
+                gathered = _save_shard(out_dir, evaluation, shard, results, seconds)
+                if gathered is None:
+                    return None
+                results, seconds = gathered
             report = write_report(results, config.task, task.episode_metrics, out_dir, seconds, run_dir, evaluation)
-    finally:
-        torch.set_num_threads(threads)
+            # once the report holds them; a shard run again meanwhile may have gathered them too
+            if shard is not None:
+                for i in range(shard[1]):
+                    _shard_path(out_dir, i, shard[1]).unlink(missing_ok=True)
+            # on the report's disk already: an interrupt or a failure while filming loses no result
+            if video and config.eval.video_episodes and _film_both_outcomes(results, runner, make_env, keys,
+                                                                             task.episode_metrics):
+                report = write_report(results, config.task, task.episode_metrics, out_dir, seconds, run_dir, evaluation)
+        finally:
+            torch.set_num_threads(threads)
     plugins.notify("on_eval_end", report=report, run_dir=run_dir, config=config)
     return report
 
@@ -327,9 +341,19 @@ def _available_cores() -> int:
 
 def write_report(results: list[dict], task: str, metrics: tuple[str, ...], out_dir: Path, seconds: float,
                  run_dir, evaluation: dict) -> dict:
-    """``eval.json`` and ``report.html``; videos in ``out_dir/videos`` that no episode names (an earlier
-    evaluation's) are removed."""
+    """``eval.json`` and ``report.html``, each replaced whole; the episodes' videos moved from where they were
+    filmed into ``out_dir/videos`` (named as this process sees it: a shard may have filmed them with the directory
+    mounted elsewhere), and the videos there that no episode names (an earlier evaluation's) removed."""
     results.sort(key=lambda r: r["seed"])
+    videos = out_dir / VIDEOS
+    for result in results:
+        for key in ("video", "final_frame"):
+            if key in result:
+                name = Path(result[key]).name
+                if (filmed := out_dir / STAGED_VIDEOS / name).exists():
+                    videos.mkdir(exist_ok=True)
+                    os.replace(filmed, videos / name)
+                result[key] = str(videos.absolute() / name)
     n = len(results)
     successes = sum(r["success"] for r in results)
     report = {
@@ -344,12 +368,13 @@ def write_report(results: list[dict], task: str, metrics: tuple[str, ...], out_d
         "evaluation": evaluation,
         "episodes": results,
     }
-    (out_dir / EVAL_FILE).write_text(json.dumps(report, indent=2))
-    (out_dir / REPORT_FILE).write_text(render_html(report, metrics, out_dir))
+    write_text_atomic(out_dir / EVAL_FILE, json.dumps(report, indent=2))
+    write_text_atomic(out_dir / REPORT_FILE, render_html(report, metrics, out_dir))
     named = {Path(r[key]).name for r in results for key in ("video", "final_frame") if key in r}
-    for stale in (out_dir / "videos").glob("seed_*"):  # by name: shards may mount the directory elsewhere
+    for stale in videos.glob("seed_*"):
         if stale.name not in named:
             stale.unlink()
+    shutil.rmtree(out_dir / STAGED_VIDEOS, ignore_errors=True)  # and what an interrupted evaluation left there
     return report
 
 

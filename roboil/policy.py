@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from .actions import ActionTransform
+from .errors import RoboilError
 from .executors import ChunkExecutor, RecedingHorizon
 from .plugins import PluginError
 from .specs import Feature, TaskSpec
@@ -149,9 +150,10 @@ class PolicyRunner:
 
     def __init__(self, model: PolicyModel, executor: ChunkExecutor | None = None,
                  transform: ActionTransform = ActionTransform(), device: torch.device | str = "cpu",
-                 action_dim: int | None = None):
+                 action_dim: int | None = None, observation_shapes: Mapping[str, tuple[int, ...]] | None = None):
         self.model = model.eval()
         self.action_dim = action_dim  # the width predict_action's chunks must have, where known
+        self.observation_shapes = observation_shapes  # of one step, as trained on, where known
         self.executor = executor or RecedingHorizon(model.n_action_steps)
         self.transform = transform
         self.device = torch.device(device)
@@ -181,6 +183,11 @@ class PolicyRunner:
         """Take ``{key: (B, *shape)}`` for the current step of ``envs`` (row b is env ``envs[b]``; default: all
         of them, in order) and return their ``(B, action_dim)`` actions."""
         envs = list(range(len(self._history))) if envs is None else list(envs)
+        for key, shape in (self.observation_shapes or {}).items():
+            if key not in obs or tuple(obs[key].shape[1:]) != shape:
+                given = f"gives '{key}' as {tuple(obs[key].shape[1:])}" if key in obs else f"gives no '{key}'"
+                raise RoboilError(f"the environment {given}, the policy was trained on {shape}; evaluate it with the "
+                                  "task and observation settings it was trained with")
         n_obs = self.model.n_obs_steps
         for row, i in enumerate(envs):
             history = self._history[i]
@@ -208,6 +215,9 @@ class PolicyRunner:
                 raise PluginError(f"{type(self.model).__name__}.predict_action returned {got}, not (batch, horizon, "
                                   f"action_dim) = {expected}; fix the algorithm plugin")
             chunks = chunks.float().cpu().numpy()
+            if not np.isfinite(chunks).all():
+                raise RoboilError("the policy's actions are not finite numbers (NaN or inf): its weights hold "
+                                  "some (training diverged: see its loss in metrics.jsonl), or an observation does")
             for row, i in enumerate(need):
                 self.executor.add_chunk(i, chunks[row, n_obs - 1:])  # from the current step on
         return self.transform.decode(self.executor.step(envs), obs)

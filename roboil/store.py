@@ -297,6 +297,11 @@ def _require_store(path: Path) -> None:
                           f"{', '.join(map(str, FORMATS))}; use a matching roboil version")
 
 
+def is_store(path: str | Path) -> bool:
+    """Whether ``path`` is a roboil store (of any format)."""
+    return _roboil_meta(Path(path)) is not None
+
+
 def enclosing_store(path: str | Path) -> Path | None:
     """The roboil store that ``path`` lies strictly inside (writing there would add arrays the store does not
     list), or None."""

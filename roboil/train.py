@@ -18,7 +18,6 @@ import math
 import os
 import random
 import shutil
-import socket
 import sys
 import time
 from functools import cached_property
@@ -37,7 +36,7 @@ from .checkpoint import (CHECKPOINTS, CONFIG_FILE, META_FILE, TRAINING_STATE_FIL
 from .config import Config, to_dict
 from .distributed import Ranks, launched_ranks
 from .envs import ObservedEnv
-from .errors import RoboilError, check_writable, interrupted, interrupts_deferred, one_line, try_lock
+from .errors import RoboilError, check_writable, claim_directory, interrupted, interrupts_deferred, one_line
 from .keys import ACTION
 from .loader import batches as load_batches
 from .plugins import PluginError, registry
@@ -223,7 +222,7 @@ class TrainContext:
                     f"resumed trained on {self._saved_store[0]} ({self._saved_store[1]}): its statistics and "
                     "windows would change; resume with the store as it was, or train into a new --out directory")
         state = read_checkpoint_file(checkpoint / TRAINING_STATE_FILE,
-                                     lambda p: torch.load(p, map_location="cpu", weights_only=True), fix)
+                                     lambda p: torch.load(p, map_location="cpu", weights_only=True), fix, meta)
         self.start_step = int(state["step"])
         self._saved = state
         self._trim_metrics(self.start_step)
@@ -602,25 +601,23 @@ def train(config: Config, out_dir: str | Path, progress: bool = True) -> Path:
         raise RoboilError(f"algorithm '{spec.name}' runs its own training loop, which trains in one process; "
                           "run it without torchrun")
     ranks.batch_rows(config.train.batch_size)  # a batch that does not split is refused before any process waits
-    created, lock = not out_dir.exists(), None
+    created = not out_dir.exists()
     try:
-        lock = _lock_run(out_dir) if ranks.main else None  # the process that writes the run's files
-        seed_everything(config.train.seed)
-        context = TrainContext(config, out_dir, progress, ranks)
-        try:
-            if context.start_step >= config.train.steps:
-                return latest_checkpoint(out_dir)
-            (spec.train or fit_offline)(context)
-        finally:
-            context.close()
-            distributed.stop()
+        # held by the process that writes the run's files
+        with claim_directory(out_dir, RUN_LOCK, "training it") if ranks.main else contextlib.nullcontext():
+            seed_everything(config.train.seed)
+            context = TrainContext(config, out_dir, progress, ranks)
+            try:
+                if context.start_step >= config.train.steps:
+                    return latest_checkpoint(out_dir)
+                (spec.train or fit_offline)(context)
+            finally:
+                context.close()
+                distributed.stop()
     except BaseException:
         if created and ranks.main and {p.name for p in out_dir.glob("*")} | {RUN_LOCK} == {RUN_LOCK}:
             shutil.rmtree(out_dir, ignore_errors=True)  # refused before anything was written: leave nothing
         raise
-    finally:
-        if lock is not None:
-            os.close(lock)
     checkpoint = latest_checkpoint(out_dir)
     if checkpoint is None:
         raise RoboilError(f"algorithm '{spec.name}' finished without saving a checkpoint; its train() must call "
@@ -629,26 +626,6 @@ def train(config: Config, out_dir: str | Path, progress: bool = True) -> Path:
 
 
 RUN_LOCK = ".lock"  # held by the process training a run, so a second one into the same --out is refused
-
-
-def _lock_run(out_dir: Path) -> int | None:
-    """Take the run's lock (its descriptor holds it until closed or the process dies), noting this process's
-    host and id; None, with a warning, on a filesystem without locks (a cluster's NFS without lockd, say)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / RUN_LOCK
-    try:
-        fd = try_lock(path)
-    except OSError as e:
-        print(f"roboil: warning: '{out_dir}' cannot be locked ({e.strerror}): nothing stops a second training into "
-              "it meanwhile", file=sys.stderr)
-        return None
-    if fd is None:
-        holder = path.read_text().strip() or "?"
-        raise RoboilError(f"run '{out_dir}' is being trained by another process ({holder}); wait for it to end or "
-                          "stop it, or train into another --out directory")
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
-    return fd
 
 
 @torch.no_grad()

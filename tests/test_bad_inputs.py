@@ -134,6 +134,111 @@ def test_ctrl_c_ends_eval_in_one_line_with_exit_130(tiny_reach_run, tmp_path, de
     assert process.returncode == 130 and lines == ["roboil: interrupted"], stderr
 
 
+def test_frames_larger_than_the_scenes_framebuffer_are_one_line(tmp_path):
+    """mujoco's ValueError came as a plugin failure, its newlines escaped, then a half-made renderer's
+    AttributeError traceback."""
+    result = run_cli("record", "--task", "pusht", "--episodes", 1, "--out", tmp_path / "s.zarr",
+                     "obs.pixels.height=4000")
+    assert result.returncode == 2 and result.stderr == (
+        "roboil: error: obs.pixels.height and width: 4000x96 frames do not fit the scene's offscreen framebuffer "
+        "(640x640); use at most that, or raise offheight and offwidth in the scene's <visual><global .../></visual>\n")
+    assert not (tmp_path / "s.zarr").exists()
+
+
+def test_a_renderer_cut_short_by_ctrl_c_leaves_no_traceback_behind():
+    """Ctrl-C while mujoco.Renderer was being made: its finalizer then printed an AttributeError traceback."""
+    script = """
+import gc, mujoco, mujoco.renderer
+from roboil.sim import make_renderer
+def interrupted(*args, **kwargs):
+    raise KeyboardInterrupt
+mujoco.renderer._structs.MjvScene = interrupted  # the first thing Renderer.__init__ makes
+try:
+    make_renderer(mujoco.MjModel.from_xml_string("<mujoco/>"), 8, 8, "test")
+except KeyboardInterrupt:
+    print("interrupted")
+gc.collect()
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.stdout == "interrupted\n" and result.stderr == "", result.stderr
+
+
+def eval_process(run, out, *options) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "roboil.cli", "eval", str(run), "--envs", "1", "--out", str(out),
+                             *map(str, options)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "MUJOCO_GL": "egl", "OMP_NUM_THREADS": "1"}, start_new_session=True)
+
+
+def wait_for(condition, process: subprocess.Popen, what: str) -> None:
+    deadline = time.monotonic() + 120
+    while not condition():
+        assert time.monotonic() < deadline and process.poll() is None, f"no {what}: {process.stderr.read()}"
+        time.sleep(0.05)
+
+
+def test_a_second_eval_into_a_directory_being_written_is_refused(tiny_reach_run, tmp_path):
+    """Two evaluations into one directory each removed the other's videos as stale: the report named videos that
+    were gone, and both exited 0."""
+    import socket
+
+    first = eval_process(tiny_reach_run, tmp_path / "out", "--episodes", 200)
+    try:
+        lock = tmp_path / "out" / ".eval.lock"
+        wait_for(lambda: lock.is_file() and lock.stat().st_size, first, "lock taken")
+        second = run_cli("eval", tiny_reach_run, "--episodes", 1, "--out", tmp_path / "out")
+        assert second.returncode == 2 and second.stderr == (
+            f"roboil: error: '{tmp_path / 'out'}' is in use by another process evaluating into it (pid {first.pid} on "
+            f"{socket.gethostname()}); wait for it to end or stop it, or pass another --out\n")
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+    assert run_cli("eval", tiny_reach_run, "--episodes", 1, "--out", tmp_path / "out").returncode == 0  # lock freed
+
+
+def test_an_interrupted_eval_leaves_the_previous_reports_videos_as_they_were(tiny_reach_run, tmp_path):
+    """Videos were written under their final names as episodes ended: Ctrl-C left the previous report playing
+    another evaluation's videos."""
+    out = tmp_path / "out"
+    run_cli("eval", tiny_reach_run, "--episodes", 2, "--video", "--out", out, check=True)
+    before = {path.name: path.read_bytes() for path in (out / "videos").iterdir()}
+    report = (out / "eval.json").read_text()
+    assert {"seed_100000.mp4", "seed_100001.mp4"} <= set(before)
+    # the same seeds, played shorter: other videos under the same names
+    second = eval_process(tiny_reach_run, out, "--episodes", 200, "--video", "--max-steps", 5)
+    try:
+        wait_for(lambda: any((out / name / "seed_100000.png").is_file() and
+                             (out / name / "seed_100000.png").stat().st_mtime > (out / "eval.json").stat().st_mtime
+                             for name in ("videos.partial", "videos")), second, "first video written")
+        os.killpg(second.pid, signal.SIGINT)
+        assert second.wait(timeout=60) == 130
+    finally:
+        if second.poll() is None:
+            os.killpg(second.pid, signal.SIGKILL)
+            second.wait()
+    assert {path.name: path.read_bytes() for path in (out / "videos").iterdir()} == before
+    assert (out / "eval.json").read_text() == report
+    run_cli("eval", tiny_reach_run, "--episodes", 1, "--video", "--out", out, check=True)  # the next report
+    assert sorted(path.name for path in (out / "videos").iterdir()) == ["seed_100000.mp4", "seed_100000.png"]
+    assert not (out / "videos.partial").exists()
+
+
+@pytest.mark.parametrize("in_the_way", ["eval.json", "report.html", "videos"])
+def test_a_report_path_taken_by_something_else_is_one_line_before_any_episode(tiny_reach_run, tmp_path, in_the_way):
+    """A directory named eval.json failed only after every episode had played; a file named videos, in an env
+    worker, as a traceback."""
+    path = tmp_path / "out" / in_the_way
+    if in_the_way == "videos":
+        path.parent.mkdir()
+        path.write_text("mine")
+    else:
+        path.mkdir(parents=True)
+    result = run_cli("eval", tiny_reach_run, "--episodes", 1, "--video", "--out", tmp_path / "out")
+    kind = "directory" if in_the_way == "videos" else "file"
+    assert result.returncode == 2 and result.stderr == (
+        f"roboil: error: '{path}' is in the way of the report's {in_the_way}, which is a {kind}; move it away or pass "
+        "another --out\n"), result.stderr
+
+
 @pytest.mark.parametrize("command", [
     lambda store, run, out: ["train", "configs/fetch_reach/gcbc.yaml", f"data.path={store}", "--out", out],
     lambda store, run, out: ["eval", run, "--episodes", 1, "--out", out],

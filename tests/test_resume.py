@@ -232,8 +232,8 @@ def test_a_second_training_into_a_run_being_trained_is_refused_until_the_first_e
             time.sleep(0.1)
         second = run_cli("train", CONFIG, "train.steps=10", *common)
         assert second.returncode == 2 and (
-            f"roboil: error: run '{run}' is being trained by another process (pid {first.pid} on "
-            f"{socket.gethostname()}); wait for it to end or stop it, or train into another --out directory\n"
+            f"roboil: error: '{run}' is in use by another process training it (pid {first.pid} on "
+            f"{socket.gethostname()}); wait for it to end or stop it, or pass another --out\n"
             ) in second.stderr
     finally:
         first.send_signal(signal.SIGKILL)
@@ -252,12 +252,12 @@ def test_a_run_on_a_filesystem_without_locks_trains_with_a_warning(store, tmp_pa
     """NFS without lockd or Lustre mounted noflock refuse flock: training there worked before the lock."""
     import errno
 
-    import roboil.train
+    import roboil.errors
 
-    def no_locks(path):
+    def no_locks(path, shared):
         raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
 
-    monkeypatch.setattr(roboil.train, "try_lock", no_locks)
+    monkeypatch.setattr(roboil.errors, "try_lock", no_locks)
     assert train(config(store, "train.steps=2"), tmp_path / "run", progress=False).name == "step_00000002"
     assert f"roboil: warning: '{tmp_path / 'run'}' cannot be locked (No locks available)" in capsys.readouterr().err
 

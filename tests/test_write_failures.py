@@ -122,7 +122,7 @@ def test_disk_full_during_eval_is_one_line_and_leaves_no_partial_video(tmpfs, ti
     out = tmpfs() / "eval"
     fill(out.parent)
     one_line(run_cli("eval", tiny_reach_run, "--episodes", 2, "--video", "--out", out), FULL.format(out=out))
-    assert not [p for p in out.rglob("*") if p.is_file()]
+    assert not [p for p in out.rglob("*") if p.is_file() and p.name != ".eval.lock"]
 
 
 def test_config_that_is_not_utf8_is_one_line(tmp_path):
@@ -132,9 +132,20 @@ def test_config_that_is_not_utf8_is_one_line(tmp_path):
              f"config file '{config}' is not UTF-8 text (byte 0xe9 at offset 24); save it as UTF-8")
 
 
+def overwrite_middle(path: Path) -> None:
+    """400 bytes inside the weights, the size kept: the file still loads, into NaN and other numbers."""
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2:len(data) // 2 + 400] = b"\xff" * 400
+    path.write_bytes(bytes(data))
+
+
+CHANGED = "is damaged (its bytes changed since it was saved: its crc32c differs from meta.json's)"
+
+
 @pytest.mark.parametrize("name, damage, problem", [
-    ("model.safetensors", lambda p: p.write_bytes(p.read_bytes()[:100]), "is damaged (SafetensorError)"),
-    ("stats.safetensors", lambda p: p.write_bytes(p.read_bytes()[:-7]), "is damaged (SafetensorError)"),
+    ("model.safetensors", lambda p: p.write_bytes(p.read_bytes()[:100]), CHANGED),
+    ("model.safetensors", overwrite_middle, CHANGED),
+    ("stats.safetensors", lambda p: p.write_bytes(p.read_bytes()[:-7]), CHANGED),
     ("meta.json", lambda p: p.write_text("{\"features\": "), "is damaged (JSONDecodeError)"),
     ("meta.json", lambda p: p.write_text("{}"), "is damaged (KeyError)"),
     ("meta.json", lambda p: p.unlink(), "is missing"),
@@ -157,6 +168,37 @@ def test_weights_that_do_not_fit_the_config_are_one_line_in_eval(tiny_reach_run,
     one_line(run_cli("eval", copy, "--episodes", 1),
              f"the weights in '{checkpoint / 'model.safetensors'}' do not fit the model its config builds (saved by "
              "another version of the algorithm's plugin?); train the run again")
+
+
+def test_a_checkpoint_config_edited_to_another_task_is_one_line_in_eval(tiny_reach_run, tmp_path):
+    """fetch-push's observations are wider than fetch-reach's: a traceback from inside the model."""
+    copy = shutil.copytree(tiny_reach_run, tmp_path / "run")
+    config = copy / "checkpoints" / (copy / "checkpoints" / "last").read_text() / "config.yaml"
+    config.write_text(config.read_text().replace("task: fetch-reach", "task: fetch-push"))
+    one_line(run_cli("eval", copy, "--episodes", 1),
+             "the environment gives 'observation' as (25,), the policy was trained on (10,); evaluate it with the "
+             "task and observation settings it was trained with")
+
+
+def test_weights_that_are_not_numbers_are_one_line_in_eval(tiny_reach_run, tmp_path):
+    """A training that diverged saves NaN weights: eval reported success 0.000 and exited 0."""
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    from roboil.checkpoint import file_checksum
+
+    copy = shutil.copytree(tiny_reach_run, tmp_path / "run")
+    checkpoint = copy / "checkpoints" / (copy / "checkpoints" / "last").read_text()
+    weights = load_file(checkpoint / "model.safetensors")
+    save_file({k: v * float("nan") if v.is_floating_point() else v for k, v in weights.items()},
+              checkpoint / "model.safetensors")
+    meta = json.loads((checkpoint / "meta.json").read_text())
+    meta["checksums"]["model.safetensors"] = file_checksum(checkpoint / "model.safetensors")  # saved so
+    (checkpoint / "meta.json").write_text(json.dumps(meta))
+    one_line(run_cli("eval", copy, "--episodes", 1),
+             "the policy's actions are not finite numbers (NaN or inf): its weights hold some (training diverged: "
+             "see its loss in metrics.jsonl), or an observation does")
 
 
 def launch(*args) -> subprocess.Popen:
