@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
+from tqdm import tqdm
 
 from .actions import action_feature
 from .codecs import coding
@@ -93,9 +94,8 @@ def make_role(name: str, context: DeviceContext, where: str) -> Role:
     return Role(spec.name, spec.make_device(replace(context, params=params)), spec.interactive)
 
 
-def open_or_create(out: Path, task: str, observations: Mapping, env: ObservedEnv,
-                   existing: EpisodeStore | None) -> EpisodeStore:
-    features = {**env.features, ACTION: action_feature(env.action_space)}
+def _layouts(observations: Mapping, env: ObservedEnv) -> dict[str, ArrayLayout]:
+    """How each array is kept, as the observation plugins choose from their params."""
     reg = registry()
     layouts = {ACTION: ACTION_LAYOUT}
     for observer_kind, params in observations.items():
@@ -104,6 +104,15 @@ def open_or_create(out: Path, task: str, observations: Mapping, env: ObservedEnv
         for key, feature in env.features.items():
             if feature.kind == observer_kind:
                 layouts[key] = reg.call("observation", observer_kind, "layout", feature, params)
+    return layouts
+
+
+def open_or_create(out: Path, task: str, observations: Mapping, env: ObservedEnv,
+                   existing: EpisodeStore | None, recorded: Mapping | None = None) -> EpisodeStore:
+    """The store to record into: ``existing`` (refused if this recording makes other arrays, or if the
+    overrides on the ``recorded`` observation settings ask for another codec than it keeps), or a new one."""
+    features = {**env.features, ACTION: action_feature(env.action_space)}
+    layouts = _layouts(observations, env)
     if existing is None:
         return EpisodeStore.create(out, features, layouts,
                                    {"task": task, "fps": env.task.fps, "observations": dict(observations)})
@@ -113,10 +122,15 @@ def open_or_create(out: Path, task: str, observations: Mapping, env: ObservedEnv
         existing.close()
         raise RoboilError(f"store '{out}' holds {_schema(existing.attrs.get('task'), theirs)}, this recording "
                           f"makes {_schema(task, ours)}; record into a new --out path")
-    # a codec changes no array's shape: the schema alone let new episodes be kept the store's way, silently
+    # a codec changes no array's shape: the schema alone let new episodes be kept the store's way, silently; but
+    # a store recoded since it was recorded keeps its cameras otherwise than its recorded settings say
+    unchanged = _layouts(recorded, env) if recorded is not None else {}
     for key, layout in layouts.items():
         kept_layout = array_layout(existing.array(key))
-        if (kept := coding(kept_layout.codec, kept_layout.quality)) != (asked := coding(layout.codec, layout.quality)):
+        asked = coding(layout.codec, layout.quality)
+        if key in unchanged and asked == coding(unchanged[key].codec, unchanged[key].quality):
+            continue  # no override asks for a codec: the new rows are kept as the store keeps the rest
+        if (kept := coding(kept_layout.codec, kept_layout.quality)) != asked:
             existing.close()
             raise RoboilError(f"store '{out}' keeps '{key}' as {kept}, this recording asks for {asked}; one store "
                               "keeps one codec an array: drop the override, record into a new --out path, or recode "
@@ -205,7 +219,7 @@ def record(task: str, episodes: int | None, out: str | Path, device: str | None 
                           "--labeler scripted")
     if episodes is None and not interactive:
         raise RoboilError("--episodes is needed unless a person drives (an interactive --device ends the session)")
-    check_writable(out)
+    check_writable(out, store_ok=True)  # appended to
     task_spec = registry().get("task", task)
     env, window, roles, output = None, None, [], None
     try:
@@ -215,8 +229,8 @@ def record(task: str, episodes: int | None, out: str | Path, device: str | None 
             raise RoboilError(f"store '{out}' holds task '{recorded_task}', not '{task}'; record into a new --out path")
         # the observations the store was recorded with, so a camera size set then need not be typed again
         recorded = output.attrs.get("observations") if output is not None else None
-        observations = merge({k: dict(v) for k, v in (recorded or task_spec.observations).items()},
-                             obs_overrides or {})
+        recorded = {k: dict(v) for k, v in (recorded or task_spec.observations).items()}
+        observations = merge(recorded, obs_overrides or {})
         rng = np.random.default_rng(seed)
         # frames are only rendered when an observation or the viewer asks for them, so this costs nothing
         env = ObservedEnv(task, observations, render_mode="rgb_array", max_steps=max_steps)
@@ -243,14 +257,15 @@ def record(task: str, episodes: int | None, out: str | Path, device: str | None 
                                   "as --device")
         # made for every task that has one: any device may answer with end-effector commands
         controller = task_spec.teleop.make_controller(env.env) if task_spec.teleop is not None else None
-        with open_or_create(Path(out), task, observations, env, output) as store:  # holds the one-writer lock
+        # holds the one-writer lock
+        with open_or_create(Path(out), task, observations, env, output, recorded) as store:
             try:
-                if store.n_episodes and progress:
-                    more = f"{episodes} more" if episodes is not None else "more"
-                    print(f"roboil: '{out}' holds {store.n_episodes} episodes; recording {more} after them (episode "
-                          f"i is seeded {seed}+i)", file=sys.stderr)
                 session = Session(store, env, task, driver, policy_role, label_role, controller, window, rng, seed,
                                   episodes, action_noise, operator or _user(), progress)
+                if store.n_episodes and progress:
+                    more = f"{episodes} more" if episodes is not None else "more"
+                    tqdm.write(f"roboil: '{out}' holds {store.n_episodes} episodes; recording {more} after them, "
+                               f"seeded from {session.next_seed()} on", file=sys.stderr)  # above the bar, now drawn
                 return session.run()
             except BaseException:
                 if output is None and store.n_episodes == 0:  # made by this call, still empty and still locked
@@ -429,15 +444,17 @@ class Session:
             self.in_control = self.policy
             self.policy.device.reset()  # its queued chunk and observation history predate the correction
 
+    def next_seed(self) -> int:
+        """The seed of the next new take: the store's episode count on from ``seed``, past every seed used."""
+        seed = self.seed + self.store.n_episodes
+        return seed if self.last_seed is None else max(seed, self.last_seed + 1)
+
     def new_take(self, retry: bool) -> None:
         """Reset the env to the next take's start (the same one on retry) and show it; recording waits for START."""
         if retry and self.take is not None:
             seed, state = self.take.seed, self.take.state
         else:
-            seed = self.seed + self.store.n_episodes
-            if self.last_seed is not None:
-                seed = max(seed, self.last_seed + 1)
-            state = None
+            seed, state = self.next_seed(), None
             starts = getattr(self.driver.device, "start", None) if self.driver is not None else None
             if starts is not None:
                 seed, state = starts(self.saved)

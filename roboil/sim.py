@@ -59,6 +59,31 @@ def restore_env_state(env, state: np.ndarray) -> None:
     set_mujoco_state(*env_scene(env), state)
 
 
+def make_renderer(model: "mujoco.MjModel", height: int, width: int, setting: str) -> "mujoco.Renderer":
+    """A ``mujoco.Renderer`` of ``height`` x ``width`` frames, which must fit the scene's offscreen framebuffer
+    (``setting`` names where the size was chosen, for the error)."""
+    import mujoco
+
+    from .errors import RoboilError
+
+    limit = (model.vis.global_.offheight, model.vis.global_.offwidth)
+    if height > limit[0] or width > limit[1]:
+        raise RoboilError(f"{setting}: {height}x{width} frames do not fit the scene's offscreen framebuffer "
+                          f"({limit[0]}x{limit[1]}); use at most that, or raise offheight and offwidth in the scene's "
+                          "<visual><global .../></visual>")
+    renderer = mujoco.Renderer.__new__(mujoco.Renderer)
+    try:
+        renderer.__init__(model, height, width)
+    except BaseException:  # Ctrl-C while it is made
+        # its finalizer closes it, reading attributes an __init__ cut short did not set: an AttributeError's
+        # traceback after the line that says what happened
+        for name in ("_gl_context", "_mjr_context"):
+            if not hasattr(renderer, name):
+                setattr(renderer, name, None)
+        raise
+    return renderer
+
+
 class CameraRendering:
     """``render()`` and ``close()`` for a gymnasium env that drives its own MuJoCo model (``model``, ``data``, and
     ``render_size`` as (height, width)): the scene's camera named ``render_camera`` (a class attribute the env
@@ -69,10 +94,8 @@ class CameraRendering:
     _renderer = None
 
     def render(self) -> np.ndarray:
-        import mujoco
-
         if self._renderer is None:
-            self._renderer = mujoco.Renderer(self.model, *self.render_size)
+            self._renderer = make_renderer(self.model, *self.render_size, f"{type(self).__name__}.render_size")
         self._renderer.update_scene(self.data, camera=self.render_camera)
         return self._renderer.render()
 

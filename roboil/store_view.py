@@ -23,6 +23,7 @@ from .store import EpisodeStore
 from .video import write_mp4
 
 PAGE_FILE = "index.html"
+PAGE_TITLE = "<title>roboil store: "  # how the page begins, after its charset: to know a page of ours again
 VIDEO_DIR = "videos"
 DEFAULT_EPISODES = 20  # episodes given videos and plots; the table lists all
 MAX_DIMS = 32  # lines per chart; an array with more dimensions plots its first ones
@@ -85,6 +86,9 @@ def view_store(store_path: str | Path, out: str | Path | None = None, episodes: 
     if out.exists() and not out.is_dir():
         raise RoboilError(f"--out '{out}' is a file; name a directory for the page")
     check_writable(out)
+    if out.is_dir() and any(out.iterdir()) and not _is_page(out / PAGE_FILE):
+        raise RoboilError(f"--out '{out}' holds files of its own, which the page and its videos would replace; "
+                          "pass a new or empty directory (default: beside the store)")
     out.mkdir(parents=True, exist_ok=True)
     info = store.info()
     fps = _number(store.attrs.get("fps")) or 10.0
@@ -104,6 +108,15 @@ def view_store(store_path: str | Path, out: str | Path | None = None, episodes: 
     return page
 
 
+def _is_page(path: Path) -> bool:
+    """Whether ``path`` is a page this module wrote (an earlier view, which a new one replaces with its videos)."""
+    try:
+        with open(path, encoding="utf-8") as page:
+            return PAGE_TITLE in page.read(200)
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
 # ---- the page ------------------------------------------------------------------------------------------------
 
 
@@ -115,7 +128,7 @@ def _page(store: EpisodeStore, info: dict, attrs: list[dict], sections: list[str
               (f"; the first {shown} of {store.n_episodes} are shown (<code>--episodes</code> for more)"
                if shown < store.n_episodes else "") + "</p>" + "".join(sections)) if shown else (
         "<p class=\"note\">no episode shown in detail (<code>--episodes 0</code>)</p>")
-    return f"""<!doctype html><meta charset="utf-8"><title>roboil store: {html.escape(store.path.name)}</title>
+    return f"""<!doctype html><meta charset="utf-8">{PAGE_TITLE}{html.escape(store.path.name)}</title>
 <style>{REPORT_CSS}
 {PAGE_CSS}</style>
 <h1>{html.escape(title)}</h1>

@@ -63,6 +63,16 @@ def test_noisy_recording_resumed_in_parts_equals_one_run(tmp_path):
         assert all(np.array_equal(a[k], b[k]) for k in a)
 
 
+def test_appending_says_the_seed_the_new_episodes_start_from(tmp_path, capsys):
+    """After a session seeded from 3, the next one goes on past the store's highest seed (6, 7): the notice said
+    "episode i is seeded 0+i"."""
+    record("fetch-reach", 2, tmp_path / "s.zarr", seed=3, progress=False)
+    record("fetch-reach", 2, tmp_path / "s.zarr")
+    assert f"roboil: '{tmp_path / 's.zarr'}' holds 2 episodes; recording 2 more after them, seeded from 5 on" in \
+        capsys.readouterr().err
+    assert [a["seed"] for a in EpisodeStore.open(tmp_path / "s.zarr").episode_attrs()] == [3, 4, 5, 6]
+
+
 def test_intervention_records_who_drove_each_step(weak_policy, tmp_path):
     """HG-DAgger: the policy drives, the person takes over with a key and hands back with another; the whole
     episode is recorded with who was in control at every step."""

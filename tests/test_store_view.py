@@ -99,6 +99,32 @@ def test_the_cli_caps_the_episodes_in_detail_but_lists_all(mixed_store, tmp_path
     assert bad.returncode == 2 and "is the store; write the page elsewhere" in bad.stderr
 
 
+def test_the_page_goes_only_where_it_replaces_nothing_but_an_earlier_page(mixed_store, tmp_path):
+    """--out of a user's own directory removed their episode_*.mp4 files and index.html; --out of another store
+    wrote the page into it."""
+    mine = tmp_path / "mine"
+    (mine / "videos").mkdir(parents=True)
+    (mine / "videos" / "episode_final_cut.mp4").write_text("x")
+    (mine / "index.html").write_text("notes")
+    result = run_cli("store", "view", mixed_store, "--out", mine)
+    assert result.returncode == 2 and result.stderr == (
+        f"roboil: error: --out '{mine}' holds files of its own, which the page and its videos would replace; pass a "
+        "new or empty directory (default: beside the store)\n")
+    assert (mine / "index.html").read_text() == "notes" and (mine / "videos" / "episode_final_cut.mp4").is_file()
+    other = shutil.copytree(mixed_store, tmp_path / "other.zarr")
+    result = run_cli("store", "view", mixed_store, "--out", other)
+    assert result.returncode == 2 and result.stderr == (
+        f"roboil: error: '{other}' is an episode store, which writing there would break; pass an output path outside "
+        "it\n")
+    assert not (other / "index.html").exists()
+    view = tmp_path / "view"
+    for episodes in (2, 1):  # a page of ours is replaced, with its videos
+        run_cli("store", "view", mixed_store, "--out", view, "--episodes", episodes, check=True)
+    assert sorted(p.name for p in (view / "videos").iterdir()) == ["episode_0000_rgb_top.mp4"]
+    (tmp_path / "empty").mkdir()
+    run_cli("store", "view", mixed_store, "--out", tmp_path / "empty", "--episodes", 0, check=True)
+
+
 def test_a_store_without_cameras_gets_its_table_and_charts(tmp_path):
     """Numbers with gaps (NaN), a constant array and a scalar integer action: lines break at the gaps, every
     coordinate is finite."""

@@ -344,6 +344,26 @@ def test_replay_sessions_appending_to_their_output_continue_the_source(tmp_path)
     assert EpisodeStore.open(out).n_episodes == 3 and EpisodeStore.open(source).n_episodes == 3
 
 
+def test_a_recoded_store_is_appended_to_in_its_codec(tmp_path):
+    """A recoded store's recorded settings still name the old codec: appending without an override was refused,
+    saying to drop an override that no one gave."""
+    from roboil.codecs import unavailable
+
+    if reason := unavailable("jpeg"):
+        pytest.skip(reason)
+    small = ["obs.pixels.cameras=[external_camera_0]", "obs.pixels.height=32", "obs.pixels.width=32"]
+    run_cli("record", "--task", "fetch-reach", "--episodes", 1, "--out", tmp_path / "s.zarr", *small, check=True)
+    run_cli("store", "recode", tmp_path / "s.zarr", "--codec", "jpeg", "--out", tmp_path / "jpeg.zarr", check=True)
+    run_cli("record", "--task", "fetch-reach", "--episodes", 1, "--out", tmp_path / "jpeg.zarr", check=True)
+    store = EpisodeStore.open(tmp_path / "jpeg.zarr")
+    assert store.n_episodes == 2 and store.check() == []
+    assert store.info()["features"]["rgb_external_camera_0"]["codec"] == "jpeg"
+    other = run_cli("record", "--task", "fetch-reach", "--episodes", 1, "--out", tmp_path / "jpeg.zarr",
+                    "obs.pixels.codec=avif")  # an override asking for another codec is still refused
+    assert other.returncode == 2 and "keeps 'rgb_external_camera_0' as jpeg (quality 90), this recording asks " \
+        "for avif (quality 90)" in other.stderr
+
+
 def test_appending_reuses_the_observation_settings_the_store_was_recorded_with(tmp_path):
     path = tmp_path / "small.zarr"
     run_cli("record", "--task", "fetch-reach", "--episodes", 1, "--out", path, "obs.pixels.cameras=[external_camera_0]",

@@ -17,6 +17,7 @@ import numpy as np
 
 import roboil
 from roboil import ArrayLayout, Feature, ObservationSpec
+from roboil.sim import make_renderer
 
 KIND = "pixels"
 PREFIX = "rgb_"
@@ -66,7 +67,8 @@ class PixelObserver:
         if missing:
             raise roboil.RoboilError(f"camera '{missing[0]}' is not in the task's scene; valid: {', '.join(names)}")
         self.height, self.width = params.height, params.width
-        self.renderer = mujoco.Renderer(self.model, self.height, self.width) if self.cameras else None
+        self.renderer = make_renderer(self.model, self.height, self.width, "obs.pixels.height and width") \
+            if self.cameras else None
         self.features = {PREFIX + c: Feature(KIND, (self.height, self.width, 3), "uint8") for c in self.cameras}
 
     def __call__(self, raw_obs) -> dict[str, np.ndarray]:
