@@ -32,6 +32,7 @@ META_FILE = "meta.json"
 TRAINING_STATE_FILE = "training_state.pt"
 # the files meta.json keeps a crc32c of: changed bytes in weights often still load (into NaN, or other numbers)
 CHECKSUMMED = (MODEL_FILE, STATS_FILE, TRAINING_STATE_FILE)
+METRICS_FILE = "metrics.jsonl"  # a run's, beside its checkpoints
 LAST_FILE = "last"  # names the newest complete checkpoint; written last, atomically
 CHECKPOINTS = "checkpoints"
 CHECKPOINT_NAME = re.compile(r"^step_\d{8,}$")  # step_{step:08d}: nine digits from step 100,000,000
@@ -50,6 +51,8 @@ def pick_device(name: str, where: str) -> torch.device:
         device = torch.device(name)
     except RuntimeError:
         raise RoboilError(f"{where}={name} is not a torch device; use auto, cpu or cuda") from None
+    if device.type not in ("cpu", "cuda"):
+        raise RoboilError(f"{where}={name}: roboil runs on cpu or cuda, not {device.type}; use auto, cpu or cuda")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RoboilError(f"{where}={name} but no CUDA device is available; use {where}=cpu or auto")
     return device
@@ -150,9 +153,20 @@ def resolve_checkpoint(path: str | Path) -> Path:
         raise RoboilError(f"no run directory '{path}'; pass the --out directory of 'roboil train'")
     if (path / MODEL_FILE).is_file():
         return path
-    latest = latest_checkpoint(path)
-    if latest is None or not (latest / MODEL_FILE).is_file():
+    if path.name == CHECKPOINTS and not CHECKPOINT_NAME.match(path.name):
+        path = path.parent  # RUN/checkpoints: the run
+    if CHECKPOINT_NAME.match(path.name):
+        latest = path
+    elif (latest := latest_checkpoint(path)) is None:
+        if (path / CHECKPOINTS).is_dir() or (path / METRICS_FILE).is_file():
+            raise RoboilError(f"run '{path}' has no checkpoint yet (training saves one every train.checkpoint_every "
+                              "steps and at its end); wait for one")
         raise RoboilError(f"'{path}' holds no checkpoint; pass the --out directory of 'roboil train'")
+    if not (latest / MODEL_FILE).is_file():
+        older = sorted((p for p in latest.parent.iterdir() if CHECKPOINT_NAME.match(p.name) and p != latest
+                        and (p / MODEL_FILE).is_file()), key=checkpoint_step)
+        other = f"pass an earlier one ({older[-1]})" if older else "train again"
+        raise RoboilError(f"checkpoint file '{latest / MODEL_FILE}' is missing; restore it, or {other}")
     return latest
 
 

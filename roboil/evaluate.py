@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import (checkpoint_step, chosen_executor, load_policy, make_runner, pick_device,
-                         resolve_checkpoint, write_text_atomic)
+from .checkpoint import (METRICS_FILE, checkpoint_step, chosen_executor, load_policy, make_runner,
+                         pick_device, resolve_checkpoint, write_text_atomic)
 from .distributed import launched_ranks
 from .envs import EnvPool, ObservedEnv
 from .errors import RoboilError, check_writable, claim_directory
@@ -104,6 +104,9 @@ def evaluate(run_dir: str | Path, episodes: int | None = None, envs: int | None 
     envs = config.eval.envs if envs is None else envs
     seed = config.eval.seed if seed is None else seed
     max_steps = config.eval.max_steps if max_steps is None else max_steps
+    if seed + episodes > 2**64:  # torch seeds each episode's inference noise from its seed
+        raise RoboilError(f"--seed {seed}: {episodes} episodes are seeded up to {seed + episodes - 1}, above "
+                          "2**64 - 1, the largest seed torch takes; use a smaller --seed")
     out_dir.mkdir(parents=True, exist_ok=True)
     task = registry().get("task", config.task)
     all_seeds = [seed + i for i in range(episodes)]
@@ -445,7 +448,6 @@ def _training_curves(run: str) -> str:
     and spanning two decades or more; a dashed line marks the evaluated checkpoint's step when it is not the
     last), or a line saying why there is none."""
     from .checkpoint import CHECKPOINTS
-    from .train import METRICS_FILE
 
     run_dir, step = Path(run), None
     try:

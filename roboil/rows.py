@@ -4,8 +4,9 @@ zarr-python decodes every selection through its asyncio pipeline: about 0.8 ms p
 size. A training window reads a few single-frame chunks, so that overhead, not decoding, held reading from
 disk to a few hundred windows per second. For the layouts our stores write (whole rows per chunk, Blosc or one
 of :mod:`roboil.codecs`' images or videos, maybe followed by a crc32c (checked here), optionally inside zarr v3
-shards, whose format the zarr v3 specification fixes) this module reads a chunk's bytes with one ``os.pread`` at the offset the shard index gives
-and decodes them directly: about 0.05 ms a 96x96 frame with Blosc. Any other layout goes through zarr.
+shards, whose format the zarr v3 specification fixes) this module reads a chunk's bytes with one ``os.pread`` at
+the offset the shard index gives and decodes them directly: about 0.05 ms a 96x96 frame with Blosc. Any other
+layout goes through zarr.
 
 A reader keeps the files it read last open (at most ``RowReader.max_open``), each with its shard index: a store
 appended to meanwhile replaces a shard by renaming a new file over it, so an open file and its index stay one

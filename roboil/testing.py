@@ -414,7 +414,8 @@ def smoke_run(task: str, config: str | Path | Mapping, tmp_dir: str | Path, epis
                                  "successful episodes only: check the expert and is_success")
 
     with _stage("train", f"training algorithm '{loaded.algorithm_name}' for {train_steps} step(s)"):
-        from .train import METRICS_FILE, train
+        from .checkpoint import METRICS_FILE
+        from .train import train
 
         checkpoint = train(loaded, run_dir, progress=False)
         metrics = None

@@ -31,8 +31,8 @@ import yaml
 
 from . import distributed
 from .actions import ActionTransform, describe_space
-from .checkpoint import (CHECKPOINTS, CONFIG_FILE, META_FILE, TRAINING_STATE_FILE, build_model, latest_checkpoint,
-                         pick_device, read_checkpoint_file, save_checkpoint)
+from .checkpoint import (CHECKPOINTS, CONFIG_FILE, META_FILE, METRICS_FILE, TRAINING_STATE_FILE, build_model,
+                         latest_checkpoint, pick_device, read_checkpoint_file, save_checkpoint)
 from .config import Config, to_dict
 from .distributed import Ranks, launched_ranks
 from .envs import ObservedEnv
@@ -47,7 +47,6 @@ from .sampler import WindowSampler, compute_stats
 from .specs import Feature
 from .store import EpisodeStore
 
-METRICS_FILE = "metrics.jsonl"
 # sections a resumed run may not change: they define the model and the data it learns from
 FROZEN_ON_RESUME = ("task", "algorithm", "data", "encoders")
 

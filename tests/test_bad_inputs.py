@@ -33,7 +33,11 @@ def test_record(tmp_path, args, message):
 
 @pytest.mark.parametrize("args, message", [
     (["--torch-device", "nope"], "--torch-device=nope is not a torch device; use auto, cpu or cuda"),
+    (["--torch-device", "meta"], "--torch-device=meta: roboil runs on cpu or cuda, not meta; use auto, cpu or cuda"),
     (["--seed", "-5"], "--seed must be >= 0, got -5"),
+    (["--seed", str(2**64)], f"--seed {2**64}: 1 episodes are seeded up to {2**64}, above 2**64 - 1, the largest seed "
+                             "torch takes; use a smaller --seed"),
+    (["--episodes", "3", "--seed", str(2**64 - 2)], f"--seed {2**64 - 2}: 3 episodes are seeded up to {2**64}, above"),
     (["--max-steps", "0"], "--max-steps must be at least 1, got 0"),
     (["--out", "README.md"], "--out 'README.md' is a file; name a directory for the report"),
     (["--executor", "median"], "unknown executor 'median'; valid: ensemble, queue"),

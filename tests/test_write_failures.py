@@ -24,10 +24,14 @@ from conftest import run_cli
 REACH = "configs/fetch_reach/gcbc.yaml"
 
 
-def one_line(result, message: str) -> None:
+def one_line(result, message: str | None) -> None:
+    """The command failed with ``message`` alone (None: it succeeded, saying nothing but its bars)."""
     lines = [line for line in result.stderr.splitlines()  # not the progress bars, nor record's appending notice
              if line.strip() and not line.startswith(("record ", "train ", "eval ")) and "more after them" not in line]
-    assert result.returncode == 2 and lines == [f"roboil: error: {message}"], result.stderr
+    if message is None:
+        assert result.returncode == 0 and lines == [], result.stderr
+    else:
+        assert result.returncode == 2 and lines == [f"roboil: error: {message}"], result.stderr
 
 
 @pytest.fixture
@@ -158,6 +162,23 @@ def test_damaged_checkpoint_file_is_one_line_in_eval(tiny_reach_run, tmp_path, n
     damage(checkpoint / name)
     one_line(run_cli("eval", copy, "--episodes", 1),
              f"checkpoint file '{checkpoint / name}' {problem}; restore it, or pass another checkpoint")
+
+
+def test_eval_names_the_checkpoint_it_cannot_use_and_the_one_it_can(tiny_reach_store, tmp_path):
+    """The newest checkpoint without its weights, a run before its first checkpoint and RUN/checkpoints were all
+    "holds no checkpoint; pass the --out directory of 'roboil train'"."""
+    run = tmp_path / "run"
+    run_cli("train", REACH, f"data.path={tiny_reach_store}", "train.steps=4", "train.checkpoint_every=2",
+            "algorithm.hidden_dims=[8]", "--out", run, check=True)
+    one_line(run_cli("eval", run / "checkpoints", "--episodes", 1, "--out", tmp_path / "e"), None)  # as the run
+    (run / "checkpoints" / "step_00000004" / "model.safetensors").unlink()
+    one_line(run_cli("eval", run, "--episodes", 1),
+             f"checkpoint file '{run / 'checkpoints' / 'step_00000004' / 'model.safetensors'}' is missing; restore "
+             f"it, or pass an earlier one ({run / 'checkpoints' / 'step_00000002'})")
+    shutil.rmtree(run / "checkpoints")
+    one_line(run_cli("eval", run, "--episodes", 1),
+             f"run '{run}' has no checkpoint yet (training saves one every train.checkpoint_every steps and at its "
+             "end); wait for one")
 
 
 def test_weights_that_do_not_fit_the_config_are_one_line_in_eval(tiny_reach_run, tmp_path):

@@ -16,7 +16,8 @@ robomimic takes every member of ``data/`` for a demo (it sorts them by the numbe
 extras live in attributes only: ``data.attrs["roboil"]`` (JSON: the store's features, chunk layouts and
 attrs) and ``demo.attrs["roboil"]`` (JSON: the episode's attrs). Import restores them, so a store survives a
 round trip whole: arrays byte for byte, episode boundaries, store and episode attrs, chunking and codecs (the
-episode checksums are recomputed from the same bytes, so they come out equal).
+episode checksums are recomputed from the same bytes, so they come out equal). A camera kept with a lossy codec
+is the exception: the file holds its decoded frames, which import encodes again, within the codec's error.
 
 What export writes and how:
 
