@@ -102,7 +102,11 @@ def cmd_store(args) -> int:
         print(f"page: {view_store(args.path, args.out, episodes=args.episodes)}")
         return 0
     if args.store_command == "copy":
-        copy, skipped = copy_store(args.path, args.out, skip_damaged=args.skip_damaged)
+        if args.episode and args.drop_episode:
+            raise RoboilError("--episode chooses the episodes to copy and --drop-episode the ones to leave out; "
+                              "give one of them")
+        copy, skipped = copy_store(args.path, args.out, skip_damaged=args.skip_damaged, episodes=args.episode,
+                                   drop_episodes=args.drop_episode or ())
         left_out = f"; left out the damaged episodes {', '.join(map(str, skipped))}" if skipped else ""
         print(f"{copy.path}: {copy.n_episodes} episodes, {copy.n_steps} steps{left_out}")
         return 0
@@ -221,6 +225,9 @@ def cmd_eval(args) -> int:
     overrides = parse_overrides(args.overrides)
     if unknown := sorted(set(overrides) - {"executor"}):
         raise RoboilError(f"eval takes executor.PARAM=value overrides, not '{unknown[0]}'")
+    named = overrides.get("executor", {}).get("name")
+    if args.executor and named is not None and named != args.executor:
+        raise RoboilError(f"--executor {args.executor} and executor.name={named} name two executors; give one")
     executor = {**({"name": args.executor} if args.executor else {}), **overrides.get("executor", {})}
     report = evaluate(args.run_dir, episodes=args.episodes, envs=args.envs, seed=args.seed, video=args.video,
                       out_dir=args.out, max_steps=args.max_steps, device=args.torch_device, executor=executor or None,
@@ -304,6 +311,10 @@ def build_parser() -> argparse.ArgumentParser:
     copy.add_argument("--skip-damaged", action="store_true",
                       help="leave out the episodes that differ from their checksums (and say which) instead of "
                            "refusing the copy")
+    copy.add_argument("--episode", type=int, action="append", default=None, metavar="N",
+                      help="copy only episode N (repeat for several; default: all)")
+    copy.add_argument("--drop-episode", type=int, action="append", default=None, metavar="N",
+                      help="leave episode N out (repeat for several): how a store loses its bad demonstrations")
     copy.set_defaults(run=cmd_store)
     drop = store_sub.add_parser("drop-actions", help="copy a store without its actions (observation-only "
                                 "demonstrations, for algorithms that learn from states alone)")

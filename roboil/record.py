@@ -32,7 +32,7 @@ from .plugins import registry
 from .progress import progress_bar
 from .specs import (DELETE_LAST, DISCARD, HAND_BACK, QUIT, RETRY, SAVE, START, TAKE_OVER, ArrayLayout,
                     DeviceContext, EndEffectorCommand)
-from .store import EpisodeStore, array_layout
+from .store import EpisodeStore, array_layout, empty_directory
 from .teleop import teleop_spec
 
 ACTION_LAYOUT = ArrayLayout(time_chunk=1024)
@@ -224,7 +224,7 @@ def record(task: str, episodes: int | None, out: str | Path, device: str | None 
     env, window, roles, output = None, None, [], None
     try:
         # appended to: the writer lock from here, so what a device reads of it (where a replay continues) holds
-        output = EpisodeStore.open(out, mode="a") if Path(out).exists() else None
+        output = EpisodeStore.open(out, mode="a") if Path(out).exists() and not empty_directory(out) else None
         if output is not None and (recorded_task := output.attrs.get("task")) != task:
             raise RoboilError(f"store '{out}' holds task '{recorded_task}', not '{task}'; record into a new --out path")
         # the observations the store was recorded with, so a camera size set then need not be typed again

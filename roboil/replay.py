@@ -61,8 +61,10 @@ def replay(path: str | Path, episodes: list[int] | None = None, video: str | Pat
         raise RoboilError(f"none of the episodes asked for in '{path}' can be replayed (they store labels, not the "
                           "actions executed)")
     reproduced = sum(r["reproduced"] for r in results)
+    lossy = [k for k in store.features if k != ACTION and k not in compared]
     lines.append(f"{path}: {reproduced} of {len(results)} replays reproduce the recorded success "
-                 f"({reproduced / len(results):.1%})")
+                 f"({reproduced / len(results):.1%})" + (f"; observations compared without {', '.join(lossy)} "
+                                                         "(kept with a lossy codec)" if lossy else ""))
     return {"replayed": len(results), "reproduced": reproduced, "episodes": results, "lines": lines}
 
 

@@ -297,6 +297,12 @@ def _require_store(path: Path) -> None:
                           f"{', '.join(map(str, FORMATS))}; use a matching roboil version")
 
 
+def empty_directory(path: str | Path) -> bool:
+    """Whether ``path`` is a directory with nothing in it (made by hand for a store to be made in)."""
+    path = Path(path)
+    return path.is_dir() and not any(path.iterdir())
+
+
 def is_store(path: str | Path) -> bool:
     """Whether ``path`` is a roboil store (of any format)."""
     return _roboil_meta(Path(path)) is not None
@@ -377,7 +383,7 @@ class EpisodeStore:
                ) -> "EpisodeStore":
         """A new store, open for appending (it holds the writer lock)."""
         path = Path(path)
-        if path.exists():
+        if path.exists() and not empty_directory(path):  # the store is renamed over an empty one
             raise RoboilError(f"'{path}' already exists; pass a new path (the existing store is left as it is)")
         if not features:
             raise RoboilError("an episode store needs at least one feature")
@@ -1151,16 +1157,22 @@ def recoded_layouts(store: EpisodeStore, codec: str, quality: int) -> dict[str, 
 
 
 def copy_store(source: str | Path, out: str | Path, drop: list[str] = (),
-               layouts: dict[str, ArrayLayout] | None = None, skip_damaged: bool = False
-               ) -> tuple[EpisodeStore, list[int]]:
-    """A new store at ``out`` holding ``source``'s committed episodes without the arrays ``drop`` (e.g. the
-    actions, for observation-only demonstrations as video or another embodiment would give), the arrays in
-    ``layouts`` kept so (e.g. a camera in another codec: frames of a lossy store are decoded and encoded again),
-    the rest with the same chunking and codecs, and the same store and episode attrs; ``source`` is not
-    changed. Each episode is verified against its checksums: a damaged one is a :class:`RoboilError` (and no
-    copy is left), or with ``skip_damaged`` left out. Returns the copy and the indices of the episodes left out."""
+               layouts: dict[str, ArrayLayout] | None = None, skip_damaged: bool = False,
+               episodes: list[int] | None = None, drop_episodes: list[int] = ()) -> tuple[EpisodeStore, list[int]]:
+    """A new store at ``out`` holding ``source``'s committed ``episodes`` (default: all) but ``drop_episodes``,
+    in their order, without the arrays ``drop`` (e.g. the actions, for observation-only demonstrations as video
+    or another embodiment would give), the arrays in ``layouts`` kept so (e.g. a camera in another codec: frames
+    of a lossy store are decoded and encoded again), the rest with the same chunking and codecs, and the same
+    store and episode attrs; ``source`` is not changed. Each episode is verified against its checksums: a
+    damaged one is a :class:`RoboilError` (and no copy is left), or with ``skip_damaged`` left out. Returns the
+    copy and the indices of the damaged episodes left out."""
     # leaving damaged episodes out is how a store that fails the check is copied: each one is verified below
     src = EpisodeStore.open(source, require_healthy=not skip_damaged)
+    if bad := [i for i in [*(episodes or ()), *drop_episodes] if not 0 <= i < src.n_episodes]:
+        raise RoboilError(f"episode {bad[0]} is out of range: store '{source}' has episodes 0..{src.n_episodes - 1}")
+    chosen = sorted(set(range(src.n_episodes) if episodes is None else episodes) - set(drop_episodes))
+    if not chosen:
+        raise RoboilError(f"the episodes chosen leave none of store '{source}' to copy; choose at least one")
     if unknown := [k for k in [*drop, *(layouts or {})] if k not in src.features]:
         raise RoboilError(f"store '{source}' has no array '{unknown[0]}'; it holds {', '.join(src.features)}")
     kept = {k: f for k, f in src.features.items() if k not in drop}
@@ -1170,10 +1182,13 @@ def copy_store(source: str | Path, out: str | Path, drop: list[str] = (),
     attrs = {**src.attrs, "copied_from": str(source)}
     if drop:
         attrs["dropped"] = [*src.attrs.get("dropped", []), *drop]
-    skipped = []
+    if len(chosen) < src.n_episodes:  # which of the source's episodes the copy's are, in order
+        attrs["copied_episodes"] = chosen
+    skipped, listed = [], src.episode_attrs()
     with EpisodeStore.create(out, kept, layouts, attrs) as copy:
         try:
-            for index, episode_attrs in enumerate(src.episode_attrs()):
+            for index in chosen:
+                episode_attrs = listed[index]
                 try:
                     rows = src.episode(index, verify=True)
                 except RoboilError:

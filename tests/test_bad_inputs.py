@@ -41,6 +41,8 @@ def test_record(tmp_path, args, message):
     (["--max-steps", "0"], "--max-steps must be at least 1, got 0"),
     (["--out", "README.md"], "--out 'README.md' is a file; name a directory for the report"),
     (["--executor", "median"], "unknown executor 'median'; valid: ensemble, queue"),
+    (["--executor", "queue", "executor.name=ensemble"], "--executor queue and executor.name=ensemble name two "
+                                                        "executors; give one"),
     (["executor.coefficient=0.1"], "config key 'executor.coefficient' is for executor 'ensemble', not 'queue'; set "
                                    "executor.name=ensemble or drop the key"),
 ])

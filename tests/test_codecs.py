@@ -341,6 +341,7 @@ def test_pusht_recorded_with_obs_pixels_codec_checks_trains_and_exports(tmp_path
     replayed = replay(path)
     assert replayed["reproduced"] == 2 and all(e["max_observation_drift"] <= REPLAY_TOLERANCE
                                                for e in replayed["episodes"]), replayed["lines"]
+    assert replayed["lines"][-1].endswith("; observations compared without rgb_top (kept with a lossy codec)")
     assert len(demonstration_states(store, [0, 1])) == store.n_steps
 
     exported = tmp_path / "v2.zarr"

@@ -171,8 +171,13 @@ def test_open_and_create_errors(tmp_path):
     zarr.open_group(tmp_path / "other", mode="w")
     with pytest.raises(RoboilError, match="not a roboil"):
         EpisodeStore.open(tmp_path / "other")
+    (tmp_path / "plain" / "notes.txt").write_text("mine")
     with pytest.raises(RoboilError, match="already exists"):
         new_store(tmp_path / "plain")
+    assert (tmp_path / "plain" / "notes.txt").read_text() == "mine"
+    (tmp_path / "empty").mkdir()  # made by hand for the store: it goes there
+    new_store(tmp_path / "empty", 1).close()
+    assert EpisodeStore.open(tmp_path / "empty").n_episodes == 1
     with pytest.raises(RoboilError, match="no ArrayLayout"):
         EpisodeStore.create(tmp_path / "s", FEATURES, {"state": ArrayLayout(10)}, {})
     for bad in (ArrayLayout(0), ArrayLayout(10, clevel=12), ArrayLayout(10, cname="nope")):

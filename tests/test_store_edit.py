@@ -20,7 +20,7 @@ import zarr
 from zarr.core.sync import sync as zarr_sync
 from zarr.storage import LocalStore
 
-from conftest import run_cli
+from conftest import main_fails_in_one_line, run_cli
 from roboil.errors import RoboilError
 from roboil.store import EpisodeStore, _settle_zarr_tasks
 from test_store import FEATURES, LAYOUTS, ROOT, SHARDED, STORE_ATTRS, assert_episodes, drop_chunk, held, \
@@ -426,6 +426,31 @@ def test_copy_and_export_refuse_a_damaged_episode_and_copy_leaves_it_out_when_as
     source = EpisodeStore.open(path)
     for new, old in enumerate([0, 2, 3]):
         assert all(np.array_equal(copy.episode(new)[k], source.episode(old)[k]) for k in FEATURES)
+
+
+def test_copy_keeps_the_episodes_chosen_and_leaves_the_rest_out(tmp_path, capsys):
+    """Curating: only the last episode could be removed (teleop's delete), so a bad demonstration in the middle
+    stayed in the store."""
+    from roboil.cli import main
+
+    path = tmp_path / "s"
+    new_store(path, 4).close()
+    source = EpisodeStore.open(path)
+    for argv, kept in ((["--drop-episode", "1"], [0, 2, 3]), (["--episode", "3", "--episode", "0"], [0, 3])):
+        out = tmp_path / "_".join(argv)
+        assert main(["store", "copy", str(path), "--out", str(out), *argv]) == 0
+        assert f"{len(kept)} episodes" in capsys.readouterr().out
+        copy = EpisodeStore.open(out)
+        assert copy.check() == [] and copy.attrs["copied_episodes"] == kept
+        assert copy.episode_attrs() == [source.episode_attrs()[i] for i in kept]
+        for new, old in enumerate(kept):
+            assert all(np.array_equal(copy.episode(new)[k], source.episode(old)[k]) for k in FEATURES)
+    for argv, problem in ((["--episode", "4"], f"episode 4 is out of range: store '{path}' has episodes 0..3"),
+                          (["--drop-episode", "-1"], "episode -1 is out of range"),
+                          ([f"--drop-episode={i}" for i in range(4)], "the episodes chosen leave none of store"),
+                          (["--episode", "0", "--drop-episode", "1"], "give one of them")):
+        main_fails_in_one_line(capsys, ["store", "copy", str(path), "--out", str(tmp_path / "none"), *argv], problem)
+        assert not (tmp_path / "none").exists()
 
 
 def test_skip_damaged_copies_a_store_that_fails_the_quick_check(tmp_path):
