@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import shutil
 from pathlib import Path
 from typing import Any, Callable
@@ -20,7 +21,7 @@ from safetensors.torch import load_file as load_tensors, save_file as save_tenso
 
 from .actions import ActionTransform, space_from_description
 from .config import Config, named_section, to_dict, validate
-from .errors import RoboilError
+from .errors import RoboilError, try_lock
 from .plugins import registry
 from .policy import BuildContext, PolicyModel, PolicyRunner
 from .specs import Feature
@@ -33,6 +34,7 @@ TRAINING_STATE_FILE = "training_state.pt"
 # the files meta.json keeps a crc32c of: changed bytes in weights often still load (into NaN, or other numbers)
 CHECKSUMMED = (MODEL_FILE, STATS_FILE, TRAINING_STATE_FILE)
 METRICS_FILE = "metrics.jsonl"  # a run's, beside its checkpoints
+RUN_LOCK = ".lock"  # held by the process training a run, so a second one into the same --out is refused
 LAST_FILE = "last"  # names the newest complete checkpoint; written last, atomically
 CHECKPOINTS = "checkpoints"
 CHECKPOINT_NAME = re.compile(r"^step_\d{8,}$")  # step_{step:08d}: nine digits from step 100,000,000
@@ -68,11 +70,16 @@ def _sync(path: Path) -> None:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """``path`` holds its old text or the new one, whenever the process or the machine stops."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    _sync(tmp)
-    os.replace(tmp, path)
+    """``path`` holds its old text or the new one, whenever the process or the machine stops (and whoever else
+    writes it meanwhile: each writer has its own temporary file)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    try:
+        tmp.write_text(text)
+        _sync(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     _sync(path.parent)
 
 
@@ -153,21 +160,38 @@ def resolve_checkpoint(path: str | Path) -> Path:
         raise RoboilError(f"no run directory '{path}'; pass the --out directory of 'roboil train'")
     if (path / MODEL_FILE).is_file():
         return path
-    if path.name == CHECKPOINTS and not CHECKPOINT_NAME.match(path.name):
+    if path.name == CHECKPOINTS:
         path = path.parent  # RUN/checkpoints: the run
     if CHECKPOINT_NAME.match(path.name):
         latest = path
     elif (latest := latest_checkpoint(path)) is None:
+        if _being_trained(path):
+            raise RoboilError(f"run '{path}' has no checkpoint yet: it is training, and saves one every "
+                              "train.checkpoint_every steps and at its end; wait for one")
         if (path / CHECKPOINTS).is_dir() or (path / METRICS_FILE).is_file():
-            raise RoboilError(f"run '{path}' has no checkpoint yet (training saves one every train.checkpoint_every "
-                              "steps and at its end); wait for one")
+            raise RoboilError(f"run '{path}' has no checkpoint: its training stopped before saving one; train it "
+                              "again")
         raise RoboilError(f"'{path}' holds no checkpoint; pass the --out directory of 'roboil train'")
     if not (latest / MODEL_FILE).is_file():
-        older = sorted((p for p in latest.parent.iterdir() if CHECKPOINT_NAME.match(p.name) and p != latest
-                        and (p / MODEL_FILE).is_file()), key=checkpoint_step)
-        other = f"pass an earlier one ({older[-1]})" if older else "train again"
+        earlier = sorted((p for p in latest.parent.iterdir() if CHECKPOINT_NAME.match(p.name) and (p / MODEL_FILE)
+                          .is_file() and checkpoint_step(p) < checkpoint_step(latest)), key=checkpoint_step)
+        other = f"pass an earlier one ({earlier[-1]})" if earlier else "train again"
         raise RoboilError(f"checkpoint file '{latest / MODEL_FILE}' is missing; restore it, or {other}")
     return latest
+
+
+def _being_trained(run: Path) -> bool:
+    """Whether a process holds the run's lock (see :func:`roboil.errors.claim_directory`)."""
+    if not (run / RUN_LOCK).is_file():
+        return False
+    try:
+        fd = try_lock(run / RUN_LOCK)
+    except OSError:  # no locks here: nothing tells
+        return False
+    if fd is None:
+        return True
+    os.close(fd)
+    return False
 
 
 def build_model(config: Config, features: dict[str, Feature], action_dim: int, stats,

@@ -225,6 +225,9 @@ def cmd_eval(args) -> int:
     overrides = parse_overrides(args.overrides)
     if unknown := sorted(set(overrides) - {"executor"}):
         raise RoboilError(f"eval takes executor.PARAM=value overrides, not '{unknown[0]}'")
+    if not isinstance(overrides.get("executor", {}), dict):
+        raise RoboilError(f"executor={overrides['executor']} names no parameter; write --executor "
+                          f"{overrides['executor']}, or executor.PARAM=value")
     named = overrides.get("executor", {}).get("name")
     if args.executor and named is not None and named != args.executor:
         raise RoboilError(f"--executor {args.executor} and executor.name={named} name two executors; give one")

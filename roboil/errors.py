@@ -192,9 +192,11 @@ def claim_directory(out_dir: Path, lock_name: str, doing: str, shared: bool = Fa
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / lock_name
     try:
-        fd = try_lock(path, shared)
+        fd, unlockable = try_lock(path, shared), None
     except OSError as e:
-        print(f"roboil: warning: '{out_dir}' cannot be locked ({e.strerror}): nothing stops another process "
+        fd, unlockable = None, e.strerror
+    if unlockable is not None:  # the work goes on outside the except: no part of handling that error
+        print(f"roboil: warning: '{out_dir}' cannot be locked ({unlockable}): nothing stops another process "
               f"{doing} meanwhile", file=sys.stderr)
         yield
         return

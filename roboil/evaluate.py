@@ -8,9 +8,11 @@ curves and every episode's row)."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fcntl
 import functools
+import hashlib
 import html
 import json
 import math
@@ -91,7 +93,8 @@ def evaluate(run_dir: str | Path, episodes: int | None = None, envs: int | None 
     run_dir = Path(run_dir)
     out_dir = Path(out_dir) if out_dir else run_dir / "eval"
     check_writable(out_dir)
-    for name, kind in ((EVAL_FILE, "file"), (REPORT_FILE, "file"), (VIDEOS, "directory")):
+    for name, kind in ((EVAL_FILE, "file"), (REPORT_FILE, "file"), (VIDEOS, "directory"),
+                       (STAGED_VIDEOS, "directory")):
         if (out_dir / name).exists() and (out_dir / name).is_dir() != (kind == "directory"):
             raise RoboilError(f"'{out_dir / name}' is in the way of the report's {name}, which is a {kind}; move it "
                               "away or pass another --out")
@@ -128,10 +131,12 @@ def evaluate(run_dir: str | Path, episodes: int | None = None, envs: int | None 
     keys = list(meta["features"])
     # only the observation kinds the policy reads: a state policy trained on a store with images renders no camera
     kinds = {feature["kind"] for feature in meta["features"].values()}
+    # filmed apart from other evaluations' shards, which may be filming into this directory meanwhile
+    staged = out_dir / STAGED_VIDEOS / hashlib.sha1(
+        json.dumps({**evaluation, "shards": None}, sort_keys=True).encode()).hexdigest()[:12]
     make_env = functools.partial(
         ObservedEnv, config.task, {kind: params for kind, params in meta["observations"].items() if kind in kinds},
-        render_mode="rgb_array" if video else None, max_steps=max_steps,
-        video_dir=out_dir / STAGED_VIDEOS if video else None,
+        render_mode="rgb_array" if video else None, max_steps=max_steps, video_dir=staged if video else None,
         video_seeds=tuple(all_seeds[: config.eval.video_episodes]))
     n_envs = min(envs, len(seeds))
     with claim_directory(out_dir, EVAL_LOCK, "evaluating into it", shared=shard is not None):
@@ -158,7 +163,8 @@ def evaluate(run_dir: str | Path, episodes: int | None = None, envs: int | None 
                 if gathered is None:
                     return None
                 results, seconds = gathered
-            report = write_report(results, config.task, task.episode_metrics, out_dir, seconds, run_dir, evaluation)
+            report = write_report(results, config.task, task.episode_metrics, out_dir, seconds, run_dir, evaluation,
+                                  staged)
             # once the report holds them; a shard run again meanwhile may have gathered them too
             if shard is not None:
                 for i in range(shard[1]):
@@ -166,7 +172,10 @@ def evaluate(run_dir: str | Path, episodes: int | None = None, envs: int | None 
             # on the report's disk already: an interrupt or a failure while filming loses no result
             if video and config.eval.video_episodes and _film_both_outcomes(results, runner, make_env, keys,
                                                                              task.episode_metrics):
-                report = write_report(results, config.task, task.episode_metrics, out_dir, seconds, run_dir, evaluation)
+                report = write_report(results, config.task, task.episode_metrics, out_dir, seconds, run_dir,
+                                      evaluation, staged)
+            if shard is None:  # it alone writes the directory: what interrupted evaluations filmed goes too
+                shutil.rmtree(out_dir / STAGED_VIDEOS, ignore_errors=True)
         finally:
             torch.set_num_threads(threads)
     plugins.notify("on_eval_end", report=report, run_dir=run_dir, config=config)
@@ -343,20 +352,21 @@ def _available_cores() -> int:
 
 
 def write_report(results: list[dict], task: str, metrics: tuple[str, ...], out_dir: Path, seconds: float,
-                 run_dir, evaluation: dict) -> dict:
-    """``eval.json`` and ``report.html``, each replaced whole; the episodes' videos moved from where they were
-    filmed into ``out_dir/videos`` (named as this process sees it: a shard may have filmed them with the directory
-    mounted elsewhere), and the videos there that no episode names (an earlier evaluation's) removed."""
+                 run_dir, evaluation: dict, staged: Path) -> dict:
+    """``eval.json`` and ``report.html``, each replaced whole; the episodes' videos moved from ``staged``, where
+    they were filmed, into ``out_dir/videos`` (named as this process sees it: a shard may have filmed them with
+    the directory mounted elsewhere), and the videos there that no episode names (an earlier evaluation's)
+    removed."""
     results.sort(key=lambda r: r["seed"])
     videos = out_dir / VIDEOS
     for result in results:
         for key in ("video", "final_frame"):
             if key in result:
                 name = Path(result[key]).name
-                if (filmed := out_dir / STAGED_VIDEOS / name).exists():
+                if (filmed := staged / name).exists():
                     videos.mkdir(exist_ok=True)
                     os.replace(filmed, videos / name)
-                result[key] = str(videos.absolute() / name)
+                result[key] = str(videos.resolve() / name)
     n = len(results)
     successes = sum(r["success"] for r in results)
     report = {
@@ -377,7 +387,9 @@ def write_report(results: list[dict], task: str, metrics: tuple[str, ...], out_d
     for stale in videos.glob("seed_*"):
         if stale.name not in named:
             stale.unlink()
-    shutil.rmtree(out_dir / STAGED_VIDEOS, ignore_errors=True)  # and what an interrupted evaluation left there
+    shutil.rmtree(staged, ignore_errors=True)  # with what an interrupted run of this evaluation left there
+    with contextlib.suppress(OSError):  # another evaluation's shards may be filming beside it
+        staged.parent.rmdir()
     return report
 
 

@@ -127,9 +127,10 @@ def on_eval_end(report, run_dir, config):
 
     ``report`` has ``success_rate``, ``success_ci95`` (low, high), ``mean_return``, ``mean_<metric>`` for each of
     the task's episode metrics, ``n_episodes``, ``seconds`` and ``episodes``: every episode's result sorted by seed
-    (as :func:`on_eval_episode_end` got it; a filmed one names its ``video`` mp4 and ``final_frame`` png, both
-    written by now). ``run_dir`` is what was evaluated (a run directory or one of its checkpoints) and ``config``
-    its training config. Called after ``eval.json`` is written, so a logger sees the numbers the user sees.
+    (as :func:`on_eval_episode_end` got it; a filmed one also names its ``video`` mp4 and ``final_frame`` png in
+    the report's ``videos`` directory). ``run_dir`` is what was evaluated (a run directory or one of its
+    checkpoints) and ``config`` its training config. Called after ``eval.json`` is written, so a logger sees the
+    numbers the user sees.
     Example::
 
         @roboil.hookimpl

@@ -176,8 +176,10 @@ def _in_workers(sampler: WindowSampler, batch_size: int, rows: slice, workers: i
     made = iter(loader)
     if threading.current_thread() is threading.main_thread():
         # torch's SIGCHLD handler raises a dead worker's error wherever this thread is, mid optimizer step, which
-        # leaves no consistent step to save; without it the wait for the next batch finds the worker dead (in 5 s)
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL if previous is None else previous)
+        # leaves no consistent step to save; without it the wait for the next batch finds the worker dead (in 5 s).
+        # (A loader iterated before this one installed it already.)
+        from_torch = previous is None or getattr(previous, "__module__", "").startswith("torch.")
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL if from_torch else previous)
     try:
         for batch, (pick, later, state) in made:  # the draw came back as tensors
             if isinstance(batch, RoboilError):

@@ -186,8 +186,8 @@ class PolicyRunner:
         for key, shape in (self.observation_shapes or {}).items():
             if key not in obs or tuple(obs[key].shape[1:]) != shape:
                 given = f"gives '{key}' as {tuple(obs[key].shape[1:])}" if key in obs else f"gives no '{key}'"
-                raise RoboilError(f"the environment {given}, the policy was trained on {shape}; evaluate it with the "
-                                  "task and observation settings it was trained with")
+                raise RoboilError(f"the environment {given}, the policy was trained on {shape}; run it in the task "
+                                  "with the observation settings it was trained with")
         n_obs = self.model.n_obs_steps
         for row, i in enumerate(envs):
             history = self._history[i]

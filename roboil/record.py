@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import getpass
-import shutil
 import sys
 import time
 from dataclasses import dataclass, field, replace
@@ -58,6 +57,11 @@ class PolicyDevice:
         if missing := [k for k in self.keys if k not in env.features]:
             raise RoboilError(f"policy '{run_dir}' reads {', '.join(missing)}, which this recording does not observe; "
                               "record with the observations it was trained on (obs.KIND.PARAM=value)")
+        if other := [k for k in self.keys if tuple(env.features[k].shape) != tuple(meta["features"][k]["shape"])]:
+            raise RoboilError(f"policy '{run_dir}' was trained on '{other[0]}' of shape "
+                              f"{tuple(meta['features'][other[0]]['shape'])}, this recording observes "
+                              f"{tuple(env.features[other[0]].shape)}; record with the observation settings it was "
+                              "trained with (obs.KIND.PARAM=value)")
         self.env = env
 
     def reset(self) -> None:
@@ -127,10 +131,13 @@ def open_or_create(out: Path, task: str, observations: Mapping, env: ObservedEnv
     unchanged = _layouts(recorded, env) if recorded is not None else {}
     for key, layout in layouts.items():
         kept_layout = array_layout(existing.array(key))
-        asked = coding(layout.codec, layout.quality)
+        asked, kept = coding(layout.codec, layout.quality), coding(kept_layout.codec, kept_layout.quality)
         if key in unchanged and asked == coding(unchanged[key].codec, unchanged[key].quality):
-            continue  # no override asks for a codec: the new rows are kept as the store keeps the rest
-        if (kept := coding(kept_layout.codec, kept_layout.quality)) != asked:
+            if kept != asked:  # no override asks for another codec: the new rows are kept as the rest
+                print(f"roboil: note: store '{out}' keeps '{key}' as {kept}, not as recorded ({asked}): it was "
+                      "recoded since; the new episodes are kept so too", file=sys.stderr)
+            continue
+        if kept != asked:
             existing.close()
             raise RoboilError(f"store '{out}' keeps '{key}' as {kept}, this recording asks for {asked}; one store "
                               "keeps one codec an array: drop the override, record into a new --out path, or recode "
@@ -269,7 +276,7 @@ def record(task: str, episodes: int | None, out: str | Path, device: str | None 
                 return session.run()
             except BaseException:
                 if output is None and store.n_episodes == 0:  # made by this call, still empty and still locked
-                    shutil.rmtree(store.path, ignore_errors=True)  # by it: leave nothing behind
+                    store.discard()  # by it: leave nothing behind
                 raise
     finally:
         for role in roles:

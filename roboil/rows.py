@@ -158,9 +158,10 @@ class RowReader:
             data = os.pread(fd, int(length), int(offset))
         if not self.checked:
             return data
-        if len(data) < 4 or google_crc32c.value(data[:-4]) != int.from_bytes(data[-4:], "little"):
+        encoded = data[:-4]
+        if len(data) < 4 or google_crc32c.value(encoded) != int.from_bytes(data[-4:], "little"):
             raise ValueError("its chunk fails its crc32c (changed on disk)")
-        return data[:-4]
+        return encoded
 
     def _file(self, shard: int) -> tuple[int, np.ndarray | None]:
         if shard in self._files:

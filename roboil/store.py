@@ -50,6 +50,7 @@ episodes from the end, never from the middle.
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import json
 import math
@@ -92,6 +93,7 @@ CHECKSUMS = "checksums"  # the episode attr the store writes itself
 # next append encodes it again, so it is checked only while that episode is last and no append is in flight
 TAIL_CHECKSUMS = "tail_checksums"
 RESERVED = (CHECKSUMS, TAIL_CHECKSUMS)
+COPIED_EPISODES = "copied_episodes"  # a store attr of a copy of some episodes: which ones of its source, in order
 # Without this zarr skips writing all-fill chunks (e.g. a black frame), which check() would see as missing.
 _WRITE_ALL = {"write_empty_chunks": True}
 _CHECK_BATCH_BYTES = 32 << 20
@@ -339,6 +341,7 @@ class EpisodeStore:
     """
 
     _lock_fd: int | None = None
+    _in_empty_directory = False  # made where a directory with nothing in it was (see create)
 
     def __init__(self, path: Path, mode: str):
         self.path, self.mode = path, mode
@@ -383,7 +386,8 @@ class EpisodeStore:
                ) -> "EpisodeStore":
         """A new store, open for appending (it holds the writer lock)."""
         path = Path(path)
-        if path.exists() and not empty_directory(path):  # the store is renamed over an empty one
+        in_empty_directory = path.exists()  # made for it by hand: the store is renamed over it
+        if in_empty_directory and not empty_directory(path):
             raise RoboilError(f"'{path}' already exists; pass a new path (the existing store is left as it is)")
         if not features:
             raise RoboilError("an episode store needs at least one feature")
@@ -418,14 +422,18 @@ class EpisodeStore:
             lock = _lock(tmp)  # taken before the rename, so no other writer gets in between
             try:
                 os.rename(tmp, path)
-            except OSError:
-                raise RoboilError(f"'{path}' already exists (another process made it meanwhile); pass a new path")
+            except OSError as e:
+                if e.errno in (errno.EEXIST, errno.ENOTEMPTY):
+                    raise RoboilError(f"'{path}' already exists (another process made it meanwhile); pass a new path")
+                raise RoboilError(f"cannot make the store at '{path}' ({e.strerror}); pass another path")
         except BaseException:
             if lock is not None:
                 os.close(lock)
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        return cls._locked(path, lock)
+        store = cls._locked(path, lock)
+        store._in_empty_directory = in_empty_directory
+        return store
 
     @classmethod
     def open(cls, path, mode: str = "r", require_healthy: bool = False) -> "EpisodeStore":
@@ -465,6 +473,14 @@ class EpisodeStore:
             raise
         store._lock_fd = lock
         return store
+
+    def discard(self) -> None:
+        """Remove a store this process made and could not fill (a recording, copy or import that failed), as if it
+        had never been made: the empty directory it was made in stays."""
+        shutil.rmtree(self.path, ignore_errors=True)  # under the writer lock still
+        if self._in_empty_directory:
+            self.path.mkdir(exist_ok=True)
+        self.close()
 
     def close(self) -> None:
         """Release the writer lock; the store stays readable."""
@@ -1171,7 +1187,7 @@ def copy_store(source: str | Path, out: str | Path, drop: list[str] = (),
     if bad := [i for i in [*(episodes or ()), *drop_episodes] if not 0 <= i < src.n_episodes]:
         raise RoboilError(f"episode {bad[0]} is out of range: store '{source}' has episodes 0..{src.n_episodes - 1}")
     chosen = sorted(set(range(src.n_episodes) if episodes is None else episodes) - set(drop_episodes))
-    if not chosen:
+    if not chosen and (episodes is not None or drop_episodes):
         raise RoboilError(f"the episodes chosen leave none of store '{source}' to copy; choose at least one")
     if unknown := [k for k in [*drop, *(layouts or {})] if k not in src.features]:
         raise RoboilError(f"store '{source}' has no array '{unknown[0]}'; it holds {', '.join(src.features)}")
@@ -1179,11 +1195,12 @@ def copy_store(source: str | Path, out: str | Path, drop: list[str] = (),
     if not kept:
         raise RoboilError(f"dropping {', '.join(drop)} leaves store '{source}' without arrays; keep at least one")
     layouts = {key: (layouts or {}).get(key) or array_layout(src.array(key)) for key in kept}
-    attrs = {**src.attrs, "copied_from": str(source)}
+    # which of the source's episodes the copy's are, in order (of this copy: a copy of a copy names its source)
+    attrs = {**{k: v for k, v in src.attrs.items() if k != COPIED_EPISODES}, "copied_from": str(source)}
     if drop:
         attrs["dropped"] = [*src.attrs.get("dropped", []), *drop]
-    if len(chosen) < src.n_episodes:  # which of the source's episodes the copy's are, in order
-        attrs["copied_episodes"] = chosen
+    if len(chosen) < src.n_episodes:
+        attrs[COPIED_EPISODES] = chosen
     skipped, listed = [], src.episode_attrs()
     with EpisodeStore.create(out, kept, layouts, attrs) as copy:
         try:
@@ -1200,7 +1217,11 @@ def copy_store(source: str | Path, out: str | Path, drop: list[str] = (),
             if not copy.n_episodes and (skipped or (problems := src.check(deep=False))):
                 why = f"all {len(skipped)} are damaged" if skipped else problems[0]
                 raise RoboilError(f"no episode of store '{source}' could be copied: {why}; re-record it")
+            if skipped:  # the store attrs say which episodes the copy holds
+                root = zarr.open_group(copy.path, mode="r+", zarr_format=3)
+                copy.attrs[COPIED_EPISODES] = [i for i in chosen if i not in skipped]
+                root.attrs["roboil"] = {**root.attrs["roboil"], COPIED_EPISODES: copy.attrs[COPIED_EPISODES]}
         except BaseException:
-            shutil.rmtree(copy.path, ignore_errors=True)  # a copy made in part would pass for the whole store
+            copy.discard()  # a copy made in part would pass for the whole store
             raise
     return copy, skipped

@@ -31,8 +31,8 @@ import yaml
 
 from . import distributed
 from .actions import ActionTransform, describe_space
-from .checkpoint import (CHECKPOINTS, CONFIG_FILE, META_FILE, METRICS_FILE, TRAINING_STATE_FILE, build_model,
-                         latest_checkpoint, pick_device, read_checkpoint_file, save_checkpoint)
+from .checkpoint import (CHECKPOINTS, CONFIG_FILE, META_FILE, METRICS_FILE, RUN_LOCK, TRAINING_STATE_FILE,
+                         build_model, latest_checkpoint, pick_device, read_checkpoint_file, save_checkpoint)
 from .config import Config, to_dict
 from .distributed import Ranks, launched_ranks
 from .envs import ObservedEnv
@@ -622,9 +622,6 @@ def train(config: Config, out_dir: str | Path, progress: bool = True) -> Path:
         raise RoboilError(f"algorithm '{spec.name}' finished without saving a checkpoint; its train() must call "
                           "context.save_checkpoint")
     return checkpoint
-
-
-RUN_LOCK = ".lock"  # held by the process training a run, so a second one into the same --out is refused
 
 
 @torch.no_grad()

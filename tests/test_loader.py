@@ -90,25 +90,28 @@ def test_a_reader_keeps_at_most_max_open_files_open_and_reads_the_same_rows(tmp_
     assert len(reader._files) == 4 and len(os.listdir("/proc/self/fd")) - before <= 4
 
 
-@pytest.mark.parametrize("codec", ["lossless", "jpeg", "h264"])
-def test_a_flipped_bit_that_still_decodes_is_damage_to_a_reader(tmp_path, codec):
+@pytest.mark.parametrize("codec, sharded", [("lossless", True), ("lossless", False), ("jpeg", True), ("h264", True)])
+def test_a_flipped_bit_that_still_decodes_is_damage_to_a_reader(tmp_path, codec, sharded):
     """Training that streams frames compares no episode checksums, and a flipped bit often decodes anyway (into
-    a wrong frame: in 2 of 5 Blosc chunks, nearly every JPEG): each chunk's crc32c catches it."""
+    a wrong frame: in 2 of 5 Blosc chunks, nearly every JPEG): each chunk's crc32c catches it, in a shard or in
+    a file of its own (stores made before sharding)."""
     from roboil.codecs import chunk_frames, unavailable
     from roboil.store import StoreDamaged, _shard_index
 
     if codec != "lossless" and (reason := unavailable(codec)):
         pytest.skip(reason)
-    store = image_store(tmp_path / "s.zarr", ArrayLayout(chunk_frames(codec), codec=codec, quality=90))
     row, per_chunk = 9, chunk_frames(codec)
+    store = image_store(tmp_path / "s.zarr", ArrayLayout(per_chunk, codec=codec, quality=90,
+                                                         shard_rows=None if sharded else per_chunk))
     frames = store.load(["image"])["image"]
-    with open(store.path / "data/image/c/0/0/0/0", "r+b") as shard:
-        offset, nbytes = _shard_index(shard, 1024 // per_chunk)[row // per_chunk]
-        shard.seek(int(offset) + int(nbytes) // 2)
-        byte = shard.read(1)[0]
-        shard.seek(-1, 1)
-        shard.write(bytes([byte ^ 0x10]))
+    with open(store.path / f"data/image/c/{0 if sharded else row}/0/0/0", "r+b") as chunk:
+        offset, nbytes = _shard_index(chunk, 1024 // per_chunk)[row // per_chunk] if sharded else (0, len(chunk.read()))
+        chunk.seek(int(offset) + int(nbytes) // 2)
+        byte = chunk.read(1)[0]
+        chunk.seek(-1, 1)
+        chunk.write(bytes([byte ^ 0x10]))
     reader = RowReader(store.array("image"), store.path / "data" / "image")
+    assert reader.fast and reader.checked
     first = row - row % per_chunk
     with pytest.raises(StoreDamaged, match=rf"^store '.*' is damaged: data/image: row {first} fails to decode: its "
                                            r"chunk fails its crc32c \(changed on disk\);"):
@@ -174,6 +177,24 @@ def test_a_damaged_frame_met_while_streaming_is_one_line_and_the_steps_trained_a
         " fails to decode: " in lines[-1], result.stderr
     saved = sorted((tmp_path / "run" / "checkpoints").glob("step_*"))
     assert len(saved) == 1 and lines[-2] == f"roboil: saved step {int(saved[0].name[5:])} as {saved[0]} before stopping"
+
+
+def test_a_store_made_before_chunks_had_a_crc32c_is_read_directly(tmp_path):
+    """Its chunks are Blosc alone: the reader must not take their last 4 bytes for a checksum."""
+    import zarr
+
+    from roboil.store import _array_options
+
+    store = image_store(tmp_path / "s.zarr")
+    frames = store.load(["image"])["image"]
+    options = _array_options("image", store.features["image"], ArrayLayout(1))
+    options["compressors"] = options["compressors"][:1]  # as roboil made them before: no Crc32cCodec
+    old = zarr.open_group(tmp_path / "old.zarr", mode="w").create_array("image", shape=frames.shape, dtype="uint8",
+                                                                         **options)
+    old[:] = frames
+    reader = RowReader(old, tmp_path / "old.zarr" / "image")
+    rows = np.random.default_rng(0).integers(0, len(frames), 50)
+    assert reader.fast and not reader.checked and np.array_equal(reader.read(rows), frames[rows])
 
 
 def test_a_loader_worker_killed_is_one_line_and_the_steps_trained_are_saved(tmp_path):

@@ -50,6 +50,22 @@ def test_policy_cannot_label_and_bad_roles_leave_no_store(weak_policy, tmp_path)
     assert not (tmp_path / "a.zarr").exists() and not (tmp_path / "b.zarr").exists()
 
 
+def test_a_policy_is_refused_where_its_camera_would_see_another_size(tmp_path):
+    """Its observations checked only as they reached the model: mid-session, as a traceback from inside it."""
+    camera = {"cameras": ["external_camera_0"], "height": 40, "width": 40}
+    record("fetch-reach", 1, tmp_path / "demos.zarr", progress=False, obs_overrides={"pixels": camera})
+    config = load_config("configs/fetch_reach/gcbc.yaml", [
+        f"data.path={tmp_path / 'demos.zarr'}", "data.obs_keys=[rgb_external_camera_0]", "train.steps=1",
+        "train.warmup_steps=0", "algorithm.goal_conditioned=false", "algorithm.hidden_dims=[8]"])
+    run = train(config, tmp_path / "run", progress=False)
+    with pytest.raises(RoboilError, match=r"^policy '.*' was trained on 'rgb_external_camera_0' of shape \(40, 40, 3\), "
+                                          r"this recording observes \(48, 48, 3\); record with the observation "
+                                          r"settings it was trained with \(obs.KIND.PARAM=value\)$"):
+        record("fetch-reach", 1, tmp_path / "out.zarr", policy=str(run), progress=False,
+               obs_overrides={"pixels": {**camera, "height": 48, "width": 48}})
+    assert not (tmp_path / "out.zarr").exists()
+
+
 def test_noisy_recording_resumed_in_parts_equals_one_run(tmp_path):
     record("pusht", 4, tmp_path / "one.zarr", action_noise=0.05, progress=False,
            obs_overrides={"pixels": {"cameras": []}})

@@ -416,6 +416,10 @@ def test_copy_and_export_refuse_a_damaged_episode_and_copy_leaves_it_out_when_as
                                           r"--skip-damaged"):
         copy_store(path, tmp_path / "copy")
     assert not (tmp_path / "copy").exists()
+    (tmp_path / "mine").mkdir()  # made by hand for the copy: it stays, empty, as it was
+    with pytest.raises(RoboilError, match="episode 1 differs from its checksum"):
+        copy_store(path, tmp_path / "mine")
+    assert (tmp_path / "mine").is_dir() and not list((tmp_path / "mine").iterdir())
     with pytest.raises(RoboilError, match="data/state: episode 1 differs from its checksum"):
         export_zarr2(path, tmp_path / "export.zarr")
     assert not (tmp_path / "export.zarr").exists()
@@ -423,6 +427,7 @@ def test_copy_and_export_refuse_a_damaged_episode_and_copy_leaves_it_out_when_as
     assert result.returncode == 0 and "3 episodes, 14 steps; left out the damaged episodes 1" in result.stdout
     copy = EpisodeStore.open(tmp_path / "copy")
     assert copy.check() == [] and copy.episode_lengths.tolist() == [3, 5, 6]
+    assert copy.attrs["copied_episodes"] == [0, 2, 3]
     source = EpisodeStore.open(path)
     for new, old in enumerate([0, 2, 3]):
         assert all(np.array_equal(copy.episode(new)[k], source.episode(old)[k]) for k in FEATURES)

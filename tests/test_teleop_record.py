@@ -354,7 +354,10 @@ def test_a_recoded_store_is_appended_to_in_its_codec(tmp_path):
     small = ["obs.pixels.cameras=[external_camera_0]", "obs.pixels.height=32", "obs.pixels.width=32"]
     run_cli("record", "--task", "fetch-reach", "--episodes", 1, "--out", tmp_path / "s.zarr", *small, check=True)
     run_cli("store", "recode", tmp_path / "s.zarr", "--codec", "jpeg", "--out", tmp_path / "jpeg.zarr", check=True)
-    run_cli("record", "--task", "fetch-reach", "--episodes", 1, "--out", tmp_path / "jpeg.zarr", check=True)
+    appended = run_cli("record", "--task", "fetch-reach", "--episodes", 1, "--out", tmp_path / "jpeg.zarr",
+                       "obs.pixels.codec=lossless", check=True)  # as recorded: no override of the store's codec
+    assert f"roboil: note: store '{tmp_path / 'jpeg.zarr'}' keeps 'rgb_external_camera_0' as jpeg (quality 90), not " \
+        "as recorded (lossless): it was recoded since; the new episodes are kept so too" in appended.stderr
     store = EpisodeStore.open(tmp_path / "jpeg.zarr")
     assert store.n_episodes == 2 and store.check() == []
     assert store.info()["features"]["rgb_external_camera_0"]["codec"] == "jpeg"

@@ -112,6 +112,12 @@ def test_resume_of_a_run_older_than_loggers_enables_it_and_replaces_later_events
     stopped = train(load_config(GCBC, [f"data.path={tiny_reach_store}", "train.steps=2", *TINY]), tmp_path / "stopped",
                     progress=False)
     shutil.copy(stopped / "training_state.pt", checkpoints / "step_00000002")
+    from roboil.checkpoint import file_checksum  # the file meta.json vouches for is this one now
+
+    meta_path = checkpoints / "step_00000002" / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta["checksums"]["training_state.pt"] = file_checksum(checkpoints / "step_00000002" / "training_state.pt")
+    meta_path.write_text(json.dumps(meta))
     saved = checkpoints / "step_00000002" / "config.yaml"
     old = yaml.safe_load(saved.read_text())
     del old["loggers"]

@@ -177,8 +177,16 @@ def test_eval_names_the_checkpoint_it_cannot_use_and_the_one_it_can(tiny_reach_s
              f"it, or pass an earlier one ({run / 'checkpoints' / 'step_00000002'})")
     shutil.rmtree(run / "checkpoints")
     one_line(run_cli("eval", run, "--episodes", 1),
-             f"run '{run}' has no checkpoint yet (training saves one every train.checkpoint_every steps and at its "
-             "end); wait for one")
+             f"run '{run}' has no checkpoint: its training stopped before saving one; train it again")
+    from roboil.errors import try_lock
+
+    held = try_lock(run / ".lock")  # as a training of it would
+    try:
+        one_line(run_cli("eval", run, "--episodes", 1),
+                 f"run '{run}' has no checkpoint yet: it is training, and saves one every train.checkpoint_every steps "
+                 "and at its end; wait for one")
+    finally:
+        os.close(held)
 
 
 def test_weights_that_do_not_fit_the_config_are_one_line_in_eval(tiny_reach_run, tmp_path):
@@ -197,8 +205,8 @@ def test_a_checkpoint_config_edited_to_another_task_is_one_line_in_eval(tiny_rea
     config = copy / "checkpoints" / (copy / "checkpoints" / "last").read_text() / "config.yaml"
     config.write_text(config.read_text().replace("task: fetch-reach", "task: fetch-push"))
     one_line(run_cli("eval", copy, "--episodes", 1),
-             "the environment gives 'observation' as (25,), the policy was trained on (10,); evaluate it with the "
-             "task and observation settings it was trained with")
+             "the environment gives 'observation' as (25,), the policy was trained on (10,); run it in the task "
+             "with the observation settings it was trained with")
 
 
 def test_weights_that_are_not_numbers_are_one_line_in_eval(tiny_reach_run, tmp_path):

@@ -72,7 +72,7 @@ import numpy as np
 from ..errors import RoboilError, check_writable, one_line
 from ..keys import ACTION
 from ..specs import ArrayLayout, Feature
-from ..store import EpisodeStore, array_layout
+from ..store import EpisodeStore, array_layout, empty_directory
 from . import temp_sibling
 
 CODEBASE_VERSION = "v3.0"
@@ -380,7 +380,7 @@ def import_lerobot(path, out, obs_keys: list[str] | None = None) -> dict:
     removes the partial store."""
     _pyarrow()
     path, out = Path(path), Path(out)
-    if out.exists():
+    if out.exists() and not empty_directory(out):
         raise RoboilError(f"'{out}' already exists; choose a new store path (import does not append)")
     dataset = _Dataset(path)
     plan = _ImportPlan(dataset, obs_keys)
@@ -391,8 +391,7 @@ def import_lerobot(path, out, obs_keys: list[str] | None = None) -> dict:
             for episode in dataset.episodes:
                 store.add_episode(*plan.read(episode, videos))
     except BaseException:
-        store.close()
-        shutil.rmtree(out, ignore_errors=True)
+        store.discard()
         raise
     store.close()
     kept = ", ".join(k for k in plan.features if k != ACTION)

@@ -48,7 +48,6 @@ import dataclasses
 import json
 import os
 import re
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -56,7 +55,7 @@ import numpy as np
 from ..errors import RoboilError, check_writable, one_line
 from ..keys import ACTION
 from ..specs import ArrayLayout, Feature
-from ..store import EpisodeStore, array_layout
+from ..store import EpisodeStore, array_layout, empty_directory
 from . import temp_sibling
 
 ROBOIL_ATTR = "roboil"  # the attribute of data/ and of each demo that holds our JSON
@@ -164,7 +163,7 @@ def import_robomimic(path, out, obs_keys: list[str] | None = None) -> dict:
         raise RoboilError(f"no robomimic file at '{path}'; check the path")
     if path.is_dir():
         raise RoboilError(f"'{path}' is a directory; give a robomimic .hdf5 file")
-    if out.exists():
+    if out.exists() and not empty_directory(out):
         raise RoboilError(f"'{out}' already exists; choose a new store path (import does not append)")
     try:
         f = h5py.File(path, "r")
@@ -178,8 +177,7 @@ def import_robomimic(path, out, obs_keys: list[str] | None = None) -> dict:
             for name in plan.demos:
                 store.add_episode(plan.rows(name), plan.episode_attrs(name))
         except BaseException:
-            store.close()
-            shutil.rmtree(out, ignore_errors=True)
+            store.discard()
             raise
         store.close()
     kept = ", ".join(plan.obs_keys)
