@@ -46,6 +46,7 @@ bench: install
 	$(PY) tools/bench_training.py act --steps 20 --warmup 5
 	$(PY) tools/bench_channels_last.py
 	$(PY) tools/bench_append.py
+	$(PY) tools/bench_chunk_crc.py
 	$(PY) tools/bench.py
 
 clean:
