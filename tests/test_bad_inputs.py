@@ -206,7 +206,7 @@ def test_an_interrupted_eval_leaves_the_previous_reports_videos_as_they_were(tin
     """Videos were written under their final names as episodes ended: Ctrl-C left the previous report playing
     another evaluation's videos."""
     out = tmp_path / "out"
-    run_cli("eval", tiny_reach_run, "--episodes", 2, "--video", "--out", out, check=True)
+    run_cli("eval", tiny_reach_run, "--episodes", 2, "--video", "--max-steps", 10, "--out", out, check=True)
     before = {path.name: path.read_bytes() for path in (out / "videos").iterdir()}
     report = (out / "eval.json").read_text()
     assert {"seed_100000.mp4", "seed_100001.mp4"} <= set(before)
@@ -223,7 +223,7 @@ def test_an_interrupted_eval_leaves_the_previous_reports_videos_as_they_were(tin
             second.wait()
     assert {path.name: path.read_bytes() for path in (out / "videos").iterdir()} == before
     assert (out / "eval.json").read_text() == report
-    run_cli("eval", tiny_reach_run, "--episodes", 1, "--video", "--out", out, check=True)  # the next report
+    run_cli("eval", tiny_reach_run, "--episodes", 1, "--video", "--max-steps", 5, "--out", out, check=True)  # next
     assert sorted(path.name for path in (out / "videos").iterdir()) == ["seed_100000.mp4", "seed_100000.png"]
     assert not (out / "videos.partial").exists()
 

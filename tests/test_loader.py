@@ -216,14 +216,14 @@ def test_a_loader_worker_killed_is_one_line_and_the_steps_trained_are_saved(tmp_
                       "  obs_keys: [rgb_top]\n  cache_max_gb: 0\ntrain:\n  steps: 100000\n  batch_size: 4\n"
                       "  log_every: 1\n  loader_workers: 1\n")
     command = [sys.executable, "-m", "roboil.cli", "train", str(config), "--out", str(run)]
-    returncode, stderr = interrupt_training(command, run, interrupt=kill_the_worker)
+    returncode, stderr = interrupt_training(command, run, after_steps=5, interrupt=kill_the_worker)
     lines = [line for line in stderr.splitlines() if line.startswith("roboil: ")]
     assert returncode == 2 and "Traceback" not in stderr, stderr
     assert lines[-1].startswith("roboil: error: train.loader_workers: a loader process ended without a word") and \
         lines[-1].endswith("use fewer train.loader_workers or a smaller train.batch_size"), stderr
     saved = sorted((run / "checkpoints").glob("step_*"))
     assert len(saved) == 1 and lines[-2] == f"roboil: saved step {int(saved[0].name[5:])} as {saved[0]} before stopping"
-    assert int(saved[0].name[5:]) >= 20
+    assert int(saved[0].name[5:]) >= 5
 
 
 def test_a_share_of_a_batch_too_large_for_memory_is_named_as_a_share(tmp_path):
