@@ -244,6 +244,7 @@ def _read_meta(path: Path) -> tuple[dict, dict[str, Feature], int]:
 
 
 def file_checksum(path: Path) -> str:
+    """The crc32c of a file's bytes, as meta.json keeps it for each of :data:`CHECKSUMMED`."""
     crc = 0
     with open(path, "rb") as file:
         while block := file.read(16 << 20):
