@@ -202,6 +202,15 @@ def test_resume_continues_exactly(stores, tmp_path):
         [{k: v for k, v in m.items() if k != "time"} for m in lines(whole)]
 
 
+def test_a_learning_rate_changed_on_resume_is_the_one_trained_with(stores, tmp_path):
+    """The resume said "train.lr: 0.001 -> 0.0003" and went on at the saved optimizer's 0.001."""
+    config, run = write_config(tmp_path / "gail.yaml", stores / "cartpole.zarr"), tmp_path / "run"
+    run_cli("train", config, "train.steps=512", "--out", run, check=True)
+    run_cli("train", config, "train.lr=0.0003", "--out", run, check=True)
+    state = torch.load(run / "checkpoints/step_00001024/training_state.pt", weights_only=True)
+    assert [group["lr"] for group in state["algorithm"]["learner"]["optimizer"]["param_groups"]] == [0.0003]
+
+
 def test_discriminator_deltas_let_it_see_what_an_action_changed(stores):
     """Mountain-car transitions from the demonstrations' own states but with the other push: s' differs from the
     expert's by one step of the action's force, about 1% of the velocity's range."""

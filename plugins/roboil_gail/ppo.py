@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from .loop import Episodes, as_tensors, with_absorbing
+from .loop import Episodes, as_tensors, load_optimizer, with_absorbing
 
 
 def stack(steps: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -101,4 +101,4 @@ class PPO:
         return {"optimizer": self.optimizer.state_dict()}
 
     def load(self, state: dict) -> None:
-        self.optimizer.load_state_dict(state["optimizer"])
+        load_optimizer(self.optimizer, state["optimizer"])

@@ -10,8 +10,8 @@ from torch.nn import functional as F
 
 from roboil.sampler import gather
 
-from .loop import (Episodes, Transitions, as_tensors, bc_loss, cat_batches, demonstration_steps, nested,
-                   with_absorbing)
+from .loop import (Episodes, Transitions, as_tensors, bc_loss, cat_batches, demonstration_steps, load_optimizer,
+                   nested, with_absorbing)
 
 
 class Replay:
@@ -151,8 +151,8 @@ class SAC:
                 "alpha": self.alpha_optimizer.state_dict(), "replay": self.replay.state(), "owed": self.owed}
 
     def load(self, state: dict) -> None:
-        self.actor_optimizer.load_state_dict(state["actor"])
-        self.critic_optimizer.load_state_dict(state["critic"])
-        self.alpha_optimizer.load_state_dict(state["alpha"])
+        load_optimizer(self.actor_optimizer, state["actor"])
+        load_optimizer(self.critic_optimizer, state["critic"])
+        load_optimizer(self.alpha_optimizer, state["alpha"])
         self.replay.load(state["replay"])
         self.owed = state["owed"]
