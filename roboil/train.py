@@ -47,6 +47,8 @@ from .sampler import WindowSampler, compute_stats
 from .specs import Feature
 from .store import EpisodeStore
 
+INTERRUPT_NOTICE = ("roboil: Ctrl-C: saving at the end of this step, then stopping (Ctrl-C again stops at once, "
+                    "unsaved)")
 # sections a resumed run may not change: they define the model and the data it learns from
 FROZEN_ON_RESUME = ("task", "algorithm", "data", "encoders")
 
@@ -169,6 +171,8 @@ class TrainContext:
     - ``start_step``: where a resumed run continues (0 for a new run); ``resume()``: the ``state`` of the
       checkpoint it continues from (None for a new run), and every random generator set back to where it
       was then. Call it once, after building the models (their initialization draws random numbers).
+    - ``should_checkpoint(step)``: ask it every step and save when it says so. After a Ctrl-C it says so at once,
+      and that ``save_checkpoint`` ends the run (KeyboardInterrupt), so the same command resumes from that step.
     """
 
     def __init__(self, config: Config, run_dir: Path, progress: bool = True, ranks: Ranks = Ranks()):
@@ -184,6 +188,7 @@ class TrainContext:
         self._built: tuple | None = None
         self._data: TrainingData | None = None
         self._state_checked = False
+        self.saves_on_interrupt = False  # an algorithm's own loop: Ctrl-C makes the next checkpoint its last
         self._started = time.time()
         self._step_hooked = bool(self.hook.on_train_step_end.get_hookimpls())
         resume = latest_checkpoint(run_dir)
@@ -337,8 +342,19 @@ class TrainContext:
 
     def should_checkpoint(self, step: int) -> bool:
         """True at every multiple of ``train.checkpoint_every`` (or the first step past one, for loops whose step
-        counts environment steps in jumps) and at the last step."""
+        counts environment steps in jumps), at the last step, and in an algorithm's own loop after a Ctrl-C: the
+        checkpoint saved then ends the run (see :meth:`save_checkpoint`)."""
+        if self.saves_on_interrupt and interrupted():
+            return True
         return self._crossed(step, self.config.train.checkpoint_every, "_checkpointed")
+
+    def stopped(self, step: int, saved: Path) -> None:
+        """End the run after a Ctrl-C, with the checkpoint ``saved`` at ``step``: raises KeyboardInterrupt."""
+        self.close()  # the bar's last line before this one
+        if self.ranks.main:
+            print(f"roboil: stopped at step {step}, saved as {saved}; the same command resumes from there",
+                  file=sys.stderr)
+        raise KeyboardInterrupt
 
     def _crossed(self, step: int, every: int, last: str) -> bool:
         previous = getattr(self, last, self.start_step)
@@ -383,6 +399,8 @@ class TrainContext:
             path = save_checkpoint(self.run_dir, step, model, stats, self.config, meta, training_state)
             registry().notify("on_checkpoint_saved", path=path, step=step, run_dir=self.run_dir, config=self.config)
         distributed.barrier(self.ranks)  # no process goes on (or ends) before the checkpoint is complete
+        if self.saves_on_interrupt and interrupted():
+            self.stopped(step, path)
         return path
 
     def close(self) -> None:
@@ -494,8 +512,7 @@ def fit_offline(context: TrainContext) -> Path | None:
     model.train()
     # Ctrl-C saves the step it came at, then stops; under torchrun (which passes it on to each process) every
     # process stops at the same step, the one after any of them got it
-    deferred = interrupts_deferred("roboil: Ctrl-C: saving at the end of this step, then stopping (Ctrl-C again "
-                                   "stops at once, unsaved)" if context.ranks.main else None)
+    deferred = interrupts_deferred(INTERRUPT_NOTICE if context.ranks.main else None)
     stop_vote = distributed.StopVote(context.ranks)
 
     def save(step: int, sampler_state) -> Path:
@@ -537,11 +554,7 @@ def fit_offline(context: TrainContext) -> Path | None:
             if context.should_checkpoint(step) or stop:
                 saved, saved_step = save(step, sampler_state), step
             if stop:
-                context.close()  # the bar's last line before this one
-                if context.ranks.main:
-                    print(f"roboil: stopped at step {step}, saved as {saved}; the same command resumes from there",
-                          file=sys.stderr)
-                raise KeyboardInterrupt
+                context.stopped(step, saved)
 
 
 def use_configured_rates(optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LambdaLR,
@@ -609,7 +622,12 @@ def train(config: Config, out_dir: str | Path, progress: bool = True) -> Path:
             try:
                 if context.start_step >= config.train.steps:
                     return latest_checkpoint(out_dir)
-                (spec.train or fit_offline)(context)
+                if spec.train is None:
+                    fit_offline(context)
+                else:  # a loop that asks should_checkpoint each step saves the step a Ctrl-C came at, then stops
+                    context.saves_on_interrupt = True
+                    with interrupts_deferred(INTERRUPT_NOTICE):
+                        spec.train(context)
             finally:
                 context.close()
                 distributed.stop()

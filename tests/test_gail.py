@@ -211,6 +211,27 @@ def test_a_learning_rate_changed_on_resume_is_the_one_trained_with(stores, tmp_p
     assert [group["lr"] for group in state["algorithm"]["learner"]["optimizer"]["param_groups"]] == [0.0003]
 
 
+def test_ctrl_c_saves_the_step_it_came_at_and_the_same_command_resumes(stores, tmp_path):
+    """An algorithm's own loop: Ctrl-C printed "roboil: interrupted" and lost everything since the last checkpoint
+    (the cartpole config saves every 50,000 steps)."""
+    import sys
+
+    from conftest import interrupt_training
+
+    config, run = write_config(tmp_path / "gail.yaml", stores / "cartpole.zarr"), tmp_path / "run"
+    command = [sys.executable, "-m", "roboil.cli", "train", str(config), "train.steps=1000000",
+               "train.checkpoint_every=1000000", "train.log_every=1", "--out", str(run)]
+    returncode, stderr = interrupt_training(command, run, after_steps=2)
+    saved = sorted((run / "checkpoints").glob("step_*"))
+    assert returncode == 130 and len(saved) == 1, stderr
+    step = int(saved[0].name[5:])
+    assert f"roboil: stopped at step {step}, saved as {saved[0]}; the same command resumes from there" in stderr
+    assert step >= 1024 and "roboil: Ctrl-C: saving at the end of this step" in stderr
+    resumed = run_cli("train", config, f"train.steps={step + 512}", "train.checkpoint_every=1000000",
+                      "train.log_every=1", "--out", run, check=True)
+    assert f"resumed from step {step}" in resumed.stderr
+
+
 def test_discriminator_deltas_let_it_see_what_an_action_changed(stores):
     """Mountain-car transitions from the demonstrations' own states but with the other push: s' differs from the
     expert's by one step of the action's force, about 1% of the velocity's range."""
