@@ -92,6 +92,18 @@ def test_cli_prints_one_line_without_traceback_and_exits_2(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_gcbc_without_the_achieved_goal_to_relabel_with_is_one_line(tiny_reach_store, tmp_path):
+    """The goal-only data.obs_keys the ACT and Diffusion configs use: a KeyError traceback once training began."""
+    args = [CONFIG, f"data.path={tiny_reach_store}", "data.obs_keys=[observation,desired_goal]", "train.steps=2",
+            "algorithm.hidden_dims=[8]"]
+    result = run_cli("train", *args, "--out", tmp_path / "run")
+    assert result.returncode == 2 and result.stderr.strip().splitlines()[-1] == (
+        "roboil: error: gcbc relabels goals with states reached later ('achieved_goal'), which data.obs_keys leaves "
+        "out; add achieved_goal to data.obs_keys, or set algorithm.relabel_prob=0"), result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "run").exists()
+    run_cli("train", *args, "algorithm.relabel_prob=0", "--out", tmp_path / "run", check=True)
+
+
 def test_cli_errors_for_missing_store_and_bad_arguments(tmp_path):
     result = run_cli("train", CONFIG, f"data.path={tmp_path / 'missing.zarr'}", "--out", tmp_path / "run")
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1

@@ -19,6 +19,9 @@ class GCBCPolicy(PolicyModel):
         if cfg.goal_conditioned and (goal is None or goal.desired not in context.features):
             raise RoboilError(f"gcbc with goal_conditioned=true needs the task's goal array among data.obs_keys "
                               f"(task '{context.task.name}' has goal {goal}); set algorithm.goal_conditioned=false")
+        if cfg.goal_conditioned and cfg.relabel_prob > 0 and goal.achieved not in context.features:
+            raise RoboilError(f"gcbc relabels goals with states reached later ('{goal.achieved}'), which data.obs_keys "
+                              f"leaves out; add {goal.achieved} to data.obs_keys, or set algorithm.relabel_prob=0")
         self.n_obs_steps, self.horizon, self.n_action_steps = cfg.n_obs_steps, cfg.horizon, cfg.n_action_steps
         self.relabel_prob = cfg.relabel_prob if cfg.goal_conditioned else 0.0
         self.goal = goal if cfg.goal_conditioned else None
