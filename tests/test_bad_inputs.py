@@ -152,6 +152,15 @@ def test_frames_larger_than_the_scenes_framebuffer_are_one_line(tmp_path):
     assert not (tmp_path / "s.zarr").exists()
 
 
+def test_cameras_on_a_task_without_a_mujoco_scene_are_one_line(tmp_path):
+    """cartpole is drawn by pygame: an AttributeError from the pixels plugin, exit 1."""
+    result = run_cli("record", "--task", "cartpole", "--episodes", 1, "--out", tmp_path / "s.zarr",
+                     "obs.pixels.cameras=[top]")
+    assert result.returncode == 2 and result.stderr == (
+        "roboil: error: the task's environment (CartPoleEnv) has no MuJoCo scene to film with cameras; record it "
+        "without obs.pixels.cameras\n")
+
+
 def test_a_renderer_cut_short_by_ctrl_c_leaves_no_traceback_behind():
     """Ctrl-C while mujoco.Renderer was being made: its finalizer then printed an AttributeError traceback."""
     script = """

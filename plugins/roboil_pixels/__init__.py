@@ -60,8 +60,14 @@ class PixelEncoderParams:
 class PixelObserver:
     def __init__(self, env, params: PixelParams):
         base = env.unwrapped
-        self.model, self.data = base.model, base.data
-        names = [mujoco.mj_id2name(self.model, mujoco.mjtObj.mjOBJ_CAMERA, i) for i in range(self.model.ncam)]
+        self.model, self.data = getattr(base, "model", None), getattr(base, "data", None)
+        if not isinstance(self.model, mujoco.MjModel):
+            if params.cameras:
+                raise roboil.RoboilError(f"the task's environment ({type(base).__name__}) has no MuJoCo scene to "
+                                         "film with cameras; record it without obs.pixels.cameras")
+            names = []
+        else:
+            names = [mujoco.mj_id2name(self.model, mujoco.mjtObj.mjOBJ_CAMERA, i) for i in range(self.model.ncam)]
         self.cameras = list(params.cameras)
         missing = [c for c in self.cameras if c not in names]
         if missing:
