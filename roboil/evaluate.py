@@ -118,6 +118,7 @@ def evaluate(run_dir: str | Path, episodes: int | None = None, envs: int | None 
     # JSON reads; every shard of one evaluation shares it (the env count and the device may differ)
     evaluation = json.loads(json.dumps({
         "checkpoint": str(checkpoint), "step": checkpoint_step(checkpoint), "task": config.task,
+        "algorithm": dict(config.algorithm),
         "episodes": episodes, "seed": seed, "max_steps": max_steps,
         "executor": {"name": executor_spec.name, **dataclasses.asdict(executor_params)}}))
     if shard is not None:
@@ -437,7 +438,7 @@ run {html.escape(report['run'])} &middot; {report['seconds']} s</p>
 
 
 def _evaluation_line(evaluation: dict | None) -> str:
-    """What was evaluated: the checkpoint, the seeds, the episode length and the executor."""
+    """What was evaluated: the algorithm, the checkpoint, the seeds, the episode length and the executor."""
     if not evaluation:
         return ""
     executor = dict(evaluation["executor"])
@@ -446,8 +447,9 @@ def _evaluation_line(evaluation: dict | None) -> str:
     length = "the task's own" if evaluation["max_steps"] is None else f"at most {evaluation['max_steps']} steps"
     last = evaluation["seed"] + evaluation["episodes"] - 1
     step = f" (step {evaluation['step']})" if evaluation["step"] is not None else ""
-    return (f"<p class=\"note\" id=\"evaluation\">checkpoint {html.escape(evaluation['checkpoint'])}{step} "
-            f"&middot; seeds {evaluation['seed']}&ndash;{last} &middot; episode length "
+    algorithm = f"{html.escape(evaluation['algorithm']['name'])} &middot; " if "algorithm" in evaluation else ""
+    return (f"<p class=\"note\" id=\"evaluation\">{algorithm}checkpoint {html.escape(evaluation['checkpoint'])}"
+            f"{step} &middot; seeds {evaluation['seed']}&ndash;{last} &middot; episode length "
             f"{length} &middot; executor {html.escape(name)}{f' ({html.escape(params)})' if params else ''}</p>")
 
 

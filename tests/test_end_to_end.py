@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 import zarr
 
 from roboil.envs import ObservedEnv
@@ -94,13 +95,16 @@ def test_eval_json_says_what_was_evaluated_and_drops_an_earlier_evaluations_vide
     run_cli("eval", reach_run, "--episodes", 3, "--max-steps", 5, "--seed", 7, "--out", tmp_path, check=True)
     report = json.loads((tmp_path / "eval.json").read_text())
     checkpoint = reach_run / "checkpoints" / "step_00001500"
-    assert report["evaluation"] == {"checkpoint": str(checkpoint.resolve()), "step": 1500, "task": "fetch-reach",
-                                    "episodes": 3, "seed": 7, "max_steps": 5,
-                                    "executor": {"name": "queue", "n_action_steps": None}}
+    evaluation = dict(report["evaluation"])
+    trained = yaml.safe_load((checkpoint / "config.yaml").read_text())["algorithm"]
+    assert evaluation.pop("algorithm") == trained and trained["name"] == "gcbc"  # every setting of what was trained
+    assert evaluation == {"checkpoint": str(checkpoint.resolve()), "step": 1500, "task": "fetch-reach",
+                          "episodes": 3, "seed": 7, "max_steps": 5,
+                          "executor": {"name": "queue", "n_action_steps": None}}
     assert list((tmp_path / "videos").iterdir()) == []  # none of this evaluation's, none left from the last
     page = (tmp_path / "report.html").read_text()
-    assert f"checkpoint {checkpoint.resolve()} (step 1500) &middot; seeds 7&ndash;9 &middot; episode length at " \
-        "most 5 steps &middot; executor queue" in page
+    assert f"gcbc &middot; checkpoint {checkpoint.resolve()} (step 1500) &middot; seeds 7&ndash;9 &middot; " \
+        "episode length at most 5 steps &middot; executor queue" in page
     assert "successs" not in page and ("failures" in page or "successes" in page)
 
 

@@ -181,6 +181,11 @@ def test_observation_only_store_is_accepted_by_gaifo_and_refused_by_algorithms_t
                    "task 'cartpole' has discrete actions, which the sac learner does not take")
     one_line_error(run_cli("train", gaifo, "algorithm.learner=trpo", "--out", tmp_path / "trpo"),
                    "algorithm.learner 'trpo' is invalid; valid: ppo, sac")
+    # a traceback and a plugin failure (exit 1) before
+    one_line_error(run_cli("train", gaifo, "algorithm.discriminator_keys=[]", "--out", tmp_path / "keys"),
+                   "algorithm.discriminator_keys is empty: the discriminator would see nothing")
+    one_line_error(run_cli("train", gaifo, "algorithm.hidden=[-4]", "--out", tmp_path / "hidden"),
+                   "algorithm.hidden must list positive layer widths, got [-4]")
     one_line_error(run_cli("record", "--task", "cartpole", "--episodes", 1, "--action-noise", 0.1,
                            "--out", tmp_path / "noisy.zarr"), "--action-noise needs continuous actions")
     one_line_error(run_cli("store", "drop-actions", stores / "cartpole_obs.zarr", "--out", tmp_path / "again.zarr"),

@@ -84,6 +84,12 @@ class GailConfig:
         for name in ("gradient_penalty", "discriminator_ratio", "bc_steps", "bc_weight", "eval_every",
                      "learning_starts", "updates_per_step", "entropy_weight", "value_weight", "discriminator_lr"):
             check_range(f"algorithm.{name}", getattr(self, name), low=0.0)
+        for name in ("hidden", "discriminator_hidden"):
+            if not all(isinstance(width, int) and width > 0 for width in getattr(self, name)):
+                raise RoboilError(f"algorithm.{name} must list positive layer widths, got {getattr(self, name)}")
+        if self.discriminator_keys is not None and not self.discriminator_keys:
+            raise RoboilError("algorithm.discriminator_keys is empty: the discriminator would see nothing; name the "
+                              "arrays it sees, or leave it out for all of them")
         if self.bc_weight and self.learner != "sac":
             raise RoboilError("algorithm.bc_weight is a term of SAC's actor loss; set learner: sac, or bc_weight: 0")
 
