@@ -305,11 +305,14 @@ def test_fake_batch_windows_follow_the_model():
 
 
 def test_fake_batch_refuses_keys_the_sampler_could_not_draw():
-    context = fake_build_context({"observation": (10,), "desired_goal": (3,)}, action_dim=4, algorithm="gcbc",
-                                 task="fetch-reach", config={"hidden_dims": [8]})
-    model = registry().get("algorithm", "gcbc").build(context)  # relabels with achieved_goal, not a feature here
+    def context(*keys):
+        return fake_build_context({key: (10,) if key == "observation" else (3,) for key in keys}, action_dim=4,
+                                  algorithm="gcbc", task="fetch-reach", config={"hidden_dims": [8]})
+
+    # relabels with achieved_goal, which the batch's features then lack
+    model = registry().get("algorithm", "gcbc").build(context("observation", "achieved_goal", "desired_goal"))
     with pytest.raises(ValueError, match="future_keys name 'achieved_goal', not among the features"):
-        fake_batch(context, 4, model)
+        fake_batch(context("observation", "desired_goal"), 4, model)
 
 
 def test_fake_context_without_a_task_or_algorithm():
