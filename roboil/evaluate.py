@@ -294,9 +294,7 @@ def _save_shard(out_dir: Path, evaluation: dict, shard: tuple[int, int], results
         except OSError:
             raise RoboilError(f"the file system of '{out_dir}' has no file locks, which gathering shards needs; "
                               "pass an --out on one that has (a local disk, NFS)") from None
-        partial = path.with_name(path.name + ".tmp")
-        partial.write_text(json.dumps({"evaluation": evaluation, "seconds": seconds, "episodes": results}))
-        os.replace(partial, path)
+        write_text_atomic(path, json.dumps({"evaluation": evaluation, "seconds": seconds, "episodes": results}))
         shards = _read_shards(out_dir, evaluation)
         if missing := [f"{i}/{n}" for i in range(n) if i not in shards]:
             waiting = f"shard {missing[0]} has" if len(missing) == 1 else f"shards {', '.join(missing)} have"

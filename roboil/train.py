@@ -15,7 +15,6 @@ import functools
 import io
 import json
 import math
-import os
 import random
 import shutil
 import sys
@@ -32,7 +31,8 @@ import yaml
 from . import distributed
 from .actions import ActionTransform, describe_space
 from .checkpoint import (CHECKPOINTS, CONFIG_FILE, META_FILE, METRICS_FILE, RUN_LOCK, TRAINING_STATE_FILE,
-                         build_model, latest_checkpoint, pick_device, read_checkpoint_file, save_checkpoint)
+                         build_model, latest_checkpoint, pick_device, read_checkpoint_file, save_checkpoint,
+                         write_text_atomic)
 from .config import Config, to_dict
 from .distributed import Ranks, launched_ranks
 from .envs import ObservedEnv
@@ -267,9 +267,7 @@ class TrainContext:
         if not self.ranks.main or not path.is_file():
             return
         kept = [line for line in path.read_text().splitlines(keepends=True) if _logged_step(line) <= step]
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text("".join(kept))
-        os.replace(tmp, path)
+        write_text_atomic(path, "".join(kept))
 
     @cached_property
     def bar(self):  # made on the first log, so an error while setting up prints alone
