@@ -36,8 +36,9 @@ xvfb:
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq xvfb xdotool imagemagick \
 		>/dev/null; } || echo "warning: could not install xvfb; tests/test_teleop_viewer.py will skip" >&2
 
+# two workers: most tests wait on one core (a subprocess, a simulator); tests/conftest.py gives each one thread
 test: install browser xvfb
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2
 
 # results and how to read them: docs/benchmarks.md (LeRobot runs from its own environment when it is there)
 bench: install

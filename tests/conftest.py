@@ -9,6 +9,8 @@ import pytest
 import torch
 
 os.environ.setdefault("MUJOCO_GL", "egl")
+if "PYTEST_XDIST_WORKER" in os.environ:  # `make test` runs two workers: the CLIs they start take a core each
+    os.environ["OMP_NUM_THREADS"] = "1"
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
