@@ -14,7 +14,7 @@ __version__ = "0.1.0"
 _LAZY = {
     **{name: "roboil.specs" for name in (
         "AlgorithmSpec", "ArrayLayout", "DeviceContext", "DeviceSpec", "EndEffectorCommand", "ExecutorSpec",
-        "Feature", "GoalKeys", "NoParams", "ObservationSpec", "TaskSpec", "TeleopSpec", "CONTROLS", "START", "SAVE",
+        "Feature", "GoalKeys", "NoParams", "ObservationSpec", "TaskSpec", "TeleopSpec", "resumable", "CONTROLS", "START", "SAVE",
         "DISCARD", "RETRY", "DELETE_LAST", "QUIT", "TAKE_OVER", "HAND_BACK")},
     **{name: "roboil.sim" for name in ("mujoco_state", "set_mujoco_state", "env_scene", "env_state",
                                        "restore_env_state", "CameraRendering")},

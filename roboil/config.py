@@ -243,8 +243,20 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
     """Read a YAML config, apply dotted overrides, and validate it (the algorithm section too)."""
     raw = merge(read_yaml(path), parse_overrides(list(overrides)))
     config = validate(raw)
+    check_train_keys(raw.get("train") or {}, config.algorithm_name)
     check_loggers(config.loggers)  # here, not in validate(): a checkpoint loads where its loggers are not installed
     return config
+
+
+def check_train_keys(given: Mapping, algorithm: str) -> None:
+    """A ``train.*`` key the config sets that the algorithm's own loop does not read is a one-line error, not a
+    setting silently ignored (here, not in validate(): a checkpoint's config lists every key)."""
+    from .plugins import registry
+
+    read = registry().get("algorithm", algorithm).train_keys
+    if read is not None and (ignored := sorted(set(given) - set(read))):
+        raise RoboilError(f"config key 'train.{ignored[0]}' is not used by algorithm '{algorithm}', which trains in "
+                          f"its own loop reading only train.{', train.'.join(read)}; drop the key")
 
 
 # the lifecycle hooks a logger plugin implements (what makes a plugin's name valid in ``loggers``)

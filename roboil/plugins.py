@@ -145,6 +145,8 @@ class Registry:
                     return f"{where} {f.name}={value!r}, not a callable"
         if getattr(record, "normalization", "none") not in NORMALIZATIONS:
             return (f"{where} normalization={record.normalization!r}; valid: {', '.join(NORMALIZATIONS)}")
+        if isinstance(record, AlgorithmSpec) and (problem := record.train_keys_problem()):
+            return f"{where} {problem}"
         owner = self.records[kind].get(record.name)
         if owner is not None:
             if owner[1] in self.builtins:

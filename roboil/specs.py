@@ -7,7 +7,7 @@ unique within its kind). Factories are plain callables so a plugin stays a few l
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
 
 if TYPE_CHECKING:  # annotations only: `import roboil` stays cheap, so Ctrl-C at a command's start has no traceback
@@ -59,6 +59,13 @@ class NoParams:
     """The parameters of a plugin part that takes none: any ``key=value`` given for it is an unknown-key error."""
 
 
+def resumable(default: Any):
+    """An algorithm parameter a resumed run may change (how often to evaluate, say): ``every: int =
+    roboil.resumable(0)``. The others are frozen once a run has a checkpoint, as they define the model it trains."""
+    return field(default=default, metadata={RESUMABLE: True})
+
+
+RESUMABLE = "roboil.resumable"
 NORMALIZATIONS = ("minmax", "meanstd", "none")
 
 
@@ -282,6 +289,8 @@ class AlgorithmSpec:
       fine-tuning, DAgger); it receives a :class:`roboil.train.TrainContext` (demonstrations, environments
       built through the observation plugins, device and precision, ``log``, ``save_checkpoint``, resume
       state). Left ``None``, the core's offline loop trains the model on windows of the store.
+    - ``train_keys``: with ``train``, the ``train.*`` settings that loop honours (say ``("steps", "lr", "seed")``);
+      a config setting any other is refused in one line instead of being silently ignored. ``None``: all of them.
     """
 
     name: str
@@ -289,6 +298,21 @@ class AlgorithmSpec:
     build: Callable[[Any], Any]
     train: Callable[[Any], None] | None = None
     summary: str = ""
+    train_keys: tuple[str, ...] | None = None
+
+    def train_keys_problem(self) -> str | None:
+        """What is wrong with ``train_keys``, if anything."""
+        from .config import TrainConfig
+
+        if self.train_keys is None:
+            return None
+        if self.train is None:
+            return f"train_keys={self.train_keys!r} without a train loop of its own (the core's honours them all)"
+        known = {f.name for f in fields(TrainConfig)}
+        if isinstance(self.train_keys, str) or not all(isinstance(key, str) and key in known
+                                                            for key in self.train_keys):
+            return f"train_keys={self.train_keys!r}; list names of train.* settings: {', '.join(sorted(known))}"
+        return None
 
 
 @dataclass(frozen=True)

@@ -262,6 +262,8 @@ def _check_record(record: Any, label: str) -> list[str]:
         problems.append(f"{label}: normalization={record.normalization!r}; valid: {', '.join(NORMALIZATIONS)}")
     if isinstance(record, TaskSpec):
         problems.extend(_check_task(record, label))
+    if isinstance(record, AlgorithmSpec) and (problem := record.train_keys_problem()):
+        problems.append(f"{label}: {problem}")
     return problems
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections.abc
 import contextlib
 import copy
+import dataclasses
 import functools
 import io
 import json
@@ -44,12 +45,13 @@ from .policy import PolicyModel
 from .progress import progress_bar
 from .rows import RowReader
 from .sampler import WindowSampler, compute_stats
-from .specs import Feature
+from .specs import RESUMABLE, Feature
 from .store import EpisodeStore
 
 INTERRUPT_NOTICE = ("roboil: Ctrl-C: saving at the end of this step, then stopping (Ctrl-C again stops at once, "
                     "unsaved)")
-# sections a resumed run may not change: they define the model and the data it learns from
+# sections a resumed run may not change (but for parameters marked roboil.resumable): they define the model and the
+# data it learns from
 FROZEN_ON_RESUME = ("task", "algorithm", "data", "encoders")
 
 
@@ -211,7 +213,7 @@ class TrainContext:
                 moved = _fingerprint_at(after.get("data.path")) == meta["store_fingerprint"]
         changes = {k: [before.get(k), after.get(k)] for k in sorted(before.keys() | after.keys())
                    if before.get(k) != after.get(k)}
-        frozen = [k for k in changes if k.split(".")[0] in FROZEN_ON_RESUME]
+        frozen = [k for k in changes if k.split(".")[0] in FROZEN_ON_RESUME and k not in self._resumable_keys()]
         if changed := [k for k in frozen if not (moved and k == "data.path")]:
             shown = ["algorithm.name"] if "algorithm.name" in changed else changed[:3]  # another algorithm: the rest
             said = "; ".join(f"{k}: {changes[k][0]} -> {changes[k][1]}" for k in shown)  # of its section follows
@@ -239,6 +241,11 @@ class TrainContext:
         elif self.ranks.main:
             print(f"roboil: resumed from step {self.start_step} of {checkpoint}"
                   + "".join(f"; {key}: {old} -> {new}" for key, (old, new) in changes.items()), file=sys.stderr)
+
+    def _resumable_keys(self) -> set[str]:
+        """The algorithm's parameters marked :func:`roboil.resumable`, as ``algorithm.<name>`` keys."""
+        return {f"algorithm.{f.name}" for f in dataclasses.fields(self.config.algorithm_params)
+                if f.metadata.get(RESUMABLE)}
 
     def resume(self) -> dict | None:
         rank, size = self.ranks.rank, self.ranks.size

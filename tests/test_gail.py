@@ -13,11 +13,12 @@ import torch
 import yaml
 import zarr
 
-from conftest import run_cli
+from conftest import main_fails_in_one_line, run_cli
 from roboil.checkpoint import build_model
-from roboil.config import validate
+from roboil.config import load_config, validate
 from roboil.envs import ObservedEnv
 from roboil.errors import RoboilError
+from roboil.record import record
 from roboil.replay import demonstration_states
 from roboil.store import EpisodeStore
 from roboil.train import TrainContext, TrainingData
@@ -198,7 +199,10 @@ def test_resume_continues_exactly(stores, tmp_path):
     whole, split = tmp_path / "whole", tmp_path / "split"
     run_cli("train", config, "--out", whole, check=True)
     run_cli("train", config, "train.steps=512", "--out", split, check=True)
-    assert "resumed from step 512" in run_cli("train", config, "--out", split, check=True).stderr
+    one_line_error(run_cli("train", config, "algorithm.clip=0.1", "--out", split), "cannot resume")
+    # how often and on how many episodes it evaluates may change (it was refused with the rest of the section)
+    resumed = run_cli("train", config, "algorithm.eval_episodes=3", "--out", split, check=True).stderr
+    assert "resumed from step 512" in resumed and "algorithm.eval_episodes: 10 -> 3" in resumed, resumed
     final = "checkpoints/step_00001024/model.safetensors"
     assert (split / final).read_bytes() == (whole / final).read_bytes()
     lines = lambda run: [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]  # noqa: E731
@@ -343,6 +347,36 @@ def test_bc_weight_holds_the_sac_actor_to_the_demonstrations(tmp_path):
     assert after[1.0] < 1.5 and after[0.0] > 3 * after[1.0], after
     with pytest.raises(RoboilError, match="algorithm.bc_weight is a term of SAC's actor loss"):
         gail_config(store, bc_weight=1.0)
+
+
+def test_sac_clips_its_gradients_to_train_grad_clip(tmp_path):
+    """SAC used to ignore train.grad_clip (PPO honoured it)."""
+    store = tmp_path / "pendulum.zarr"
+    record("pendulum", 1, store, progress=False)
+    config = validate({"task": "pendulum", "data": {"path": str(store)}, "train": {"grad_clip": 1e-3},
+                       "algorithm": {"name": "gail", "learner": "sac", "n_envs": 2, "learning_starts": 0}})
+    context = TrainContext(config, tmp_path / "run")
+    data = context.load_demonstrations(actions=True)
+    model = context.build_policy(data.features, data.action_dim, data.stats)
+    discriminating = Discriminating(model, config.algorithm_params, expert_transitions(data, model,
+                                                                                        config.algorithm_params, "cpu"),
+                                    64, 100)
+    learner, episodes = SAC(context, model, discriminating, data), Episodes(context, 2, seed=0)
+    episodes.restart()
+    learner.advance(episodes, 0)
+    episodes.close()
+    # the actor's gradients of the last update stay (the critics' gain the actor loss's after their step)
+    norm = torch.nn.utils.clip_grad_norm_([p for p in model.policy_params() if p.grad is not None], float("inf"))
+    assert 0 < norm <= 1e-3 * 1.0001, norm
+
+
+def test_a_train_key_its_own_loop_does_not_read_is_refused(stores, capsys):
+    config = "configs/cartpole/gail_state_only.yaml"
+    for key in ("warmup_steps=10", "ema_decay=0.99", "weight_decay=0.1", "lr_schedule=constant", "compile=true"):
+        main_fails_in_one_line(capsys, ["train", config, f"data.path={stores / 'cartpole_obs.zarr'}", f"train.{key}",
+                                        "--out", "unused"], f"'train.{key.split('=')[0]}' is not used by algorithm "
+                               "'gail'", "drop the key")
+    load_config(config, ["train.grad_clip=1.0", "train.seed=3"])  # what it reads is taken
 
 
 @pytest.mark.slow

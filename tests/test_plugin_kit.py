@@ -140,6 +140,9 @@ class BrokenPlugin:
             roboil.AlgorithmSpec(name="an-instance", config=GoodConfig(), build=build),
             roboil.AlgorithmSpec(name="not-callable", config=GoodConfig, build="build"),
             roboil.AlgorithmSpec(name="train-no-context", config=GoodConfig, build=build, train=lambda: None),
+            roboil.AlgorithmSpec(name="keys-no-loop", config=GoodConfig, build=build, train_keys=("lr",)),
+            roboil.AlgorithmSpec(name="unknown-key", config=GoodConfig, build=build, train=build,
+                                 train_keys=("steps", "learning_rate")),
             roboil.AlgorithmSpec(name="twice", config=GoodConfig, build=build),
             roboil.AlgorithmSpec(name="twice", config=GoodConfig, build=build),
             roboil.AlgorithmSpec(name="gcbc", config=GoodConfig, build=build),  # a built-in owns it
@@ -179,6 +182,8 @@ BROKEN_PROBLEMS = [
     "algorithm 'not-callable': build='build' is not callable",
     "algorithm 'train-no-context': train cannot take the 1 argument(s) roboil passes (too many positional "
     "arguments)",
+    "algorithm 'keys-no-loop': train_keys=('lr',) without a train loop of its own",
+    "algorithm 'unknown-key': train_keys=('steps', 'learning_rate'); list names of train.* settings: amp,",
     "algorithm 'twice' is registered twice by this plugin",
     "algorithm 'gcbc' is already registered by the installed plugin 'gcbc'; pick another name",
     "task 'half-state': max_episode_steps=0; give a positive int (or None for no limit)",
@@ -201,7 +206,7 @@ def test_check_plugin_names_every_problem_of_a_broken_plugin():
 
 
 def test_assert_plugin_ok_lists_the_problems():
-    listing = r"(?s)plugin 'BrokenPlugin' has 16 problem\(s\):\n- .*\n- algorithm 'Bad Name': the name is invalid"
+    listing = r"(?s)plugin 'BrokenPlugin' has 18 problem\(s\):\n- .*\n- algorithm 'Bad Name': the name is invalid"
     with pytest.raises(AssertionError, match=listing):
         assert_plugin_ok(BrokenPlugin())
 

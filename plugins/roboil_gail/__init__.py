@@ -23,6 +23,8 @@ from roboil import AlgorithmSpec, RoboilError
 from roboil.config import check_range
 
 LEARNERS = ("ppo", "sac")
+# what its loop reads of train.*: Adam at a constant train.lr (no schedule, weight decay or EMA, as in GAIL and SAC)
+TRAIN_KEYS = ("steps", "batch_size", "lr", "grad_clip", "seed", "device", "log_every", "checkpoint_every")
 REWARDS = ("gail", "logd", "logit")
 
 
@@ -48,8 +50,9 @@ class GailConfig:
     # share of training episodes that start from a state along the demonstrations (Zhu et al.) rather than from
     # the task's reset; the states are found by replaying the demonstrated actions (needs the task's set_state)
     demo_state_resets: float = 0.0
-    eval_every: int = 0  # environment steps between evaluations of the deterministic policy (0: never)
-    eval_episodes: int = 10
+    # environment steps between evaluations of the deterministic policy (0: never); both may change on resume
+    eval_every: int = roboil.resumable(0)
+    eval_episodes: int = roboil.resumable(10)
     # PPO
     rollout_steps: int = 256  # per environment, between updates
     epochs: int = 10
@@ -115,5 +118,5 @@ def train(context):
 
 @roboil.hookimpl
 def register_algorithms():
-    return [AlgorithmSpec(name="gail", config=GailConfig, build=build, train=train,
+    return [AlgorithmSpec(name="gail", config=GailConfig, build=build, train=train, train_keys=TRAIN_KEYS,
                           summary="GAIL / GAIfO (state-only) with task-reward mixing; PPO or SAC learner")]

@@ -122,6 +122,7 @@ class SAC:
         critic_loss = F.mse_loss(q1, target) + F.mse_loss(q2, target)
         self.critic_optimizer.zero_grad(set_to_none=True)
         critic_loss.backward()
+        self._clip(model.critic_params())
         self.critic_optimizer.step()
 
         action, log_prob = model.squashed_sample(batch["obs"])
@@ -134,6 +135,7 @@ class SAC:
             metrics["bc_loss"] = cloning.detach()
         self.actor_optimizer.zero_grad(set_to_none=True)
         actor_loss.backward()
+        self._clip(model.policy_params())
         self.actor_optimizer.step()
         alpha_loss = -(model.log_alpha * (log_prob.detach() + self.target_entropy)).mean()
         self.alpha_optimizer.zero_grad(set_to_none=True)
@@ -145,6 +147,10 @@ class SAC:
                     p_target.lerp_(p, cfg.tau)
         return {**metrics, "critic_loss": critic_loss.detach(), "actor_loss": actor_loss.detach(), "alpha": alpha,
                 "imitation_reward": imitation.mean()}
+
+    def _clip(self, params) -> None:
+        if self.train.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(params, self.train.grad_clip)
 
     def state(self) -> dict:
         return {"actor": self.actor_optimizer.state_dict(), "critic": self.critic_optimizer.state_dict(),
