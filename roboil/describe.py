@@ -1,6 +1,6 @@
 """``roboil plugins --verbose``: what a plugin author needs to know about each registered part, without reading
-its code: an algorithm's or a device's parameters (types and defaults), a task's observation arrays, action
-space, episode length, control rate and success rule."""
+its code: an algorithm's or a device's parameters (types and defaults) and how an algorithm trains, a task's
+observation arrays, action space, episode length, control rate and success rule."""
 
 from __future__ import annotations
 
@@ -56,6 +56,15 @@ def task_details(task) -> list[str]:
             "success: info['is_success'] at the episode's final step (it does not end the episode)"]
 
 
+def training_loop(algorithm) -> str:
+    """How an algorithm trains, and which ``train.*`` settings apply."""
+    if algorithm.train is None:
+        return "offline, the core's loop over windows of the store's episodes (every train.* setting applies)"
+    honoured = ("train." + ", train.".join(algorithm.train_keys) if algorithm.train_keys is not None
+                else "every train.* setting")
+    return f"in its own loop (e.g. acting in the task's environments), which reads {honoured}"
+
+
 def describe(reg) -> list[str]:
     lines = []
     for plugin in reg.plugins:
@@ -69,4 +78,6 @@ def describe(reg) -> list[str]:
                         lines.append(f"    {field}: {parameters(getattr(record, field))}")
                 if kind == "task":
                     lines += [f"    {line}" for line in task_details(record)]
+                if kind == "algorithm":
+                    lines.append(f"    trains: {training_loop(record)}")
     return lines

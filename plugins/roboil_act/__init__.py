@@ -59,4 +59,5 @@ def build(context):
 @roboil.hookimpl
 def register_algorithms():
     return [AlgorithmSpec(name="act", config=ACTConfig, build=build,
-                          summary="Action Chunking with Transformers: CVAE over action chunks, from state or pixels")]
+                          summary="Action Chunking with Transformers: CVAE over action chunks, from state or pixels; "
+                                  "needs demonstrated actions")]

@@ -19,4 +19,5 @@ def build(context):
 @roboil.hookimpl
 def register_algorithms():
     return [AlgorithmSpec(name="diffusion", config=DiffusionConfig, build=build,
-                          summary="Diffusion Policy: DDPM-trained action-sequence denoiser, DDIM inference")]
+                          summary="Diffusion Policy: DDPM-trained action-sequence denoiser, DDIM inference; needs "
+                                  "demonstrated actions")]

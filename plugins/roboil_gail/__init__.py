@@ -119,4 +119,5 @@ def train(context):
 @roboil.hookimpl
 def register_algorithms():
     return [AlgorithmSpec(name="gail", config=GailConfig, build=build, train=train, train_keys=TRAIN_KEYS,
-                          summary="GAIL / GAIfO (state-only) with task-reward mixing; PPO or SAC learner")]
+                          summary="GAIL / GAIfO (state-only) with task-reward mixing; PPO or SAC learner (SAC: "
+                                  "continuous actions); GAIfO needs no demonstrated actions")]

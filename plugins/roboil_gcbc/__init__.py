@@ -44,4 +44,5 @@ def build(context):
 @roboil.hookimpl
 def register_algorithms():
     return [AlgorithmSpec(name="gcbc", config=GCBCConfig, build=build,
-                          summary="goal-conditioned behaviour cloning with hindsight relabeling (MLP)")]
+                          summary="goal-conditioned behaviour cloning with hindsight relabeling (MLP); needs "
+                                  "demonstrated actions, and a goal task's achieved-goal array to relabel")]
