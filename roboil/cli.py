@@ -13,6 +13,7 @@ import argparse  # noqa: E402
 import difflib  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
+import re  # noqa: E402
 import signal  # noqa: E402
 import sys  # noqa: E402
 
@@ -25,6 +26,11 @@ os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering unless the user 
 
 
 class ArgumentParser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # argparse takes "-1/2" for an option ("expected one argument"): read it as a --shard value, as it does -1
+        self._negative_number_matcher = re.compile(r"^-\d+$|^-\d*\.\d+$|^-\d+/\d+$")
+
     def _check_value(self, action, value):  # argparse's check of a choice (and of a subcommand's name)
         if action.choices is not None and value not in action.choices:
             if close := difflib.get_close_matches(value, list(action.choices), n=1):

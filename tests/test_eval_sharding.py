@@ -100,6 +100,7 @@ def test_shards_of_another_evaluation_are_refused(diffusion_run, tmp_path, capsy
                            "another evaluation", "its seed 100, this one's 7")
     main_fails_in_one_line(capsys, [*shard, "--seed", "100", "--shard", "1/3"], "its shards 2, this one's 3")
     main_fails_in_one_line(capsys, [*shard, "--seed", "100", "--shard", "2/2"], "--shard 2/2 names no shard")
+    main_fails_in_one_line(capsys, [*shard, "--shard", "-1/2"], "--shard -1/2 names no shard")  # was argparse's
     main_fails_in_one_line(capsys, [*shard, "--seed", "100", "--shard", "0/6"], "6 shards of 5 episodes")
     main_fails_in_one_line(capsys, [*shard, "--shard", "1"], "'1' is not K/N")
     # the result of a whole evaluation stays beside a shard of the same one, and goes for another one's
