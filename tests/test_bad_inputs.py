@@ -202,13 +202,15 @@ def test_a_second_eval_into_a_directory_being_written_is_refused(tiny_reach_run,
         lock = tmp_path / "out" / ".eval.lock"
         wait_for(lambda: lock.is_file() and lock.stat().st_size, first, "lock taken")
         second = run_cli("eval", tiny_reach_run, "--episodes", 1, "--out", tmp_path / "out")
-        assert second.returncode == 2 and second.stderr == (
-            f"roboil: error: '{tmp_path / 'out'}' is in use by another process evaluating into it (pid {first.pid} on "
-            f"{socket.gethostname()}); wait for it to end or stop it, or pass another --out\n")
+        holder = f"pid {first.pid} on {socket.gethostname()} since "
+        assert second.returncode == 2 and second.stderr.startswith(
+            f"roboil: error: '{tmp_path / 'out'}' is in use by another process evaluating into it ({holder}")
+        assert second.stderr.endswith("); wait for it to end or stop it, or pass another --out\n"), second.stderr
     finally:
         os.killpg(first.pid, signal.SIGKILL)
         first.wait()
-    assert run_cli("eval", tiny_reach_run, "--episodes", 1, "--out", tmp_path / "out").returncode == 0  # lock freed
+    third = run_cli("eval", tiny_reach_run, "--episodes", 1, "--out", tmp_path / "out")
+    assert third.returncode == 0 and f"the last process evaluating into it ({holder}" in third.stderr  # lock freed
 
 
 def test_an_interrupted_eval_leaves_the_previous_reports_videos_as_they_were(tiny_reach_run, tmp_path):

@@ -3,6 +3,7 @@ refusals for what cannot be resumed safely."""
 
 import json
 import os
+import re
 
 import pytest
 from safetensors.torch import load_file
@@ -231,15 +232,19 @@ def test_a_second_training_into_a_run_being_trained_is_refused_until_the_first_e
         while time.monotonic() < deadline and not (run / "metrics.jsonl").is_file():
             time.sleep(0.1)
         second = run_cli("train", CONFIG, "train.steps=10", *common)
-        assert second.returncode == 2 and (
-            f"roboil: error: '{run}' is in use by another process training it (pid {first.pid} on "
-            f"{socket.gethostname()}); wait for it to end or stop it, or pass another --out\n"
-            ) in second.stderr
+        holder = f"pid {first.pid} on {socket.gethostname()} since 20"
+        assert second.returncode == 2 and re.search(
+            f"roboil: error: '{run}' is in use by another process training it \\({holder}[-0-9: ]+\\); wait for it to "
+            "end or stop it, or pass another --out\n", second.stderr), second.stderr
     finally:
-        first.send_signal(signal.SIGKILL)
+        first.send_signal(signal.SIGKILL)  # as the kernel's out-of-memory killer
         first.wait()
-    assert run_cli("train", CONFIG, "train.steps=10", *common).returncode == 0
+    after = run_cli("train", CONFIG, "train.steps=10", *common)
+    assert after.returncode == 0 and f"roboil: note: the last process training it ({holder}" in after.stderr
+    assert "was killed before it could stop" in after.stderr  # it said nothing of it before
     assert [s for s, _ in metrics(run)] == list(range(1, 11))
+    again = run_cli("train", CONFIG, "train.steps=11", *common)  # a run that ended as runs do leaves no note
+    assert again.returncode == 0 and "note" not in again.stderr, again.stderr
 
 
 def test_a_training_refused_before_it_writes_leaves_no_run_directory(tmp_path):
