@@ -351,9 +351,7 @@ class Session:
                 if self.viewer is not None:
                     self.viewer.poll()
                     if self.viewer.closed:
-                        if self.take is not None and self.take.frames:
-                            self.drop_take("window closed")
-                            print(self.last_result, file=sys.stderr)
+                        self.drop_take("window closed")
                         self.take = None
                         if failure := getattr(self.viewer, "failure", None):
                             raise RoboilError(f"{failure}; the episodes saved are kept: try again, or record "
@@ -427,6 +425,7 @@ class Session:
                     self.successes -= bool(attrs.get("success"))
                     self.progress.update(-1)
                 self.last_result = f"deleted episode {self.store.n_episodes} (seed {attrs.get('seed')})"
+                print(self.last_result, file=sys.stderr)  # the session's log keeps what the store lost
             else:
                 self.confirm = (control, now)
                 self.last_result = f"press delete again to delete episode {self.store.n_episodes - 1}"
@@ -570,6 +569,8 @@ class Session:
         if self.take is not None and self.take.frames:
             self.discarded += 1
             self.last_result = f"{why}: dropped {self.take.frames} frames"
+            if self.person is not None:  # beside the saves in the session's log (a scripted one says it in the end)
+                print(self.last_result, file=sys.stderr)
         self.recording = False
 
     def ask_to_keep(self) -> None:

@@ -28,7 +28,7 @@ def key_script(tmp_path, text: str):
     return {"script": str(path)}
 
 
-def test_keyboard_session_saves_exactly_the_kept_takes(tmp_path):
+def test_keyboard_session_saves_exactly_the_kept_takes(tmp_path, capsys):
     keys = key_script(tmp_path, """
         wait*2 enter up*5 d             # a take at seed 0, moved, then discarded: a new start
         enter right*4 r                 # a take at seed 1, retried: the same start again
@@ -43,6 +43,10 @@ def test_keyboard_session_saves_exactly_the_kept_takes(tmp_path):
                      viewer=False, progress=False)
     assert summary == {"store": str(path), "recorded": 2, "discarded": 2, "deleted": 1, "successes": 0,
                        "total_episodes": 2}
+    # the session's log says what happened to each take, deletions and discards too (only saves before)
+    assert [line.split(" (")[0] for line in capsys.readouterr().err.splitlines()] == [
+        "discarded: dropped 6 frames", "retry: dropped 5 frames", "saved episode 0", "saved episode 1",
+        "deleted episode 1", "saved episode 1"]
     store = EpisodeStore.open(path)
     attrs = store.episode_attrs()
     assert [a["seed"] for a in attrs] == [1, 3]
