@@ -188,7 +188,6 @@ def claim_directory(out_dir: Path, lock_name: str, doing: str, shared: bool = Fa
     another one is refused in one line naming the holder (pid and host). ``shared`` holders (an evaluation's
     shards, written side by side) refuse, and are refused by, only an exclusive one. On a filesystem without
     locks (a cluster's NFS without lockd, say) a warning, and no lock."""
-    import fcntl
     import socket
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -206,23 +205,22 @@ def claim_directory(out_dir: Path, lock_name: str, doing: str, shared: bool = Fa
         holder = path.read_text().strip() or "?"
         raise RoboilError(f"'{out_dir}' is in use by another process {doing} ({holder}); wait for it to end or stop "
                           "it, or pass another --out")
-    # a holder that ends in any way it can act on clears its line: one left behind was killed (SIGKILL, say from
-    # the kernel out of memory) or lost its machine (lines of older roboil, without "since", are not told apart).
-    # Shared holders may be side by side: only the last one out clears it, and only an exclusive one tells.
+    # An exclusive holder that ends in any way it can act on clears its line: one left behind, "since" when it
+    # started, was killed (SIGKILL, say from the kernel out of memory) or lost its machine. Shared holders, side
+    # by side, cannot tell which of them ends last: their lines say no "since", and stay.
     if not shared and " since " in (left := os.pread(fd, 200, 0).decode(errors="replace").strip()):
-        print(f"roboil: note: the last process {doing} ({left}) was killed before it could stop: the kernel's "
-              "out-of-memory killer, kill -9 or a lost machine (what it saved is kept)", file=sys.stderr)
+        print(f"roboil: note: the last process {doing} ({left}) was killed before it could stop (by the kernel "
+              "out of memory, kill or kill -9, or with its machine); what it saved is kept", file=sys.stderr)
+    holder = f"pid {os.getpid()} on {socket.gethostname()}"
     try:
         with contextlib.suppress(OSError):  # who holds it, for the message; a full disk leaves it unsaid
             os.ftruncate(fd, 0)
-            os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M')}"
-                      "\n".encode(), 0)
+            os.pwrite(fd, f"{holder}{'' if shared else time.strftime(' since %Y-%m-%d %H:%M')}\n".encode(), 0)
         yield
     finally:
-        with contextlib.suppress(OSError):
-            if shared:  # the last one out: no other holder left (else this raises, and the line stays)
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            os.ftruncate(fd, 0)
+        if not shared:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)
         os.close(fd)
 
 

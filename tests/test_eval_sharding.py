@@ -65,7 +65,7 @@ def test_each_episode_draws_its_own_inference_noise():
     assert not np.allclose(actions([1])[0], actions([0, 1, 2])[1], atol=1e-3)
 
 
-def test_sharded_evaluation_plays_each_seed_as_unsharded(diffusion_run, tmp_path, monkeypatch):
+def test_sharded_evaluation_plays_each_seed_as_unsharded(diffusion_run, tmp_path, monkeypatch, capsys):
     whole = play(diffusion_run, tmp_path / "whole", envs=2)
     # each shard's episodes share batches with other episodes than unsharded, and envs differ too
     out = tmp_path / "shards"
@@ -77,6 +77,9 @@ def test_sharded_evaluation_plays_each_seed_as_unsharded(diffusion_run, tmp_path
     assert [e["seed"] for e in gathered["episodes"]] == list(range(100, 100 + EPISODES))  # each seed once, in order
     assert gathered["n_episodes"] == EPISODES and (out / "report.html").is_file()
     assert not list(out.glob("eval.shard-*"))  # the partial files are consumed
+    capsys.readouterr()
+    play(diffusion_run, out, envs=1)  # after shards that ended as they do, no word of a killed one
+    assert "was killed" not in capsys.readouterr().err
 
     # torchrun's processes are the shards
     out = tmp_path / "torchrun"
