@@ -28,8 +28,9 @@ os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering unless the user 
 class ArgumentParser(argparse.ArgumentParser):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        # argparse takes "-1/2" for an option ("expected one argument"): read it as a --shard value, as it does -1
-        self._negative_number_matcher = re.compile(r"^-\d+$|^-\d*\.\d+$|^-\d+/\d+$")
+        # before Python 3.13 argparse took "-1/2" for an option ("expected one argument"): what 3.13 reads as a
+        # value, a dash then a digit, is one here too (its --shard then gets a one-line range error)
+        self._negative_number_matcher = re.compile(r"-\.?\d")
 
     def _check_value(self, action, value):  # argparse's check of a choice (and of a subcommand's name)
         if action.choices is not None and value not in action.choices:

@@ -241,22 +241,44 @@ def from_dict(cls: type, data: Any, where: str = ""):
 
 def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
     """Read a YAML config, apply dotted overrides, and validate it (the algorithm section too)."""
-    raw = merge(read_yaml(path), parse_overrides(list(overrides)))
+    return config_to_train(merge(read_yaml(path), parse_overrides(list(overrides))))
+
+
+def config_to_train(raw: Mapping) -> Config:
+    """A config as given to ``roboil train`` validated, with the checks that a checkpoint's config (which loads
+    where its loggers are not installed, and lists every train.* key) does not get."""
     config = validate(raw)
-    check_train_keys(raw.get("train") or {}, config.algorithm_name)
-    check_loggers(config.loggers)  # here, not in validate(): a checkpoint loads where its loggers are not installed
+    check_train_keys(raw.get("train") or {}, config.train, config.algorithm_name)
+    check_loggers(config.loggers)
     return config
 
 
-def check_train_keys(given: Mapping, algorithm: str) -> None:
-    """A ``train.*`` key the config sets that the algorithm's own loop does not read is a one-line error, not a
-    setting silently ignored (here, not in validate(): a checkpoint's config lists every key)."""
+# what the core applies to every training loop, an algorithm's own included (TrainContext reads them)
+CORE_TRAIN_KEYS = ("steps", "seed", "device", "log_every", "checkpoint_every")
+
+
+def check_train_keys(given: Mapping, train: TrainConfig, algorithm: str) -> None:
+    """``train.*`` keys the config sets to other than their defaults that the algorithm's own loop does not read
+    are a one-line error, not settings silently ignored (a checkpoint's config.yaml, listing every key at its
+    default, stays usable; here, not in validate(), which reads such configs too)."""
     from .plugins import registry
 
     read = registry().get("algorithm", algorithm).train_keys
-    if read is not None and (ignored := sorted(set(given) - set(read))):
-        raise RoboilError(f"config key 'train.{ignored[0]}' is not used by algorithm '{algorithm}', which trains in "
-                          f"its own loop reading only train.{', train.'.join(read)}; drop the key")
+    if read is None:
+        return
+    default = TrainConfig()
+    ignored = sorted(key for key in given if key not in (*CORE_TRAIN_KEYS, *read)
+                     and getattr(train, key) != getattr(default, key))
+    if ignored:
+        raise RoboilError(f"config keys {', '.join(f'train.{key}' for key in ignored)} are not used by algorithm "
+                          f"'{algorithm}', which trains in its own loop reading {honoured_train_keys(read)}; "
+                          "drop them")
+
+
+def honoured_train_keys(read: tuple[str, ...]) -> str:
+    """E.g. "train.lr and the core's train.steps, train.seed, ...": what an algorithm's own loop applies."""
+    core = "train." + ", train.".join(CORE_TRAIN_KEYS)
+    return f"{'train.' + ', train.'.join(read) + ' and ' if read else 'only '}the core's {core}"
 
 
 # the lifecycle hooks a logger plugin implements (what makes a plugin's name valid in ``loggers``)

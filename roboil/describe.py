@@ -58,11 +58,14 @@ def task_details(task) -> list[str]:
 
 def training_loop(algorithm) -> str:
     """How an algorithm trains, and which ``train.*`` settings apply."""
+    from .config import honoured_train_keys
+
     if algorithm.train is None:
         return "offline, the core's loop over windows of the store's episodes (every train.* setting applies)"
-    honoured = ("train." + ", train.".join(algorithm.train_keys) if algorithm.train_keys is not None
-                else "every train.* setting")
-    return f"in its own loop (e.g. acting in the task's environments), which reads {honoured}"
+    if algorithm.train_keys is None:
+        return "in its own loop (e.g. acting in the task's environments); which train.* settings apply is not declared"
+    applied = honoured_train_keys(algorithm.train_keys)
+    return f"in its own loop (e.g. acting in the task's environments), applying {applied}"
 
 
 def describe(reg) -> list[str]:

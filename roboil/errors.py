@@ -202,26 +202,48 @@ def claim_directory(out_dir: Path, lock_name: str, doing: str, shared: bool = Fa
         yield
         return
     if fd is None:
-        holder = path.read_text().strip() or "?"
+        holder = (path.read_text().strip().splitlines() or ["?"])[0]  # shards writing side by side may leave two
         raise RoboilError(f"'{out_dir}' is in use by another process {doing} ({holder}); wait for it to end or stop "
                           "it, or pass another --out")
     # An exclusive holder that ends in any way it can act on clears its line: one left behind, "since" when it
     # started, was killed (SIGKILL, say from the kernel out of memory) or lost its machine. Shared holders, side
     # by side, cannot tell which of them ends last: their lines say no "since", and stay.
-    if not shared and " since " in (left := os.pread(fd, 200, 0).decode(errors="replace").strip()):
-        print(f"roboil: note: the last process {doing} ({left}) was killed before it could stop (by the kernel "
-              "out of memory, kill or kill -9, or with its machine); what it saved is kept", file=sys.stderr)
+    if not shared and (note := _left_by_a_killed_holder(os.pread(fd, 200, 0).decode(errors="replace"), doing)):
+        print(f"roboil: note: {note}", file=sys.stderr)
     holder = f"pid {os.getpid()} on {socket.gethostname()}"
     try:
         with contextlib.suppress(OSError):  # who holds it, for the message; a full disk leaves it unsaid
             os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{holder}{'' if shared else time.strftime(' since %Y-%m-%d %H:%M')}\n".encode(), 0)
+            since = "" if shared else time.strftime(" since %Y-%m-%d %H:%M UTC", time.gmtime())
+            os.pwrite(fd, f"{holder}{since}\n".encode(), 0)
         yield
     finally:
         if not shared:
             with contextlib.suppress(OSError):
                 os.ftruncate(fd, 0)
         os.close(fd)
+
+
+def _left_by_a_killed_holder(line: str, doing: str) -> str | None:
+    """What to say of a lock line an exclusive holder left (see :func:`claim_directory`), if anything."""
+    import re
+    import socket
+
+    found = re.match(r"pid (\d+) on (\S+) since ", line.strip())
+    if found is None:
+        return None
+    pid, host = int(found[1]), found[2]
+    if host != socket.gethostname():
+        return (f"the last process {doing} ({line.strip()}) did not end as it should: killed, or still running "
+                f"there if this filesystem does not share locks between machines (then stop one of them)")
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:  # gone without clearing its line
+        return (f"the last process {doing} ({line.strip()}) was killed before it could stop (by the kernel out of "
+                "memory, a signal or a crash); what it saved is kept")
+    except PermissionError:  # alive, another user's
+        pass
+    return None  # alive: writing the directory this one was copied from, say; nothing is known of its end
 
 
 def check_writable(out: str | Path, store_ok: bool = False) -> None:

@@ -7,7 +7,7 @@ unique within its kind). Factories are plain callables so a plugin stays a few l
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
 
 if TYPE_CHECKING:  # annotations only: `import roboil` stays cheap, so Ctrl-C at a command's start has no traceback
@@ -59,10 +59,10 @@ class NoParams:
     """The parameters of a plugin part that takes none: any ``key=value`` given for it is an unknown-key error."""
 
 
-def resumable(default: Any):
+def resumable(default: Any = MISSING, *, default_factory: Callable[[], Any] = MISSING):
     """An algorithm parameter a resumed run may change (how often to evaluate, say): ``every: int =
     roboil.resumable(0)``. The others are frozen once a run has a checkpoint, as they define the model it trains."""
-    return field(default=default, metadata={RESUMABLE: True})
+    return field(default=default, default_factory=default_factory, metadata={RESUMABLE: True})
 
 
 RESUMABLE = "roboil.resumable"
@@ -289,8 +289,10 @@ class AlgorithmSpec:
       fine-tuning, DAgger); it receives a :class:`roboil.train.TrainContext` (demonstrations, environments
       built through the observation plugins, device and precision, ``log``, ``save_checkpoint``, resume
       state). Left ``None``, the core's offline loop trains the model on windows of the store.
-    - ``train_keys``: with ``train``, the ``train.*`` settings that loop honours (say ``("steps", "lr", "seed")``);
-      a config setting any other is refused in one line instead of being silently ignored. ``None``: all of them.
+    - ``train_keys``: with ``train``, the ``train.*`` settings that loop applies itself (say ``("batch_size",
+      "lr")``; the core applies ``steps``, ``seed``, ``device``, ``log_every`` and ``checkpoint_every`` to every
+      loop): a config setting another one off its default is refused in one line instead of being ignored.
+      ``None``: not declared, nothing is checked.
     """
 
     name: str
@@ -302,16 +304,18 @@ class AlgorithmSpec:
 
     def train_keys_problem(self) -> str | None:
         """What is wrong with ``train_keys``, if anything."""
-        from .config import TrainConfig
+        from .config import CORE_TRAIN_KEYS, TrainConfig
 
         if self.train_keys is None:
             return None
         if self.train is None:
             return f"train_keys={self.train_keys!r} without a train loop of its own (the core's honours them all)"
-        known = {f.name for f in fields(TrainConfig)}
-        if isinstance(self.train_keys, str) or not all(isinstance(key, str) and key in known
-                                                            for key in self.train_keys):
-            return f"train_keys={self.train_keys!r}; list names of train.* settings: {', '.join(sorted(known))}"
+        if not isinstance(self.train_keys, tuple):
+            return f"train_keys={self.train_keys!r}; give a tuple of names of train.* settings"
+        known = {f.name for f in fields(TrainConfig)} - set(CORE_TRAIN_KEYS)
+        if unknown := [key for key in self.train_keys if key not in known]:
+            return (f"train_keys names {unknown[0]!r}, not a train.* setting a loop applies itself; valid: "
+                    f"{', '.join(sorted(known))} (the core applies {', '.join(CORE_TRAIN_KEYS)} to every loop)")
         return None
 
 

@@ -396,10 +396,10 @@ def smoke_run(task: str, config: str | Path | Mapping, tmp_dir: str | Path, epis
     ours = [f"task={task}", f"data.path={store}", f"train.steps={train_steps}", f"train.device={device}"]
 
     with _stage("config", f"loading the training config {_describe(config)}"):
-        from .config import load_config, merge, parse_overrides, validate
+        from .config import config_to_train, load_config, merge, parse_overrides
 
         if isinstance(config, Mapping):
-            loaded = validate(merge(dict(config), parse_overrides([*ours, *overrides])))
+            loaded = config_to_train(merge(dict(config), parse_overrides([*ours, *overrides])))
         else:
             loaded = load_config(config, [*ours, *overrides])
 

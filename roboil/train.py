@@ -213,7 +213,9 @@ class TrainContext:
                 moved = _fingerprint_at(after.get("data.path")) == meta["store_fingerprint"]
         changes = {k: [before.get(k), after.get(k)] for k in sorted(before.keys() | after.keys())
                    if before.get(k) != after.get(k)}
-        frozen = [k for k in changes if k.split(".")[0] in FROZEN_ON_RESUME and k not in self._resumable_keys()]
+        resumable = self._resumable_keys()
+        frozen = [k for k in changes if k.split(".")[0] in FROZEN_ON_RESUME and ".".join(k.split(".")[:2])
+                  not in resumable]
         if changed := [k for k in frozen if not (moved and k == "data.path")]:
             shown = ["algorithm.name"] if "algorithm.name" in changed else changed[:3]  # another algorithm: the rest
             said = "; ".join(f"{k}: {changes[k][0]} -> {changes[k][1]}" for k in shown)  # of its section follows

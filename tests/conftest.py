@@ -111,7 +111,7 @@ def hello_plugin_path(tmp_path_factory):
 @pytest.fixture(autouse=True)
 def one_torch_thread():
     """In-process tests run tiny models: OpenMP fan-out costs more than it gains (5x slower on a busy 2-core
-    machine). CLI subprocesses keep torch's default."""
+    machine). CLI subprocesses keep torch's default, but for one thread under two xdist workers (above)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

@@ -195,20 +195,23 @@ def test_observation_only_store_is_accepted_by_gaifo_and_refused_by_algorithms_t
 
 
 def test_resume_continues_exactly(stores, tmp_path):
-    config = write_config(tmp_path / "gail.yaml", stores / "cartpole.zarr", bc_steps=20)
+    config = write_config(tmp_path / "gail.yaml", stores / "cartpole.zarr", bc_steps=20, eval_every=512,
+                          eval_episodes=2)
     whole, split = tmp_path / "whole", tmp_path / "split"
     run_cli("train", config, "--out", whole, check=True)
     run_cli("train", config, "train.steps=512", "--out", split, check=True)
     one_line_error(run_cli("train", config, "algorithm.clip=0.1", "--out", split), "cannot resume")
-    # how often and on how many episodes it evaluates may change (it was refused with the rest of the section)
+    # how often and on how many episodes it evaluates may change (it was refused with the rest of the section),
+    # and training goes on as if never stopped
     resumed = run_cli("train", config, "algorithm.eval_episodes=3", "--out", split, check=True).stderr
-    assert "resumed from step 512" in resumed and "algorithm.eval_episodes: 10 -> 3" in resumed, resumed
+    assert "resumed from step 512" in resumed and "algorithm.eval_episodes: 2 -> 3" in resumed, resumed
     final = "checkpoints/step_00001024/model.safetensors"
     assert (split / final).read_bytes() == (whole / final).read_bytes()
     lines = lambda run: [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]  # noqa: E731
-    assert [m["step"] for m in lines(split)] == [512, 1024]
-    assert [{k: v for k, v in m.items() if k != "time"} for m in lines(split)] == \
-        [{k: v for k, v in m.items() if k != "time"} for m in lines(whole)]
+    assert [m["step"] for m in lines(split)] == [512, 1024] and "eval_return" in lines(split)[-1]
+    trained = lambda run: [{k: v for k, v in m.items() if k != "time" and not k.startswith("eval_")}  # noqa: E731
+                           for m in lines(run)]
+    assert trained(split) == trained(whole) and lines(split)[0] == lines(whole)[0] | {"time": lines(split)[0]["time"]}
 
 
 def test_a_learning_rate_changed_on_resume_is_the_one_trained_with(stores, tmp_path):
@@ -370,13 +373,17 @@ def test_sac_clips_its_gradients_to_train_grad_clip(tmp_path):
     assert 0 < norm <= 1e-3 * 1.0001, norm
 
 
-def test_a_train_key_its_own_loop_does_not_read_is_refused(stores, capsys):
+def test_train_keys_its_own_loop_does_not_read_are_refused(stores, capsys, tmp_path):
     config = "configs/cartpole/gail_state_only.yaml"
-    for key in ("warmup_steps=10", "ema_decay=0.99", "weight_decay=0.1", "lr_schedule=constant", "compile=true"):
-        main_fails_in_one_line(capsys, ["train", config, f"data.path={stores / 'cartpole_obs.zarr'}", f"train.{key}",
-                                        "--out", "unused"], f"'train.{key.split('=')[0]}' is not used by algorithm "
-                               "'gail'", "drop the key")
-    load_config(config, ["train.grad_clip=1.0", "train.seed=3"])  # what it reads is taken
+    main_fails_in_one_line(capsys, ["train", config, f"data.path={stores / 'cartpole_obs.zarr'}",
+                                    "train.warmup_steps=10", "train.ema_decay=0.99", "train.lr_schedule=constant",
+                                    "train.compile=true", "--out", str(tmp_path / "run")],
+                           "config keys train.compile, train.ema_decay, train.lr_schedule, train.warmup_steps are "
+                           "not used by algorithm 'gail', which trains in its own loop reading train.batch_size, "
+                           "train.lr, train.grad_clip and the core's train.steps, train.seed", "drop them")
+    assert not (tmp_path / "run").exists()
+    # what it applies is taken, and so is a key at its default (a checkpoint's config.yaml lists them all)
+    load_config(config, ["train.grad_clip=1.0", "train.seed=3", "train.warmup_steps=500", "train.ema_decay=0.0"])
 
 
 @pytest.mark.slow

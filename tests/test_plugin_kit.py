@@ -142,7 +142,7 @@ class BrokenPlugin:
             roboil.AlgorithmSpec(name="train-no-context", config=GoodConfig, build=build, train=lambda: None),
             roboil.AlgorithmSpec(name="keys-no-loop", config=GoodConfig, build=build, train_keys=("lr",)),
             roboil.AlgorithmSpec(name="unknown-key", config=GoodConfig, build=build, train=build,
-                                 train_keys=("steps", "learning_rate")),
+                                 train_keys=("lr", "learning_rate")),
             roboil.AlgorithmSpec(name="twice", config=GoodConfig, build=build),
             roboil.AlgorithmSpec(name="twice", config=GoodConfig, build=build),
             roboil.AlgorithmSpec(name="gcbc", config=GoodConfig, build=build),  # a built-in owns it
@@ -183,7 +183,8 @@ BROKEN_PROBLEMS = [
     "algorithm 'train-no-context': train cannot take the 1 argument(s) roboil passes (too many positional "
     "arguments)",
     "algorithm 'keys-no-loop': train_keys=('lr',) without a train loop of its own",
-    "algorithm 'unknown-key': train_keys=('steps', 'learning_rate'); list names of train.* settings: amp,",
+    "algorithm 'unknown-key': train_keys names 'learning_rate', not a train.* setting a loop applies itself; "
+    "valid: amp, batch_size, compile,",
     "algorithm 'twice' is registered twice by this plugin",
     "algorithm 'gcbc' is already registered by the installed plugin 'gcbc'; pick another name",
     "task 'half-state': max_episode_steps=0; give a positive int (or None for no limit)",
@@ -248,9 +249,9 @@ def test_check_plugin_reports_an_unknown_name():
 # ------------------------------------------------------------------------------------------------- smoke_run
 
 
-def test_smoke_run_names_the_config_stage():
+def test_smoke_run_names_the_config_stage(tmp_path):
     with pytest.raises(SmokeRunError, match=r"stage 'config'.*unknown algorithm 'nope'") as info:
-        smoke_run("pendulum", {"algorithm": {"name": "nope"}}, "unused")
+        smoke_run("pendulum", {"algorithm": {"name": "nope"}}, tmp_path)
     assert info.value.stage == "config" and isinstance(info.value.__cause__, RoboilError)
 
 

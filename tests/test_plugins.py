@@ -83,8 +83,8 @@ def test_verbose_listing_shows_parameters_and_task_contracts():
     assert "success: info['is_success'] at the episode's final step (it does not end the episode)" in out
     assert "device replay: " in out and "config: store: str = '', first: int | None = None" in out
     assert "trains: offline, the core's loop over windows of the store's episodes (every train.* setting" in out
-    assert ("trains: in its own loop (e.g. acting in the task's environments), which reads train.steps, "
-            "train.batch_size, train.lr, train.grad_clip") in out  # gail
+    assert ("trains: in its own loop (e.g. acting in the task's environments), applying train.batch_size, "
+            "train.lr, train.grad_clip and the core's train.steps, train.seed,") in out  # gail
 
 
 def test_public_names_for_plugin_authors():

@@ -234,8 +234,9 @@ def test_a_second_training_into_a_run_being_trained_is_refused_until_the_first_e
         second = run_cli("train", CONFIG, "train.steps=10", *common)
         holder = f"pid {first.pid} on {socket.gethostname()} since 20"
         assert second.returncode == 2 and re.search(
-            f"roboil: error: '{run}' is in use by another process training it \\({holder}[-0-9: ]+\\); wait for it to "
-            "end or stop it, or pass another --out\n", second.stderr), second.stderr
+            f"roboil: error: '{re.escape(str(run))}' is in use by another process training it "
+            f"\\({re.escape(holder)}[-0-9: ]+ UTC\\); wait for it to end or stop it, or pass another --out\n",
+            second.stderr), second.stderr
     finally:
         first.send_signal(signal.SIGKILL)  # as the kernel's out-of-memory killer
         first.wait()

@@ -23,8 +23,9 @@ from roboil import AlgorithmSpec, RoboilError
 from roboil.config import check_range
 
 LEARNERS = ("ppo", "sac")
-# what its loop reads of train.*: Adam at a constant train.lr (no schedule, weight decay or EMA, as in GAIL and SAC)
-TRAIN_KEYS = ("steps", "batch_size", "lr", "grad_clip", "seed", "device", "log_every", "checkpoint_every")
+# what its loop applies of train.* (besides the core's steps, seed, ...): Adam at a constant train.lr, no schedule,
+# weight decay or EMA (as GAIL and SAC train), gradients clipped to train.grad_clip
+TRAIN_KEYS = ("batch_size", "lr", "grad_clip")
 REWARDS = ("gail", "logd", "logit")
 
 
