@@ -405,6 +405,7 @@ def main(argv: list[str] | None = None) -> int:
     args = None
     try:
         catch_interrupts(raise_them=True)
+        signal.signal(signal.SIGTERM, _terminate_as_interrupted)
         if interrupted():  # while this module was imported
             raise KeyboardInterrupt
         parser = build_parser()
@@ -444,6 +445,14 @@ def main(argv: list[str] | None = None) -> int:
         return _error(problem)
     finally:
         signal.signal(signal.SIGINT, signal.default_int_handler)  # for code that called main() in-process
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _terminate_as_interrupted(signum, frame) -> None:
+    """SIGTERM (`kill`, `timeout`, a cluster scheduler's preemption, `docker stop`) stops a command as Ctrl-C
+    does, through whatever handles SIGINT at that moment: a training saves the step it is at first."""
+    print("roboil: terminated (SIGTERM): stopping as on Ctrl-C", file=sys.stderr)
+    signal.raise_signal(signal.SIGINT)
 
 
 def _out_of_memory(exc: BaseException | None) -> bool:

@@ -188,16 +188,25 @@ def test_resume_refuses_a_store_that_changed_since(store, tmp_path, capsys):
     assert "resumed" not in capsys.readouterr().err  # refused before it says it resumed
 
 
-def test_ctrl_c_saves_the_step_it_came_at_and_the_same_command_resumes(store, tmp_path):
-    """Nothing trained is lost to Ctrl-C: the step it came at is saved (however far the last checkpoint was)."""
+def terminate(process) -> None:
+    """What `kill PID`, `timeout` or a cluster scheduler's preemption does."""
+    import signal
+
+    process.send_signal(signal.SIGTERM)
+
+
+@pytest.mark.parametrize("interrupt", ["ctrl_c", "sigterm"])
+def test_ctrl_c_saves_the_step_it_came_at_and_the_same_command_resumes(store, tmp_path, interrupt):
+    """Nothing trained is lost to Ctrl-C, or to SIGTERM (which killed the process at once before): the step it
+    came at is saved (however far the last checkpoint was)."""
     import sys
 
-    from conftest import interrupt_training
+    from conftest import ctrl_c, interrupt_training
 
     run = tmp_path / "run"
     command = [sys.executable, "-m", "roboil.cli", "train", CONFIG, f"data.path={store}", "train.steps=100000",
                "train.checkpoint_every=100000", "train.log_every=1", "algorithm.hidden_dims=[32]", "--out", str(run)]
-    returncode, stderr = interrupt_training(command, run)
+    returncode, stderr = interrupt_training(command, run, interrupt={"ctrl_c": ctrl_c, "sigterm": terminate}[interrupt])
     assert returncode == 130 and "the same command resumes from there" in stderr, stderr
     assert "roboil: Ctrl-C: saving at the end of this step, then stopping" in stderr  # said at once: a step may be long
     logged = [s for s, _ in metrics(run)]
