@@ -136,16 +136,21 @@ def test_on_gpus_the_process_group_also_takes_cpu_tensors_and_a_gpu_per_process_
         distributed.start(Ranks(rank=2, size=3, local_rank=2), torch.device("cuda"))
 
 
-def test_ctrl_c_under_torchrun_saves_the_step_every_process_stopped_at(store, tmp_path):
+@pytest.mark.parametrize("interrupt", ["ctrl_c", "sigterm"])
+def test_ctrl_c_under_torchrun_saves_the_step_every_process_stopped_at(store, tmp_path, interrupt):
     """Ctrl-C reaches torchrun, which passes it on to its processes: they agree on a step, the first process saves
-    it, and the same command resumes from there. Before, up to checkpoint_every steps were lost."""
-    from conftest import interrupt_training
+    it, and the same command resumes from there. Before, up to checkpoint_every steps were lost. So does a
+    SIGTERM to torchrun (a scheduler's preemption), which it passes on as SIGTERM: that killed them at once."""
+    import signal
+
+    from conftest import ctrl_c, interrupt_training
 
     run = tmp_path / "run"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
                "roboil.cli", "train", CONFIG, f"data.path={store}", "train.steps=100000", *OVERRIDES,
                "train.checkpoint_every=100000", "--out", str(run)]
-    _, stderr = interrupt_training(command, run)
+    _, stderr = interrupt_training(command, run, interrupt=ctrl_c if interrupt == "ctrl_c" else
+                                   lambda torchrun: torchrun.send_signal(signal.SIGTERM))
     saved = sorted((run / "checkpoints").glob("step_*"))
     logged = [step for step, _ in losses(run)]
     assert len(saved) == 1 and saved[0].name == f"step_{logged[-1]:08d}" and logged[-1] >= 20, stderr[-3000:]
