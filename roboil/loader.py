@@ -9,6 +9,7 @@ gathers the ones in RAM. Closing the generator (the training's end) stops the th
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import queue
 import signal
@@ -118,8 +119,12 @@ def _in_thread(sampler: WindowSampler, batch_size: int, rows: slice, device: tor
     finally:
         stop.set()
         # waited for (one batch at most): a thread still in torch when the process exits aborts it ("terminate
-        # called without an active exception", exit code 134) after everything was saved
-        worker.join()
+        # called without an active exception", exit code 134) after everything was saved. A second Ctrl-C here
+        # (the training is stopping already) waits too: raised from this generator's cleanup, it would print a
+        # traceback; the interrupt stays flagged, so the command still ends as interrupted.
+        while worker.is_alive():
+            with contextlib.suppress(KeyboardInterrupt):
+                worker.join()
 
 
 class _Draws(Sampler):

@@ -361,7 +361,7 @@ class TrainContext:
         if self.ranks.main:
             print(f"roboil: stopped at step {step}, saved as {saved}; the same command resumes from there",
                   file=sys.stderr)
-        raise KeyboardInterrupt
+        raise StoppedAndSaved
 
     def _crossed(self, step: int, every: int, last: str) -> bool:
         previous = getattr(self, last, self.start_step)
@@ -638,15 +638,34 @@ def train(config: Config, out_dir: str | Path, progress: bool = True) -> Path:
             finally:
                 context.close()
                 distributed.stop()
-    except BaseException:
+    except BaseException as exc:
         if created and ranks.main and {p.name for p in out_dir.glob("*")} | {RUN_LOCK} == {RUN_LOCK}:
             shutil.rmtree(out_dir, ignore_errors=True)  # refused before anything was written: leave nothing
+        elif isinstance(exc, KeyboardInterrupt) and ranks.main and not _said_stopped(exc):
+            # a second Ctrl-C stopped it at once: what the run holds now (the step being saved may have made it)
+            with contextlib.suppress(RoboilError, OSError):
+                last = latest_checkpoint(out_dir)
+                print(f"roboil: the run's last checkpoint is {last}; the same command resumes from there" if last
+                      else "roboil: no checkpoint was saved; the same command starts the run over", file=sys.stderr)
         raise
     checkpoint = latest_checkpoint(out_dir)
     if checkpoint is None:
         raise RoboilError(f"algorithm '{spec.name}' finished without saving a checkpoint; its train() must call "
                           "context.save_checkpoint")
     return checkpoint
+
+
+class StoppedAndSaved(KeyboardInterrupt):
+    """A Ctrl-C's stop, once the step it came at is saved and said (see :meth:`TrainContext.stopped`)."""
+
+
+def _said_stopped(exc: BaseException | None) -> bool:
+    """Whether ``exc``, or one it was raised while handling, is a stop already said."""
+    while exc is not None:
+        if isinstance(exc, StoppedAndSaved):
+            return True
+        exc = exc.__context__
+    return False
 
 
 @torch.no_grad()

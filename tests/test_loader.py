@@ -153,6 +153,28 @@ def test_workers_get_only_the_arrays_on_disk_and_the_loader_stops_with_the_train
     assert not [t for t in threading.enumerate() if t.name == "roboil-batches"]
 
 
+def test_a_second_ctrl_c_while_the_batch_thread_ends_waits_for_it_without_a_traceback(tmp_path, monkeypatch):
+    """Ctrl-C twice in quick succession: the second one landed in the join of the batch thread as the stopping
+    training closed its batches, and printed "Exception ignored in: <generator object _in_thread>" with a
+    traceback after the stop's lines."""
+    import threading
+
+    store = image_store(tmp_path / "s.zarr")
+    made = batches(sampler(store.load(list(store.features)), store), 6, torch.device("cpu"))
+    next(made)
+    join, landed = threading.Thread.join, []
+
+    def join_until_interrupted(thread, timeout=None):
+        if not landed:  # the second Ctrl-C, while the join waits
+            landed.append(thread.name)
+            raise KeyboardInterrupt
+        return join(thread, timeout)
+
+    monkeypatch.setattr(threading.Thread, "join", join_until_interrupted)
+    made.close()
+    assert landed == ["roboil-batches"] and not [t for t in threading.enumerate() if t.name == "roboil-batches"]
+
+
 @pytest.mark.parametrize("workers", [0, 1])
 def test_a_damaged_frame_met_while_streaming_is_one_line_and_the_steps_trained_are_saved(tmp_path, workers):
     from conftest import run_cli

@@ -220,6 +220,29 @@ def test_ctrl_c_saves_the_step_it_came_at_and_the_same_command_resumes(store, tm
     assert [s for s, _ in metrics(run)] == list(range(1, logged[-1] + 6))
 
 
+def test_a_training_stopped_at_once_says_what_the_run_holds(store, tmp_path, monkeypatch, capsys):
+    """A second Ctrl-C stops at once, unsaved (or while the step is being saved): the only line was "roboil:
+    interrupted", and whether the step had been saved was anyone's guess."""
+    from roboil.train import TrainContext
+
+    log = TrainContext.log
+
+    def second_ctrl_c_at_step_7(context, step, metrics):
+        if step == 7:
+            raise KeyboardInterrupt
+        log(context, step, metrics)
+
+    monkeypatch.setattr(TrainContext, "log", second_ctrl_c_at_step_7)
+    overrides = [f"data.path={store}", "train.steps=10", "train.log_every=1", "algorithm.hidden_dims=[8]"]
+    for every, said in ((100, "roboil: no checkpoint was saved; the same command starts the run over"),
+                        (5, f"roboil: the run's last checkpoint is {tmp_path / 'run5' / 'checkpoints' / 'step_00000005'}; "
+                            "the same command resumes from there")):
+        with pytest.raises(KeyboardInterrupt):
+            train(load_config(CONFIG, [*overrides, f"train.checkpoint_every={every}"]), tmp_path / f"run{every}",
+                  progress=False)
+        assert capsys.readouterr().err.splitlines()[-1] == said
+
+
 def test_a_second_training_into_a_run_being_trained_is_refused_until_the_first_ends(store, tmp_path):
     """Two trainers of one run interleaved their metrics and checkpoints; the lock dies with its process."""
     import os
