@@ -248,7 +248,7 @@ def config_to_train(raw: Mapping) -> Config:
     """A config as given to ``roboil train`` validated, with the checks that a checkpoint's config (which loads
     where its loggers are not installed, and lists every train.* key) does not get."""
     config = validate(raw)
-    check_train_keys(raw.get("train") or {}, config.train, config.algorithm_name)
+    check_train_keys(raw.get("train") or {}, config.algorithm_name)
     check_loggers(config.loggers)
     return config
 
@@ -257,22 +257,17 @@ def config_to_train(raw: Mapping) -> Config:
 CORE_TRAIN_KEYS = ("steps", "seed", "device", "log_every", "checkpoint_every")
 
 
-def check_train_keys(given: Mapping, train: TrainConfig, algorithm: str) -> None:
-    """``train.*`` keys the config sets to other than their defaults that the algorithm's own loop does not read
-    are a one-line error, not settings silently ignored (a checkpoint's config.yaml, listing every key at its
-    default, stays usable; here, not in validate(), which reads such configs too)."""
+def check_train_keys(given: Mapping, algorithm: str) -> None:
+    """``train.*`` keys the config sets that the algorithm's own loop does not apply are a one-line error, not
+    settings silently ignored (here, not in validate(), which reads a checkpoint's config: it lists every key)."""
     from .plugins import registry
 
     read = registry().get("algorithm", algorithm).train_keys
-    if read is None:
-        return
-    default = TrainConfig()
-    ignored = sorted(key for key in given if key not in (*CORE_TRAIN_KEYS, *read)
-                     and getattr(train, key) != getattr(default, key))
-    if ignored:
-        raise RoboilError(f"config keys {', '.join(f'train.{key}' for key in ignored)} are not used by algorithm "
-                          f"'{algorithm}', which trains in its own loop reading {honoured_train_keys(read)}; "
-                          "drop them")
+    if read is not None and (ignored := sorted(set(given) - {*CORE_TRAIN_KEYS, *read})):
+        keys = ", ".join(f"train.{key}" for key in ignored)
+        raise RoboilError(f"config key{'s' if len(ignored) > 1 else ''} {keys} {'are' if len(ignored) > 1 else 'is'} "
+                          f"not used by algorithm '{algorithm}', which trains in its own loop applying "
+                          f"{honoured_train_keys(read)}; drop {'them' if len(ignored) > 1 else 'it'}")
 
 
 def honoured_train_keys(read: tuple[str, ...]) -> str:

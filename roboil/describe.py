@@ -9,6 +9,8 @@ import typing
 
 import numpy as np
 
+from .specs import RESUMABLE
+
 
 def parameters(config: type) -> str:
     """``name: type = default`` for each field of a parameter dataclass; "(none)" for one without fields."""
@@ -22,7 +24,7 @@ def parameters(config: type) -> str:
         else:
             default = "(required)"
         kind = getattr(hints.get(f.name), "__name__", None) or str(hints.get(f.name, f.type)).replace("typing.", "")
-        out.append(f"{f.name}: {kind} = {default}")
+        out.append(f"{f.name}: {kind} = {default}{' (may change on resume)' if f.metadata.get(RESUMABLE) else ''}")
     return ", ".join(out) or "(none)"
 
 
@@ -65,7 +67,7 @@ def training_loop(algorithm) -> str:
     if algorithm.train_keys is None:
         return "in its own loop (e.g. acting in the task's environments); which train.* settings apply is not declared"
     applied = honoured_train_keys(algorithm.train_keys)
-    return f"in its own loop (e.g. acting in the task's environments), applying {applied}"
+    return f"in its own loop (e.g. acting in the task's environments), applying {applied} (others are refused)"
 
 
 def describe(reg) -> list[str]:

@@ -383,6 +383,11 @@ class Session:
             self.progress.close()  # before the question, not through it
             if self.person is not None:  # a scripted take is cheaper to record again than to ask about
                 self.ask_to_keep()
+            if self.saved:  # what is kept, and how to go on (appending continues exactly)
+                rest = f"; --episodes {self.episodes - self.saved} with the same --out records the rest" \
+                    if self.episodes is not None and self.saved < self.episodes else ""
+                print(f"roboil: stopped with {self.saved} episode(s) saved this time, {self.store.n_episodes} in "
+                      f"'{self.store.path}'{rest}", file=sys.stderr)
             raise
         finally:
             self.progress.close()

@@ -291,7 +291,7 @@ class AlgorithmSpec:
       state). Left ``None``, the core's offline loop trains the model on windows of the store.
     - ``train_keys``: with ``train``, the ``train.*`` settings that loop applies itself (say ``("batch_size",
       "lr")``; the core applies ``steps``, ``seed``, ``device``, ``log_every`` and ``checkpoint_every`` to every
-      loop): a config setting another one off its default is refused in one line instead of being ignored.
+      loop): a config setting another one is refused in one line instead of being ignored.
       ``None``: not declared, nothing is checked.
     """
 

@@ -220,8 +220,12 @@ class TrainContext:
             shown = ["algorithm.name"] if "algorithm.name" in changed else changed[:3]  # another algorithm: the rest
             said = "; ".join(f"{k}: {changes[k][0]} -> {changes[k][1]}" for k in shown)  # of its section follows
             more = f" and {len(changed) - 3} more" if len(shown) == 3 < len(changed) else ""
-            raise RoboilError(f"cannot resume '{self.run_dir}' with a changed {said}{more} (the model or its data "
-                              "would change); undo the change, or train into a new --out directory")
+            why = ("the algorithm's settings define the model and how it learns, so they stay as the run began"
+                   + (f", but for {', '.join(sorted(resumable))}" if resumable else "")
+                   if all(k.startswith("algorithm.") for k in changed) and "algorithm.name" not in changed
+                   else "the model or its data would change")
+            raise RoboilError(f"cannot resume '{self.run_dir}' with a changed {said}{more} ({why}); undo the change, "
+                              "or train into a new --out directory")
         if self._saved_store is not None and self.config.data.path:  # before loading it all, or saying resumed
             store = EpisodeStore.open(self.config.data.path)
             if (now := (store.n_episodes, store.n_steps)) != self._saved_store:

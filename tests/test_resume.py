@@ -65,8 +65,12 @@ def test_only_the_newest_checkpoint_keeps_the_optimizer_state(store, tmp_path):
 def test_resume_refuses_a_changed_model_or_data(store, tmp_path):
     train(config(store, "train.steps=10"), tmp_path, progress=False)
     with pytest.raises(RoboilError, match=r"cannot resume .* with a changed algorithm.hidden_dims: \[32\] -> \[64\] "
-                                          r"\(the model or its data would change\); undo the change, or train into"):
+                                          r"\(the algorithm's settings define the model and how it learns, so they "
+                                          r"stay as the run began\); undo the change, or train into"):
         train(config(store, "algorithm.hidden_dims=[64]"), tmp_path, progress=False)
+    with pytest.raises(RoboilError, match=r"cannot resume .* with a changed data.only_success: True -> False "
+                                          r"\(the model or its data would change\); undo the change, or train into"):
+        train(config(store, "data.only_success=false"), tmp_path, progress=False)
 
 
 @pytest.mark.parametrize("damage, message", [

@@ -243,9 +243,29 @@ def test_ctrl_c_at_the_start_of_record_is_one_line_and_exit_130(tmp_path, delay)
     os.killpg(process.pid, signal.SIGINT)  # as a terminal's Ctrl-C
     _, stderr = process.communicate(timeout=60)
     lines = [line for line in stderr.splitlines() if line.strip() and not line.startswith("record ")]
-    assert process.returncode == 130 and lines == ["roboil: interrupted"], stderr
+    saved = EpisodeStore.open(tmp_path / "s.zarr").n_episodes if (tmp_path / "s.zarr").exists() else 0
+    said = [f"roboil: stopped with {saved} episode(s) saved this time, {saved} in '{tmp_path / 's.zarr'}'; "
+            f"--episodes {20 - saved} with the same --out records the rest"] if saved else []
+    assert process.returncode == 130 and lines == [*said, "roboil: interrupted"], stderr
     if (tmp_path / "s.zarr").exists():
         assert EpisodeStore.open(tmp_path / "s.zarr").check(deep=True) == []
+
+
+def test_a_recording_stopped_part_way_says_what_it_kept_and_how_to_go_on(tmp_path):
+    """It said only "roboil: interrupted", though the episodes saved are kept and appending goes on exactly."""
+    store = tmp_path / "s.zarr"
+    process = launch("record", "--task", "fetch-reach", "--episodes", 500, "--out", store)
+    deadline = time.monotonic() + 120
+    while not (store.exists() and EpisodeStore.open(store).n_episodes >= 2):
+        assert time.monotonic() < deadline and process.poll() is None, "no episode saved"
+        time.sleep(0.1)
+    os.killpg(process.pid, signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    saved = EpisodeStore.open(store).n_episodes
+    lines = [line for line in stderr.splitlines() if line.strip() and not line.startswith("record ")]
+    assert process.returncode == 130 and lines == [
+        f"roboil: stopped with {saved} episode(s) saved this time, {saved} in '{store}'; --episodes {500 - saved} "
+        "with the same --out records the rest", "roboil: interrupted"], stderr
 
 
 def _first_child(pid: int, timeout: float) -> int | None:

@@ -8,6 +8,7 @@ by a time limit, which the learners bootstrap), so the state saved is the whole 
 
 from __future__ import annotations
 
+import sys
 from collections import deque
 from typing import Mapping
 
@@ -310,6 +311,19 @@ class Evaluation:
             self.envs.close()
 
 
+def _say_rounding(context, stride: int) -> None:
+    """Steps come in strides (a PPO rollout, or one step of every environment): say where that moves the end,
+    the log lines and the checkpoints, which a config's round numbers would not suggest."""
+    train = context.config.train
+    off = [f"train.{name}" for name in ("steps", "log_every", "checkpoint_every") if getattr(train, name) % stride]
+    if off and context.ranks.main:
+        end = -(-train.steps // stride) * stride
+        print(f"roboil: gail takes environment steps {stride} at a time (algorithm.n_envs"
+              f"{' x rollout_steps' if context.config.algorithm_params.learner == 'ppo' else ''}), which "
+              f"{', '.join(off)} are not multiples of: it trains {end} steps, and logs and saves at the first stride "
+              "past each multiple", file=sys.stderr)
+
+
 def train_gail(context) -> None:
     cfg, train = context.config.algorithm_params, context.config.train
     data = context.load_demonstrations(actions=cfg.needs_actions)
@@ -329,6 +343,7 @@ def train_gail(context) -> None:
     else:
         from .sac import SAC as Learner
     learner = Learner(context, model, discriminating, data)
+    _say_rounding(context, cfg.n_envs * (cfg.rollout_steps if cfg.learner == "ppo" else 1))
     state = context.resume()
     if state is not None:
         model.load_state_dict(state["model"])
