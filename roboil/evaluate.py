@@ -175,8 +175,9 @@ def evaluate(run_dir: str | Path, episodes: int | None = None, envs: int | None 
                                                                              task.episode_metrics):
                 report = write_report(results, config.task, task.episode_metrics, out_dir, seconds, run_dir,
                                       evaluation, staged)
-            if shard is None:  # it alone writes the directory: what interrupted evaluations filmed goes too
+            if shard is None:  # it alone writes the directory: what interrupted evaluations filmed goes too,
                 shutil.rmtree(out_dir / STAGED_VIDEOS, ignore_errors=True)
+                _drop_shards_of(out_dir, evaluation)  # and the shards of this same evaluation it played whole
         finally:
             torch.set_num_threads(threads)
     plugins.notify("on_eval_end", report=report, run_dir=run_dir, config=config)
@@ -344,6 +345,14 @@ def _read_shards(out_dir: Path, evaluation: dict, replacing: Path | None = None)
                               "checkpoint and options")
         shards[k] = saved
     return shards
+
+
+def _drop_shards_of(out_dir: Path, evaluation: dict) -> None:
+    """Remove the partial files of ``evaluation`` however it was sharded (they would refuse a later sharding)."""
+    for path in out_dir.glob("eval.shard-*-of-*.json"):
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            if {**json.loads(path.read_text())["evaluation"], "shards": None} == {**evaluation, "shards": None}:
+                path.unlink()
 
 
 def _available_cores() -> int:

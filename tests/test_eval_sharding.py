@@ -80,6 +80,9 @@ def test_sharded_evaluation_plays_each_seed_as_unsharded(diffusion_run, tmp_path
     capsys.readouterr()
     play(diffusion_run, out, envs=1)  # after shards that ended as they do, no word of a killed one
     assert "was killed" not in capsys.readouterr().err
+    # a shard left behind by an evaluation then played whole goes with it: it refused a later sharding
+    assert play(diffusion_run, out, envs=1, shard=(1, 2)) is None and play(diffusion_run, out, envs=1)
+    assert not list(out.glob("eval.shard-*")) and play(diffusion_run, out, envs=1, shard=(0, 1))
 
     # torchrun's processes are the shards
     out = tmp_path / "torchrun"
