@@ -118,6 +118,9 @@ def cmd_store(args) -> int:
         print(f"{copy.path}: {copy.n_episodes} episodes, {copy.n_steps} steps{left_out}")
         return 0
     if args.store_command == "drop-actions":
+        if ACTION not in EpisodeStore.open(args.path).features:
+            raise RoboilError(f"store '{args.path}' holds observations only already (it has no array '{ACTION}'); "
+                              "train on it as it is")
         copy, _ = copy_store(args.path, args.out, [ACTION])
         print(f"{copy.path}: {copy.n_episodes} episodes, {copy.n_steps} steps, observations only")
         return 0

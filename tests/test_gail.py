@@ -175,7 +175,8 @@ def test_observation_only_store_is_accepted_by_gaifo_and_refused_by_algorithms_t
     run_cli("train", gaifo, "train.steps=512", "--out", tmp_path / "run", check=True)
     refused = "holds observations only (no actions)"
     one_line_error(run_cli("train", gaifo, "algorithm.state_only=false", "--out", tmp_path / "sa"), refused)
-    one_line_error(run_cli("train", gaifo, "algorithm.bc_steps=10", "--out", tmp_path / "bc"), refused)
+    one_line_error(run_cli("train", gaifo, "algorithm.bc_steps=10", "--out", tmp_path / "bc"),
+                   f"{refused}, which algorithm.bc_steps need; set algorithm.state_only=true and leave out what learns")
     one_line_error(run_cli("train", "configs/fetch_reach/gcbc.yaml", "task=cartpole",
                            f"data.path={stores / 'cartpole_obs.zarr'}", "--out", tmp_path / "gcbc"), refused)
     one_line_error(run_cli("train", gaifo, "algorithm.learner=sac", "--out", tmp_path / "sac"),
@@ -190,7 +191,7 @@ def test_observation_only_store_is_accepted_by_gaifo_and_refused_by_algorithms_t
     one_line_error(run_cli("record", "--task", "cartpole", "--episodes", 1, "--action-noise", 0.1,
                            "--out", tmp_path / "noisy.zarr"), "--action-noise needs continuous actions")
     one_line_error(run_cli("store", "drop-actions", stores / "cartpole_obs.zarr", "--out", tmp_path / "again.zarr"),
-                   "has no array 'action'")
+                   "holds observations only already (it has no array 'action'); train on it as it is")
     assert not (tmp_path / "noisy.zarr").exists() and not (tmp_path / "again.zarr").exists()
 
 

@@ -99,10 +99,15 @@ class GailConfig:
 
     @property
     def needs_actions(self) -> bool:
-        """Whether the demonstrations must hold actions: a discriminator over (s, a), a BC warm start or term,
+        return bool(self.uses_of_actions)
+
+    @property
+    def uses_of_actions(self) -> list[str]:
+        """The settings that need demonstrated actions: a discriminator over (s, a), a BC warm start or term,
         demonstrations replayed to the learner, or episodes started along them."""
-        return (not self.state_only or self.bc_steps > 0 or self.bc_weight > 0 or self.demo_replay_fraction > 0
-                or self.demo_state_resets > 0)
+        uses = {"state_only: false": not self.state_only, "bc_steps": self.bc_steps > 0, "bc_weight": self.bc_weight > 0,
+                "demo_replay_fraction": self.demo_replay_fraction > 0, "demo_state_resets": self.demo_state_resets > 0}
+        return [f"algorithm.{name}" for name, used in uses.items() if used]
 
 
 def build(context):

@@ -326,7 +326,11 @@ def _say_rounding(context, stride: int) -> None:
 
 def train_gail(context) -> None:
     cfg, train = context.config.algorithm_params, context.config.train
-    data = context.load_demonstrations(actions=cfg.needs_actions)
+    data = context.load_demonstrations(actions=False)
+    if cfg.needs_actions and data.action_dim is None:
+        raise RoboilError(f"store '{context.config.data.path}' holds observations only (no actions), which "
+                          f"{', '.join(cfg.uses_of_actions)} need; set algorithm.state_only=true and leave out what "
+                          "learns from actions (GAIfO), or train on a store recorded with actions")
     if cfg.demo_replay_fraction > 0 and (cfg.learner != "sac" or cfg.imitation_weight < 1
                                          or cfg.imitation_weight_final not in (None, 1.0)):
         raise RoboilError("algorithm.demo_replay_fraction needs learner=sac and pure imitation (imitation_weight 1): "
