@@ -20,7 +20,8 @@ _LAZY = {
                                        "restore_env_state", "CameraRendering")},
     "RoboilError": "roboil.errors", "hookimpl": "roboil.hookspecs", "hookspec": "roboil.hookspecs",
     "BuildContext": "roboil.policy", "Normalizer": "roboil.policy", "PolicyModel": "roboil.policy",
-    "PolicyRunner": "roboil.policy", "padded_mean": "roboil.policy", "TrainContext": "roboil.train", "load_runner": "roboil.checkpoint",
+    "PolicyRunner": "roboil.policy", "padded_mean": "roboil.policy", "TrainContext": "roboil.train",
+    "load_optimizer": "roboil.train", "load_runner": "roboil.checkpoint",
     "load_policy": "roboil.checkpoint",
     # the names of a training batch's arrays
     **{name: "roboil.keys" for name in ("ACTION", "ACTION_IS_PAD", "FUTURE_PREFIX", "NEXT_PREFIX", "NEXT_IS_PAD")},

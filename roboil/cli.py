@@ -431,6 +431,11 @@ def main(argv: list[str] | None = None) -> int:
     except RoboilError as exc:
         if _out_of_memory(exc):  # raised in a plugin's own loop, and wrapped naming the plugin
             return _error(_memory_advice(args, exc.__cause__ or exc))
+        from .plugins import PluginError
+
+        out = getattr(args, "out", None) or getattr(args, "run_dir", None)
+        if isinstance(exc, PluginError) and out and (problem := write_failure(exc.__cause__, out)):
+            return _error(problem)  # a plugin's own loop saving a checkpoint onto a full disk, say
         return _error(str(exc), exc)
     except KeyboardInterrupt:
         print("roboil: interrupted", file=sys.stderr)

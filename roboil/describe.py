@@ -65,9 +65,9 @@ def training_loop(algorithm) -> str:
     if algorithm.train is None:
         return "offline, the core's loop over windows of the store's episodes (every train.* setting applies)"
     if algorithm.train_keys is None:
-        return "in its own loop (e.g. acting in the task's environments); which train.* settings apply is not declared"
+        return "in its own loop; which train.* settings apply is not declared"
     applied = honoured_train_keys(algorithm.train_keys)
-    return f"in its own loop (e.g. acting in the task's environments), applying {applied} (others are refused)"
+    return f"in its own loop, applying {applied} (others are refused)"
 
 
 def describe(reg) -> list[str]:

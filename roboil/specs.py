@@ -290,7 +290,7 @@ class AlgorithmSpec:
       built through the observation plugins, device and precision, ``log``, ``save_checkpoint``, resume
       state). Left ``None``, the core's offline loop trains the model on windows of the store.
     - ``train_keys``: with ``train``, the ``train.*`` settings that loop applies itself (say ``("batch_size",
-      "lr")``; the core applies ``steps``, ``seed``, ``device``, ``log_every`` and ``checkpoint_every`` to every
+      "lr")``; the core reads ``steps``, ``seed``, ``device``, ``log_every`` and ``checkpoint_every`` for every
       loop): a config setting another one is refused in one line instead of being ignored.
       ``None``: not declared, nothing is checked.
     """
@@ -315,7 +315,9 @@ class AlgorithmSpec:
         known = {f.name for f in fields(TrainConfig)} - set(CORE_TRAIN_KEYS)
         if unknown := [key for key in self.train_keys if key not in known]:
             return (f"train_keys names {unknown[0]!r}, not a train.* setting a loop applies itself; valid: "
-                    f"{', '.join(sorted(known))} (the core applies {', '.join(CORE_TRAIN_KEYS)} to every loop)")
+                    f"{', '.join(sorted(known))} (the core reads {', '.join(CORE_TRAIN_KEYS)} for every loop)")
+        if len(set(self.train_keys)) < len(self.train_keys):
+            return f"train_keys={self.train_keys!r} names a key twice; name each once"
         return None
 
 

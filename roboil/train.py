@@ -568,6 +568,15 @@ def fit_offline(context: TrainContext) -> Path | None:
                 context.stopped(step, saved)
 
 
+def load_optimizer(optimizer: torch.optim.Optimizer, state: dict) -> None:
+    """For an algorithm's own loop: a saved optimizer state, at the learning rates the optimizer was made with,
+    the config's (torch's loading brings back the saved ones, and a resumed run may change train.lr)."""
+    rates = [group["lr"] for group in optimizer.param_groups]
+    optimizer.load_state_dict(state)
+    for group, lr in zip(optimizer.param_groups, rates):
+        group["lr"] = lr
+
+
 def use_configured_rates(optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LambdaLR,
                          groups: list[dict], config: Config) -> None:
     """After loading an optimizer and its schedule: the config's learning rates and weight decay (a resumed run
@@ -637,8 +646,8 @@ def train(config: Config, out_dir: str | Path, progress: bool = True) -> Path:
                     fit_offline(context)
                 else:  # a loop that asks should_checkpoint each step saves the step a Ctrl-C came at, then stops
                     context.saves_on_interrupt = True
-                    with interrupts_deferred(INTERRUPT_NOTICE):
-                        spec.train(context)
+                    with interrupts_deferred(INTERRUPT_NOTICE):  # its exceptions name the plugin, in one line
+                        registry().call("algorithm", spec.name, "train", context)
             finally:
                 context.close()
                 distributed.stop()

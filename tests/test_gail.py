@@ -394,6 +394,31 @@ def test_train_keys_its_own_loop_does_not_read_are_refused(stores, capsys, tmp_p
     load_config(config[1], ["train.grad_clip=1.0", "train.seed=3", "train.device=cpu"])  # what it applies is taken
 
 
+def test_an_exception_in_its_own_loop_is_one_line_naming_the_plugin(stores, tmp_path, monkeypatch, capsys):
+    """It was a whole traceback; a build's exception was one line already."""
+    import errno
+
+    import roboil_gail.loop
+    from roboil.cli import main
+
+    def broken(context):
+        raise AttributeError("'dict' object has no attribute 'eval_every'")
+
+    monkeypatch.setattr(roboil_gail.loop, "train_gail", broken)
+    argv = ["train", "configs/cartpole/gail_state_only.yaml", f"data.path={stores / 'cartpole_obs.zarr'}", "--out",
+            str(tmp_path / "run")]
+    assert main(argv) == 1
+    assert capsys.readouterr().err == ("roboil: error: algorithm 'gail' (plugin 'gail') failed in train: AttributeError("
+                                       "\"'dict' object has no attribute 'eval_every'\"); set ROBOIL_DEBUG=1 for the "
+                                       "traceback\n")
+
+    def disk_full(context):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(roboil_gail.loop, "train_gail", disk_full)  # as a save of its checkpoint would
+    main_fails_in_one_line(capsys, argv, f"no space left on the device holding '{tmp_path / 'run'}'")
+
+
 @pytest.mark.slow
 def test_tiny_gaifo_cartpole_run_beats_a_random_policy_clearly(stores, tmp_path):
     """GAIfO from 3 observation-only demonstrations, 61K environment steps (about 30 s here)."""

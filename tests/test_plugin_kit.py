@@ -143,6 +143,8 @@ class BrokenPlugin:
             roboil.AlgorithmSpec(name="keys-no-loop", config=GoodConfig, build=build, train_keys=("lr",)),
             roboil.AlgorithmSpec(name="unknown-key", config=GoodConfig, build=build, train=build,
                                  train_keys=("lr", "learning_rate")),
+            roboil.AlgorithmSpec(name="key-twice", config=GoodConfig, build=build, train=build,
+                                 train_keys=("lr", "lr")),
             roboil.AlgorithmSpec(name="twice", config=GoodConfig, build=build),
             roboil.AlgorithmSpec(name="twice", config=GoodConfig, build=build),
             roboil.AlgorithmSpec(name="gcbc", config=GoodConfig, build=build),  # a built-in owns it
@@ -185,6 +187,7 @@ BROKEN_PROBLEMS = [
     "algorithm 'keys-no-loop': train_keys=('lr',) without a train loop of its own",
     "algorithm 'unknown-key': train_keys names 'learning_rate', not a train.* setting a loop applies itself; "
     "valid: amp, batch_size, compile,",
+    "algorithm 'key-twice': train_keys=('lr', 'lr') names a key twice; name each once",
     "algorithm 'twice' is registered twice by this plugin",
     "algorithm 'gcbc' is already registered by the installed plugin 'gcbc'; pick another name",
     "task 'half-state': max_episode_steps=0; give a positive int (or None for no limit)",
@@ -207,7 +210,7 @@ def test_check_plugin_names_every_problem_of_a_broken_plugin():
 
 
 def test_assert_plugin_ok_lists_the_problems():
-    listing = r"(?s)plugin 'BrokenPlugin' has 18 problem\(s\):\n- .*\n- algorithm 'Bad Name': the name is invalid"
+    listing = r"(?s)plugin 'BrokenPlugin' has 19 problem\(s\):\n- .*\n- algorithm 'Bad Name': the name is invalid"
     with pytest.raises(AssertionError, match=listing):
         assert_plugin_ok(BrokenPlugin())
 

@@ -83,7 +83,7 @@ def test_verbose_listing_shows_parameters_and_task_contracts():
     assert "success: info['is_success'] at the episode's final step (it does not end the episode)" in out
     assert "device replay: " in out and "config: store: str = '', first: int | None = None" in out
     assert "trains: offline, the core's loop over windows of the store's episodes (every train.* setting" in out
-    assert ("trains: in its own loop (e.g. acting in the task's environments), applying train.batch_size, "
+    assert ("trains: in its own loop, applying train.batch_size, "
             "train.lr, train.grad_clip and the core's train.steps, train.seed,") in out  # gail
     assert "train.checkpoint_every (others are refused)" in out and "eval_every: int = 0 (may change on resume)" in out
 

@@ -19,6 +19,7 @@ from torch.nn import functional as F
 from roboil import RoboilError
 from roboil.replay import demonstration_states
 from roboil.sampler import gather
+from roboil.train import load_optimizer
 
 from .model import GailModel, imitation_reward, mix_rewards
 
@@ -241,15 +242,6 @@ class Discriminating:
     def load(self, state: dict) -> None:
         load_optimizer(self.optimizer, state["optimizer"])
         self.owed = state["owed"]
-
-
-def load_optimizer(optimizer: torch.optim.Optimizer, state: dict) -> None:
-    """A saved optimizer state, at the learning rate the optimizer was made with: the config's (a resumed run may
-    change train.lr; torch's loading brings back the saved rate)."""
-    rates = [group["lr"] for group in optimizer.param_groups]
-    optimizer.load_state_dict(state)
-    for group, lr in zip(optimizer.param_groups, rates):
-        group["lr"] = lr
 
 
 def bc_loss(model: GailModel, data, batch_size: int, device) -> torch.Tensor:

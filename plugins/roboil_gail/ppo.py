@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import torch
 
-from .loop import Episodes, as_tensors, load_optimizer, with_absorbing
+from roboil.train import load_optimizer
+
+from .loop import Episodes, as_tensors, with_absorbing
 
 
 def stack(steps: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:

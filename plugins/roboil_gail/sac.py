@@ -9,8 +9,9 @@ import torch
 from torch.nn import functional as F
 
 from roboil.sampler import gather
+from roboil.train import load_optimizer
 
-from .loop import (Episodes, Transitions, as_tensors, bc_loss, cat_batches, demonstration_steps, load_optimizer,
+from .loop import (Episodes, Transitions, as_tensors, bc_loss, cat_batches, demonstration_steps,
                    nested, with_absorbing)
 
 
