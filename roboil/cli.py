@@ -10,6 +10,7 @@ if threading.current_thread() is threading.main_thread():  # a Ctrl-C from here 
     catch_interrupts(raise_them=False)
 
 import argparse  # noqa: E402
+import contextlib  # noqa: E402
 import difflib  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
@@ -405,7 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = None
+    args, terminate_handler = None, signal.getsignal(signal.SIGTERM)
     try:
         catch_interrupts(raise_them=True)
         signal.signal(signal.SIGTERM, _terminate_as_interrupted)
@@ -453,13 +454,19 @@ def main(argv: list[str] | None = None) -> int:
         return _error(problem)
     finally:
         signal.signal(signal.SIGINT, signal.default_int_handler)  # for code that called main() in-process
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, terminate_handler)
 
 
 def _terminate_as_interrupted(signum, frame) -> None:
     """SIGTERM (`kill`, `timeout`, a cluster scheduler's preemption, `docker stop`) stops a command as Ctrl-C
-    does, through whatever handles SIGINT at that moment: a training saves the step it is at first."""
-    print("roboil: terminated (SIGTERM): stopping as on Ctrl-C", file=sys.stderr)
+    does, through whatever handles SIGINT at that moment: a training saves the step it is at first. Only the
+    first counts: a scheduler and torchrun may each send one, and a second Ctrl-C would stop it unsaved."""
+    if interrupted():
+        return
+    with contextlib.suppress(OSError, RuntimeError):  # stderr gone (a pipe's reader killed too): stop all the same
+        from tqdm import tqdm  # a progress bar may be on screen: the line goes above it
+
+        tqdm.write("roboil: terminated (SIGTERM): stopping as on Ctrl-C", file=sys.stderr)
     signal.raise_signal(signal.SIGINT)
 
 

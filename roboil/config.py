@@ -248,7 +248,7 @@ def config_to_train(raw: Mapping) -> Config:
     """A config as given to ``roboil train`` validated, with the checks that a checkpoint's config (which loads
     where its loggers are not installed, and lists every train.* key) does not get."""
     config = validate(raw)
-    check_train_keys(raw.get("train") or {}, config.algorithm_name)
+    check_train_keys(raw.get("train") or {}, config.train, config.algorithm_name)
     check_loggers(config.loggers)
     return config
 
@@ -257,12 +257,16 @@ def config_to_train(raw: Mapping) -> Config:
 CORE_TRAIN_KEYS = ("steps", "seed", "device", "log_every", "checkpoint_every")
 
 
-def check_train_keys(given: Mapping, algorithm: str) -> None:
+def check_train_keys(given: Mapping, train: TrainConfig, algorithm: str) -> None:
     """``train.*`` keys the config sets that the algorithm's own loop does not apply are a one-line error, not
-    settings silently ignored (here, not in validate(), which reads a checkpoint's config: it lists every key)."""
+    settings silently ignored. A resolved config, listing every key (a checkpoint's config.yaml), is held to
+    those it sets off their defaults (here, not in validate(), which reads a checkpoint's config to resume)."""
     from .plugins import registry
 
     read = registry().get("algorithm", algorithm).train_keys
+    default = TrainConfig()
+    if set(given) >= {f.name for f in dataclasses.fields(TrainConfig)}:
+        given = [key for key in given if getattr(train, key) != getattr(default, key)]
     if read is not None and (ignored := sorted(set(given) - {*CORE_TRAIN_KEYS, *read})):
         keys = ", ".join(f"train.{key}" for key in ignored)
         raise RoboilError(f"config key{'s' if len(ignored) > 1 else ''} {keys} {'are' if len(ignored) > 1 else 'is'} "

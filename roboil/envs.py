@@ -4,6 +4,7 @@ evaluator and deployment all step, so a policy sees at evaluation exactly the ar
 from __future__ import annotations
 
 import contextlib
+import signal
 import multiprocessing
 import traceback
 from pathlib import Path
@@ -191,7 +192,7 @@ class EnvPool:
         for process in self._processes:
             process.join(timeout=10)
             if process.is_alive():
-                process.terminate()
+                process.kill()  # it ignores SIGTERM
                 process.join()
         for pipe in self._pipes:
             pipe.close()
@@ -199,6 +200,9 @@ class EnvPool:
 
 def _serve(make_env: Callable[[], gym.Env], pipe) -> None:
     """A worker: build the env, then answer ``reset`` and ``step`` until ``close`` or until the main process goes."""
+    # a SIGTERM to the whole process group (`timeout`, a scheduler) is the main process's to handle, as Ctrl-C
+    # is (its mask keeps SIGINT from a worker): it ends the workers as it stops
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     env = None
     try:
         env = make_env()

@@ -170,14 +170,15 @@ def evaluate(run_dir: str | Path, episodes: int | None = None, envs: int | None 
             if shard is not None:
                 for i in range(shard[1]):
                     _shard_path(out_dir, i, shard[1]).unlink(missing_ok=True)
+            else:  # shards of this same evaluation, played whole now, would refuse a later sharding of it
+                _drop_shards_of(out_dir, evaluation)
             # on the report's disk already: an interrupt or a failure while filming loses no result
             if video and config.eval.video_episodes and _film_both_outcomes(results, runner, make_env, keys,
                                                                              task.episode_metrics):
                 report = write_report(results, config.task, task.episode_metrics, out_dir, seconds, run_dir,
                                       evaluation, staged)
-            if shard is None:  # it alone writes the directory: what interrupted evaluations filmed goes too,
+            if shard is None:  # it alone writes the directory: what interrupted evaluations filmed goes too
                 shutil.rmtree(out_dir / STAGED_VIDEOS, ignore_errors=True)
-                _drop_shards_of(out_dir, evaluation)  # and the shards of this same evaluation it played whole
         finally:
             torch.set_num_threads(threads)
     plugins.notify("on_eval_end", report=report, run_dir=run_dir, config=config)

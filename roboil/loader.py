@@ -9,13 +9,12 @@ gathers the ones in RAM. Closing the generator (the training's end) stops the th
 from __future__ import annotations
 
 import atexit
-import contextlib
 import os
 import queue
 import signal
 import threading
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -119,12 +118,20 @@ def _in_thread(sampler: WindowSampler, batch_size: int, rows: slice, device: tor
     finally:
         stop.set()
         # waited for (one batch at most): a thread still in torch when the process exits aborts it ("terminate
-        # called without an active exception", exit code 134) after everything was saved. A second Ctrl-C here
-        # (the training is stopping already) waits too: raised from this generator's cleanup, it would print a
-        # traceback; the interrupt stays flagged, so the command still ends as interrupted.
-        while worker.is_alive():
-            with contextlib.suppress(KeyboardInterrupt):
-                worker.join()
+        # called without an active exception", exit code 134) after everything was saved
+        _waited_through_interrupts(worker.join)
+
+
+def _waited_through_interrupts(wait: Callable[[], None]) -> None:
+    """``wait()`` for a worker to end, through a second Ctrl-C (the training is stopping already): raised from a
+    generator's cleanup, it printed an "Exception ignored" traceback; the interrupt stays flagged, so the command
+    still ends as interrupted. A third one while it still waits (a read that hangs) is raised."""
+    for patience in (True, True, False):
+        try:
+            return wait()
+        except KeyboardInterrupt:
+            if not patience:
+                raise
 
 
 class _Draws(Sampler):
@@ -159,9 +166,11 @@ def _tensors(arrays: dict) -> Batch:
 
 def _set_up_worker(_: int) -> None:
     torch.set_num_threads(1)  # workers decode with numpy and the codecs; torch's threads would fight the model's
-    # a Ctrl-C reaches the whole process group: it is the training loop's to handle (it saves its step first); a
-    # worker that took it would end, and the loop with "DataLoader worker exited unexpectedly"
+    # a Ctrl-C (or a SIGTERM from `timeout` or a scheduler) reaches the whole process group: it is the training
+    # loop's to handle (it saves its step first, then ends the workers); a worker that took it would end, and the
+    # loop with "DataLoader worker exited unexpectedly"
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     # the AVIF and JPEG XL decoders leave C++ threads whose exit-time destructors abort the process (a "killed by
     # signal" traceback as training ends); a worker has nothing to flush, so it leaves before they run
     atexit.register(os._exit, 0)
@@ -200,4 +209,5 @@ def _in_workers(sampler: WindowSampler, batch_size: int, rows: slice, workers: i
                           "nothing else killed it, the kernel did when memory ran out (`dmesg` says): use fewer "
                           "train.loader_workers or a smaller train.batch_size") from None
     finally:
-        del made  # stops the workers now, not whenever the garbage collector gets to them
+        # stops the workers now, not whenever the garbage collector gets to them
+        _waited_through_interrupts(made._shutdown_workers)

@@ -18,11 +18,12 @@ import json
 import math
 import random
 import shutil
+import signal
 import sys
 import time
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import gymnasium as gym
 import numpy as np
@@ -313,7 +314,8 @@ class TrainContext:
         make = functools.partial(ObservedEnv, self.config.task, self.observations, render_mode=render_mode)
         manual = gym.vector.AutoresetMode.DISABLED
         if asynchronous:
-            return gym.vector.AsyncVectorEnv([make] * n, context="spawn", autoreset_mode=manual)
+            return gym.vector.AsyncVectorEnv([functools.partial(_worker_env, make)] * n, context="spawn",
+                                             autoreset_mode=manual)
         return gym.vector.SyncVectorEnv([make] * n, autoreset_mode=manual)
 
     @cached_property
@@ -666,6 +668,13 @@ def train(config: Config, out_dir: str | Path, progress: bool = True) -> Path:
         raise RoboilError(f"algorithm '{spec.name}' finished without saving a checkpoint; its train() must call "
                           "context.save_checkpoint")
     return checkpoint
+
+
+def _worker_env(make: Callable[[], gym.Env]) -> gym.Env:
+    """An env in a worker process, which leaves a SIGTERM to the whole process group (`timeout`, a scheduler) to
+    the training, as Ctrl-C: it saves its step, then closes the workers."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    return make()
 
 
 class StoppedAndSaved(KeyboardInterrupt):

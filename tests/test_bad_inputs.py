@@ -129,16 +129,19 @@ def test_a_ctrl_c_taken_by_another_thread_waits_until_children_have_started():
     assert steps == ["children started"]
 
 
-@pytest.mark.parametrize("delay", [0.5, 3.0])  # while the env workers start, and while they step
-def test_ctrl_c_ends_eval_in_one_line_with_exit_130(tiny_reach_run, tmp_path, delay):
+# while the env workers start, and while they step; SIGTERM to the group as `timeout` and schedulers send it (the
+# workers died of it: "environment worker 0 died (exit code -15)")
+@pytest.mark.parametrize("delay, signum", [(0.5, signal.SIGINT), (3.0, signal.SIGINT), (3.0, signal.SIGTERM)])
+def test_ctrl_c_ends_eval_in_one_line_with_exit_130(tiny_reach_run, tmp_path, delay, signum):
     process = subprocess.Popen([sys.executable, "-m", "roboil.cli", "eval", str(tiny_reach_run), "--episodes", "200",
                                 "--envs", "2", "--out", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                env={**os.environ, "MUJOCO_GL": "egl"}, start_new_session=True)
     time.sleep(delay)
-    os.killpg(process.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole process group
+    os.killpg(process.pid, signum)  # as a terminal's Ctrl-C: the whole process group
     _, stderr = process.communicate(timeout=60)
     lines = [line for line in stderr.splitlines() if line.strip() and not line.startswith("eval ")]  # the bar
-    assert process.returncode == 130 and lines == ["roboil: interrupted"], stderr
+    said = ["roboil: terminated (SIGTERM): stopping as on Ctrl-C"] if signum == signal.SIGTERM else []
+    assert process.returncode == 130 and lines == [*said, "roboil: interrupted"], stderr
 
 
 def test_frames_larger_than_the_scenes_framebuffer_are_one_line(tmp_path):

@@ -176,7 +176,8 @@ def test_observation_only_store_is_accepted_by_gaifo_and_refused_by_algorithms_t
     refused = "holds observations only (no actions)"
     one_line_error(run_cli("train", gaifo, "algorithm.state_only=false", "--out", tmp_path / "sa"), refused)
     one_line_error(run_cli("train", gaifo, "algorithm.bc_steps=10", "--out", tmp_path / "bc"),
-                   f"{refused}, which algorithm.bc_steps need; set algorithm.state_only=true and leave out what learns")
+                   f"{refused}, which algorithm.bc_steps>0 needs; set algorithm.state_only=true and leave out what "
+                   "learns")
     one_line_error(run_cli("train", "configs/fetch_reach/gcbc.yaml", "task=cartpole",
                            f"data.path={stores / 'cartpole_obs.zarr'}", "--out", tmp_path / "gcbc"), refused)
     one_line_error(run_cli("train", gaifo, "algorithm.learner=sac", "--out", tmp_path / "sac"),
@@ -243,8 +244,8 @@ def test_ctrl_c_saves_the_step_it_came_at_and_the_same_command_resumes(stores, t
     assert f"roboil: stopped at step {step}, saved as {saved[0]}; the same command resumes from there" in stderr
     assert step >= 1024 and "roboil: Ctrl-C: saving at the end of this step" in stderr
     # rollouts of 4 x 128 steps: 1,000,000 is no multiple of them
-    assert ("roboil: gail takes environment steps 512 at a time (algorithm.n_envs x rollout_steps), which "
-            "train.steps, train.log_every, train.checkpoint_every are not multiples of: it trains 1000448 steps") in stderr
+    assert ("roboil: gail takes environment steps 512 at a time (algorithm.n_envs x rollout_steps): it trains "
+            "1000448 steps, and logs and saves at the first stride past each multiple of train.log_every") in stderr
     resumed = run_cli("train", config, f"train.steps={step + 512}", "train.checkpoint_every=1000000",
                       "train.log_every=1", "--out", run, check=True)
     assert f"resumed from step {step}" in resumed.stderr
@@ -392,6 +393,12 @@ def test_train_keys_its_own_loop_does_not_read_are_refused(stores, capsys, tmp_p
                            "drop it")
     assert not (tmp_path / "run").exists()
     load_config(config[1], ["train.grad_clip=1.0", "train.seed=3", "train.device=cpu"])  # what it applies is taken
+    # a checkpoint's config.yaml lists every train.* key: those at their defaults pass, one edited does not
+    run_cli("train", config[1], config[2], "train.steps=1024", "--out", tmp_path / "done", check=True)
+    resolved = tmp_path / "done" / "checkpoints" / "step_00001024" / "config.yaml"
+    load_config(resolved)
+    with pytest.raises(RoboilError, match="config key train.ema_decay is not used by algorithm 'gail'"):
+        load_config(resolved, ["train.ema_decay=0.5"])
 
 
 def test_an_exception_in_its_own_loop_is_one_line_naming_the_plugin(stores, tmp_path, monkeypatch, capsys):

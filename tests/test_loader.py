@@ -219,6 +219,12 @@ def test_a_store_made_before_chunks_had_a_crc32c_is_read_directly(tmp_path):
     assert reader.fast and not reader.checked and np.array_equal(reader.read(rows), frames[rows])
 
 
+def loader_worker(pid: int) -> int:
+    """The pid of the training ``pid``'s loader worker: its child that is not multiprocessing's resource tracker."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return int(next(child for child in children if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes()))
+
+
 def test_a_loader_worker_killed_is_one_line_and_the_steps_trained_are_saved(tmp_path):
     """The kernel's out-of-memory killer takes a worker: torch raised its death mid optimizer step, as a
     traceback, and the steps trained since the last checkpoint were lost."""
@@ -226,10 +232,8 @@ def test_a_loader_worker_killed_is_one_line_and_the_steps_trained_are_saved(tmp_
 
     from conftest import interrupt_training
 
-    def kill_the_worker(process):  # the training's child that is not multiprocessing's resource tracker
-        children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
-        worker = next(pid for pid in children if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes())
-        os.kill(int(worker), signal.SIGKILL)
+    def kill_the_worker(process):
+        os.kill(loader_worker(process.pid), signal.SIGKILL)
 
     path, run = tmp_path / "pusht.zarr", tmp_path / "run"
     record("pusht", 2, path, progress=False, obs_overrides={"pixels": {"height": 40, "width": 40}})
@@ -246,6 +250,38 @@ def test_a_loader_worker_killed_is_one_line_and_the_steps_trained_are_saved(tmp_
     saved = sorted((run / "checkpoints").glob("step_*"))
     assert len(saved) == 1 and lines[-2] == f"roboil: saved step {int(saved[0].name[5:])} as {saved[0]} before stopping"
     assert int(saved[0].name[5:]) >= 5
+
+
+def test_a_sigterm_to_the_whole_process_group_saves_the_step_as_ctrl_c_does(tmp_path):
+    """`timeout` and cluster schedulers signal every process of the job: the loader's workers died of it, and the
+    training stopped with "a loader process ended without a word" instead of saving its step."""
+    import sys
+
+    from conftest import interrupt_training
+
+    path, run = tmp_path / "pusht.zarr", tmp_path / "run"
+    record("pusht", 2, path, progress=False, obs_overrides={"pixels": {"height": 40, "width": 40}})
+    config = tmp_path / "pixels.yaml"
+    config.write_text(f"task: pusht\nalgorithm:\n  name: gcbc\n  goal_conditioned: false\ndata:\n  path: {path}\n"
+                      "  obs_keys: [rgb_top]\n  cache_max_gb: 0\ntrain:\n  steps: 100000\n  batch_size: 4\n"
+                      "  log_every: 1\n  loader_workers: 1\n")
+    command = [sys.executable, "-m", "roboil.cli", "train", str(config), "--out", str(run)]
+    ignored = []
+
+    def terminate_the_group(process):
+        worker = loader_worker(process.pid)
+        mask = next(line for line in Path(f"/proc/{worker}/status").read_text().splitlines()
+                    if line.startswith("SigIgn:"))
+        ignored.append(bool(int(mask.split()[1], 16) & 1 << (signal.SIGTERM - 1)))
+        os.killpg(process.pid, signal.SIGTERM)
+
+    returncode, stderr = interrupt_training(command, run, after_steps=5, interrupt=terminate_the_group)
+    saved = sorted((run / "checkpoints").glob("step_*"))
+    # the worker leaves it to the training (dead, it ended a wait for a batch with the message of a worker killed
+    # for memory; the step was saved only when the batch had come before)
+    assert ignored == [True], stderr
+    assert returncode == 130 and "Traceback" not in stderr and len(saved) == 1, stderr
+    assert f"roboil: stopped at step {int(saved[0].name[5:])}, saved as {saved[0]}" in stderr, stderr
 
 
 def test_a_share_of_a_batch_too_large_for_memory_is_named_as_a_share(tmp_path):

@@ -199,6 +199,25 @@ def terminate(process) -> None:
     process.send_signal(signal.SIGTERM)
 
 
+def test_a_second_sigterm_leaves_the_stop_to_the_first(monkeypatch):
+    """A scheduler's SIGTERM and torchrun's, passing it on, come milliseconds apart: taken as a second Ctrl-C, the
+    second one stopped the training at once, unsaved."""
+    import signal
+
+    from roboil import errors
+    from roboil.cli import _terminate_as_interrupted
+
+    monkeypatch.setattr(errors, "_interrupted", False)  # and so back as it was after the test
+    try:
+        with errors.interrupts_deferred():
+            _terminate_as_interrupted(signal.SIGTERM, None)
+            assert errors.interrupted()  # flagged: the loop saves its step, then stops
+            _terminate_as_interrupted(signal.SIGTERM, None)
+    except KeyboardInterrupt:
+        pytest.fail("the second SIGTERM stopped it at once")
+    assert errors.interrupted()
+
+
 @pytest.mark.parametrize("interrupt", ["ctrl_c", "sigterm"])
 def test_ctrl_c_saves_the_step_it_came_at_and_the_same_command_resumes(store, tmp_path, interrupt):
     """Nothing trained is lost to Ctrl-C, or to SIGTERM (which killed the process at once before): the step it

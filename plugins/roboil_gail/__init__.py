@@ -105,8 +105,9 @@ class GailConfig:
     def uses_of_actions(self) -> list[str]:
         """The settings that need demonstrated actions: a discriminator over (s, a), a BC warm start or term,
         demonstrations replayed to the learner, or episodes started along them."""
-        uses = {"state_only: false": not self.state_only, "bc_steps": self.bc_steps > 0, "bc_weight": self.bc_weight > 0,
-                "demo_replay_fraction": self.demo_replay_fraction > 0, "demo_state_resets": self.demo_state_resets > 0}
+        uses = {"state_only=false": not self.state_only, "bc_steps>0": self.bc_steps > 0,
+                "bc_weight>0": self.bc_weight > 0, "demo_replay_fraction>0": self.demo_replay_fraction > 0,
+                "demo_state_resets>0": self.demo_state_resets > 0}
         return [f"algorithm.{name}" for name, used in uses.items() if used]
 
 

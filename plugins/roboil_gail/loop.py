@@ -305,24 +305,26 @@ class Evaluation:
 
 def _say_rounding(context, stride: int) -> None:
     """Steps come in strides (a PPO rollout, or one step of every environment): say where that moves the end,
-    the log lines and the checkpoints, which a config's round numbers would not suggest."""
+    the log lines and the checkpoints, which a config's round numbers would not suggest (a move of under 5%,
+    200,704 steps for 200,000 say, goes unsaid)."""
     train = context.config.train
-    off = [f"train.{name}" for name in ("steps", "log_every", "checkpoint_every") if getattr(train, name) % stride]
-    if off and context.ranks.main:
-        end = -(-train.steps // stride) * stride
+    rounded = {name: -(-getattr(train, name) // stride) * stride for name in ("steps", "log_every", "checkpoint_every")}
+    if context.ranks.main and any(up - getattr(train, name) > 0.05 * getattr(train, name)
+                                  for name, up in rounded.items()):
         print(f"roboil: gail takes environment steps {stride} at a time (algorithm.n_envs"
-              f"{' x rollout_steps' if context.config.algorithm_params.learner == 'ppo' else ''}), which "
-              f"{', '.join(off)} are not multiples of: it trains {end} steps, and logs and saves at the first stride "
-              "past each multiple", file=sys.stderr)
+              f"{' x rollout_steps' if context.config.algorithm_params.learner == 'ppo' else ''}): it trains "
+              f"{rounded['steps']} steps, and logs and saves at the first stride past each multiple of "
+              "train.log_every and train.checkpoint_every", file=sys.stderr)
 
 
 def train_gail(context) -> None:
     cfg, train = context.config.algorithm_params, context.config.train
     data = context.load_demonstrations(actions=False)
     if cfg.needs_actions and data.action_dim is None:
+        uses = cfg.uses_of_actions
         raise RoboilError(f"store '{context.config.data.path}' holds observations only (no actions), which "
-                          f"{', '.join(cfg.uses_of_actions)} need; set algorithm.state_only=true and leave out what "
-                          "learns from actions (GAIfO), or train on a store recorded with actions")
+                          f"{' and '.join(uses)} need{'s' if len(uses) == 1 else ''}; set algorithm.state_only=true "
+                          "and leave out what learns from actions (GAIfO), or train on a store recorded with actions")
     if cfg.demo_replay_fraction > 0 and (cfg.learner != "sac" or cfg.imitation_weight < 1
                                          or cfg.imitation_weight_final not in (None, 1.0)):
         raise RoboilError("algorithm.demo_replay_fraction needs learner=sac and pure imitation (imitation_weight 1): "
