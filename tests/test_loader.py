@@ -219,6 +219,19 @@ def test_a_store_made_before_chunks_had_a_crc32c_is_read_directly(tmp_path):
     assert reader.fast and not reader.checked and np.array_equal(reader.read(rows), frames[rows])
 
 
+def training_read_by_a_worker(tmp_path) -> tuple[list[str], Path]:
+    """The command of a long training whose camera frames one loader process reads from disk, and its run."""
+    import sys
+
+    path, run = tmp_path / "pusht.zarr", tmp_path / "run"
+    record("pusht", 2, path, progress=False, obs_overrides={"pixels": {"height": 40, "width": 40}})
+    config = tmp_path / "pixels.yaml"
+    config.write_text(f"task: pusht\nalgorithm:\n  name: gcbc\n  goal_conditioned: false\ndata:\n  path: {path}\n"
+                      "  obs_keys: [rgb_top]\n  cache_max_gb: 0\ntrain:\n  steps: 100000\n  batch_size: 4\n"
+                      "  log_every: 1\n  loader_workers: 1\n")
+    return [sys.executable, "-m", "roboil.cli", "train", str(config), "--out", str(run)], run
+
+
 def loader_worker(pid: int) -> int:
     """The pid of the training ``pid``'s loader worker: its child that is not multiprocessing's resource tracker."""
     children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
@@ -228,20 +241,12 @@ def loader_worker(pid: int) -> int:
 def test_a_loader_worker_killed_is_one_line_and_the_steps_trained_are_saved(tmp_path):
     """The kernel's out-of-memory killer takes a worker: torch raised its death mid optimizer step, as a
     traceback, and the steps trained since the last checkpoint were lost."""
-    import sys
-
     from conftest import interrupt_training
 
     def kill_the_worker(process):
         os.kill(loader_worker(process.pid), signal.SIGKILL)
 
-    path, run = tmp_path / "pusht.zarr", tmp_path / "run"
-    record("pusht", 2, path, progress=False, obs_overrides={"pixels": {"height": 40, "width": 40}})
-    config = tmp_path / "pixels.yaml"
-    config.write_text(f"task: pusht\nalgorithm:\n  name: gcbc\n  goal_conditioned: false\ndata:\n  path: {path}\n"
-                      "  obs_keys: [rgb_top]\n  cache_max_gb: 0\ntrain:\n  steps: 100000\n  batch_size: 4\n"
-                      "  log_every: 1\n  loader_workers: 1\n")
-    command = [sys.executable, "-m", "roboil.cli", "train", str(config), "--out", str(run)]
+    command, run = training_read_by_a_worker(tmp_path)
     returncode, stderr = interrupt_training(command, run, after_steps=5, interrupt=kill_the_worker)
     lines = [line for line in stderr.splitlines() if line.startswith("roboil: ")]
     assert returncode == 2 and "Traceback" not in stderr, stderr
@@ -255,17 +260,9 @@ def test_a_loader_worker_killed_is_one_line_and_the_steps_trained_are_saved(tmp_
 def test_a_sigterm_to_the_whole_process_group_saves_the_step_as_ctrl_c_does(tmp_path):
     """`timeout` and cluster schedulers signal every process of the job: the loader's workers died of it, and the
     training stopped with "a loader process ended without a word" instead of saving its step."""
-    import sys
-
     from conftest import interrupt_training
 
-    path, run = tmp_path / "pusht.zarr", tmp_path / "run"
-    record("pusht", 2, path, progress=False, obs_overrides={"pixels": {"height": 40, "width": 40}})
-    config = tmp_path / "pixels.yaml"
-    config.write_text(f"task: pusht\nalgorithm:\n  name: gcbc\n  goal_conditioned: false\ndata:\n  path: {path}\n"
-                      "  obs_keys: [rgb_top]\n  cache_max_gb: 0\ntrain:\n  steps: 100000\n  batch_size: 4\n"
-                      "  log_every: 1\n  loader_workers: 1\n")
-    command = [sys.executable, "-m", "roboil.cli", "train", str(config), "--out", str(run)]
+    command, run = training_read_by_a_worker(tmp_path)
     ignored = []
 
     def terminate_the_group(process):
