@@ -4,7 +4,6 @@ evaluator and deployment all step, so a policy sees at evaluation exactly the ar
 from __future__ import annotations
 
 import contextlib
-import signal
 import multiprocessing
 import traceback
 from pathlib import Path
@@ -15,7 +14,7 @@ import numpy as np
 
 from .actions import to_env_action
 from .config import make_observers
-from .errors import RoboilError, sigint_kept_from_children
+from .errors import RoboilError, leave_stops_to_the_main_process, sigint_kept_from_children
 from .plugins import PluginError, registry
 from .specs import Feature
 from .video import write_mp4, write_png
@@ -200,9 +199,7 @@ class EnvPool:
 
 def _serve(make_env: Callable[[], gym.Env], pipe) -> None:
     """A worker: build the env, then answer ``reset`` and ``step`` until ``close`` or until the main process goes."""
-    # a SIGTERM to the whole process group (`timeout`, a scheduler) is the main process's to handle, as Ctrl-C
-    # is (its mask keeps SIGINT from a worker): it ends the workers as it stops
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    leave_stops_to_the_main_process()
     env = None
     try:
         env = make_env()

@@ -89,6 +89,14 @@ def sigint_kept_from_children():
                 signal.raise_signal(signal.SIGINT)
 
 
+def leave_stops_to_the_main_process() -> None:
+    """In a worker process: a Ctrl-C, or a SIGTERM from `timeout` or a scheduler, reaches the whole process group;
+    it is the main process's to handle (a training saves its step first, then ends its workers). A worker that
+    took it would die, and the main process would stop on its death instead."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def interrupted() -> bool:
     return _interrupted
 

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from .errors import RoboilError, one_line
+from .errors import RoboilError, leave_stops_to_the_main_process, one_line
 from .keys import ACTION
 from .rows import RowReader
 from .sampler import WindowSampler
@@ -166,11 +166,7 @@ def _tensors(arrays: dict) -> Batch:
 
 def _set_up_worker(_: int) -> None:
     torch.set_num_threads(1)  # workers decode with numpy and the codecs; torch's threads would fight the model's
-    # a Ctrl-C (or a SIGTERM from `timeout` or a scheduler) reaches the whole process group: it is the training
-    # loop's to handle (it saves its step first, then ends the workers); a worker that took it would end, and the
-    # loop with "DataLoader worker exited unexpectedly"
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    leave_stops_to_the_main_process()  # a dead worker stopped training with "DataLoader worker exited unexpectedly"
     # the AVIF and JPEG XL decoders leave C++ threads whose exit-time destructors abort the process (a "killed by
     # signal" traceback as training ends); a worker has nothing to flush, so it leaves before they run
     atexit.register(os._exit, 0)

@@ -18,7 +18,6 @@ import json
 import math
 import random
 import shutil
-import signal
 import sys
 import time
 from functools import cached_property
@@ -38,7 +37,8 @@ from .checkpoint import (CHECKPOINTS, CONFIG_FILE, META_FILE, METRICS_FILE, RUN_
 from .config import Config, to_dict
 from .distributed import Ranks, launched_ranks
 from .envs import ObservedEnv
-from .errors import RoboilError, check_writable, claim_directory, interrupted, interrupts_deferred, one_line
+from .errors import (RoboilError, check_writable, claim_directory, interrupted, interrupts_deferred,
+                     leave_stops_to_the_main_process, one_line)
 from .keys import ACTION
 from .loader import batches as load_batches
 from .plugins import PluginError, registry
@@ -671,9 +671,8 @@ def train(config: Config, out_dir: str | Path, progress: bool = True) -> Path:
 
 
 def _worker_env(make: Callable[[], gym.Env]) -> gym.Env:
-    """An env in a worker process, which leaves a SIGTERM to the whole process group (`timeout`, a scheduler) to
-    the training, as Ctrl-C: it saves its step, then closes the workers."""
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    """An env in a worker process, which leaves a Ctrl-C or SIGTERM to the training (it saves its step first)."""
+    leave_stops_to_the_main_process()
     return make()
 
 
