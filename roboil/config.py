@@ -264,10 +264,12 @@ def check_train_keys(given: Mapping, train: TrainConfig, algorithm: str) -> None
     from .plugins import registry
 
     read = registry().get("algorithm", algorithm).train_keys
-    default = TrainConfig()
+    if read is None:  # the core's loop, or an own one that does not say
+        return
     if set(given) >= {f.name for f in dataclasses.fields(TrainConfig)}:
+        default = TrainConfig()
         given = [key for key in given if getattr(train, key) != getattr(default, key)]
-    if read is not None and (ignored := sorted(set(given) - {*CORE_TRAIN_KEYS, *read})):
+    if ignored := sorted(set(given) - {*CORE_TRAIN_KEYS, *read}):
         keys = ", ".join(f"train.{key}" for key in ignored)
         raise RoboilError(f"config key{'s' if len(ignored) > 1 else ''} {keys} {'are' if len(ignored) > 1 else 'is'} "
                           f"not used by algorithm '{algorithm}', which trains in its own loop applying "

@@ -45,6 +45,7 @@ EVAL_LOCK = ".eval.lock"
 # videos are written here while episodes play and moved into videos/ with the report naming them, so an
 # interrupted evaluation leaves the previous report's videos as they were
 STAGED_VIDEOS = "videos.partial"
+SHARD_FILES = "eval.shard-*-of-*.json"  # each shard's partial file (see _shard_path), until one gathers them
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
@@ -309,7 +310,8 @@ def _save_shard(out_dir: Path, evaluation: dict, shard: tuple[int, int], results
 
 
 def _same_evaluation(report: Path, evaluation: dict) -> bool:
-    """Whether ``report`` (an eval.json, maybe missing) holds ``evaluation``, however it was sharded."""
+    """Whether ``report`` (an eval.json or a shard's partial file, maybe missing) holds ``evaluation``, however it
+    was sharded."""
     try:
         theirs = json.loads(report.read_text())["evaluation"]
     except (OSError, ValueError, KeyError, TypeError):
@@ -330,7 +332,7 @@ def _read_shards(out_dir: Path, evaluation: dict, replacing: Path | None = None)
     checkpoint, seed, episode or shard count) is a one-line error, except ``replacing``, which this shard
     overwrites."""
     shards = {}
-    for path in sorted(out_dir.glob("eval.shard-*-of-*.json")):
+    for path in sorted(out_dir.glob(SHARD_FILES)):
         if path == replacing:
             continue
         try:
@@ -350,10 +352,9 @@ def _read_shards(out_dir: Path, evaluation: dict, replacing: Path | None = None)
 
 def _drop_shards_of(out_dir: Path, evaluation: dict) -> None:
     """Remove the partial files of ``evaluation`` however it was sharded (they would refuse a later sharding)."""
-    for path in out_dir.glob("eval.shard-*-of-*.json"):
-        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-            if {**json.loads(path.read_text())["evaluation"], "shards": None} == {**evaluation, "shards": None}:
-                path.unlink()
+    for path in out_dir.glob(SHARD_FILES):
+        if _same_evaluation(path, evaluation):
+            path.unlink(missing_ok=True)
 
 
 def _available_cores() -> int:

@@ -205,5 +205,6 @@ def _in_workers(sampler: WindowSampler, batch_size: int, rows: slice, workers: i
                           "nothing else killed it, the kernel did when memory ran out (`dmesg` says): use fewer "
                           "train.loader_workers or a smaller train.batch_size") from None
     finally:
-        # stops the workers now, not whenever the garbage collector gets to them
+        # stops the workers now, not whenever the garbage collector gets to them (its __del__ does the same, but
+        # a second Ctrl-C there could only be printed as "Exception ignored")
         _waited_through_interrupts(made._shutdown_workers)

@@ -16,10 +16,9 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from roboil import RoboilError
+from roboil import RoboilError, load_optimizer
 from roboil.replay import demonstration_states
 from roboil.sampler import gather
-from roboil.train import load_optimizer
 
 from .model import GailModel, imitation_reward, mix_rewards
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from roboil.train import load_optimizer
+from roboil import load_optimizer
 
 from .loop import Episodes, as_tensors, with_absorbing
 

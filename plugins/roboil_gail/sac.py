@@ -8,8 +8,8 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
+from roboil import load_optimizer
 from roboil.sampler import gather
-from roboil.train import load_optimizer
 
 from .loop import (Episodes, Transitions, as_tensors, bc_loss, cat_batches, demonstration_steps,
                    nested, with_absorbing)
